@@ -1,0 +1,114 @@
+// Package config is the model of the email OAuth 2.0 proxy's INI file: the
+// format the widely used Python proxy defines (see docs/compat.md). It loads
+// files written by any writer, validates them, renders them, and writes them
+// atomically under a lock.
+package config
+
+import "strings"
+
+// Protocol is the kind of listener a server section describes.
+type Protocol string
+
+const (
+	IMAP Protocol = "IMAP"
+	POP  Protocol = "POP"
+	SMTP Protocol = "SMTP"
+)
+
+// Flow is an OAuth 2.0 flow name as written in oauth2_flow.
+type Flow string
+
+const (
+	FlowAuthorizationCode Flow = "authorization_code"
+	FlowDevice            Flow = "device"
+	FlowClientCredentials Flow = "client_credentials"
+	FlowPassword          Flow = "password"
+	FlowServiceAccount    Flow = "service_account"
+)
+
+// Flows lists every flow the engine knows, in documentation order.
+var Flows = []Flow{FlowAuthorizationCode, FlowDevice, FlowClientCredentials, FlowPassword, FlowServiceAccount}
+
+// Global is the [emailproxy] section.
+type Global struct {
+	DeleteAccountTokenOnPasswordError         bool // default true
+	EncryptClientSecretOnFirstUse             bool
+	UseLoginPasswordAsClientCredentialsSecret bool
+	AllowCatchAllAccounts                     bool
+}
+
+// Server is one [IMAP-n], [POP-n] or [SMTP-n] section.
+type Server struct {
+	Section              string // e.g. "IMAP-2993"
+	Protocol             Protocol
+	LocalPort            int    // the n of the section name
+	LocalAddress         string // default "::" (dual stack); orbit writes 127.0.0.1
+	ServerAddress        string
+	ServerPort           int
+	ServerStartTLS       bool // SMTP only: server_starttls, or the legacy starttls key
+	LocalStartTLS        bool // SMTP only
+	LocalCertificatePath string
+	LocalKeyPath         string
+}
+
+// Account is the effective settings for one login name after catch-all
+// resolution ([user@domain], then [@domain], then [@]).
+type Account struct {
+	Name    string // the login username, e.g. alice@example.com
+	Section string // the section the settings were resolved from: "alice@example.com", "@example.com" or "@"
+
+	PermissionURL         string
+	TokenURL              string
+	Scope                 string
+	Resource              string
+	Flow                  Flow // as written; see EffectiveFlow
+	RedirectURI           string
+	RedirectListenAddress string
+	ClientID              string
+	ClientSecret          string
+	ClientSecretEncrypted string
+	UsePKCE               bool // orbit: on unless use_pkce is a false-ish value
+	JWTCertificatePath    string
+	JWTKeyPath            string
+
+	// Token fields written back by a proxy. Only ever read from the
+	// account's own section (TokenSalt/TokenIterations may be inherited).
+	Tokens InlineTokens
+}
+
+// InlineTokens are the written-back keys as they stand in an INI section.
+// Encrypted values stay encrypted here; pkg/emailproxy/tokens decodes them.
+type InlineTokens struct {
+	TokenSalt         string
+	TokenIterations   int // 0 when absent
+	AccessToken       string
+	AccessTokenExpiry int64
+	RefreshToken      string
+	LastActivity      int64
+}
+
+// EffectiveFlow is the flow that will really run. The Python proxy (and so
+// this engine) uses authorization_code whenever a permission_url is set and
+// the flow is not device, whatever oauth2_flow says; that is why the
+// senhasegura example (client_credentials plus a permission_url) makes the
+// admin visit a URL.
+func (a Account) EffectiveFlow() Flow {
+	if a.PermissionURL != "" && a.Flow != FlowDevice {
+		return FlowAuthorizationCode
+	}
+	if a.Flow == "" {
+		return FlowAuthorizationCode
+	}
+	return a.Flow
+}
+
+// Interactive reports whether the account's flow needs a person (browser or
+// device code) to authorise it.
+func (a Account) Interactive() bool {
+	f := a.EffectiveFlow()
+	return f == FlowAuthorizationCode || f == FlowDevice
+}
+
+// IsAccountSection reports whether an INI section name is an account
+// section: any name containing '@'.
+func IsAccountSection(name string) bool { return strings.Contains(name, "@") }
