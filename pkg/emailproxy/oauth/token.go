@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -85,7 +86,7 @@ func PostToken(ctx context.Context, hc *http.Client, tokenURL string, form url.V
 	if err != nil {
 		// *url.Error repeats the URL; keep only the cause's text.
 		var ue *url.Error
-		if ok := asURLError(err, &ue); ok {
+		if errors.As(err, &ue) {
 			err = ue.Err
 		}
 		return TokenResponse{}, fmt.Errorf("%w: %s: %v", ErrProviderUnavailable, redactURL(tokenURL), err)
@@ -117,14 +118,6 @@ func PostToken(ctx context.Context, hc *http.Client, tokenURL string, form url.V
 		return TokenResponse{}, fmt.Errorf("%w: %s answered without an access_token", ErrProviderRefused, redactURL(tokenURL))
 	}
 	return tr, nil
-}
-
-func asURLError(err error, target **url.Error) bool {
-	ue, ok := err.(*url.Error)
-	if ok {
-		*target = ue
-	}
-	return ok
 }
 
 // redactURL drops query and user info, which could carry secrets, so a URL
