@@ -1,0 +1,40 @@
+// Package factory holds what every command is built from: its streams,
+// orbit's own settings (viper), and the few process facts commands need.
+// Tests build a Factory over buffers and call commands' run functions.
+package factory
+
+import (
+	"os"
+	"time"
+
+	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/spf13/viper"
+)
+
+// Factory is the set of dependencies injected into every command.
+type Factory struct {
+	IO *iostreams.IOStreams
+	// Settings is orbit's own configuration: flag > ORBIT_* environment >
+	// settings file > default (see internal/cli/root and docs/configuration.md).
+	Settings *viper.Viper
+	// Executable is the path of the running orbit binary; the systemd unit
+	// runs this same binary as the engine.
+	Executable func() (string, error)
+	// Hostname names this appliance in default redirect URIs.
+	Hostname func() (string, error)
+	Now      func() time.Time
+	// Getenv reads the environment (secrets from ORBIT_OAUTH2_CLIENT_SECRET).
+	Getenv func(string) string
+}
+
+// New returns a Factory for the real process.
+func New(io *iostreams.IOStreams) *Factory {
+	return &Factory{
+		IO:         io,
+		Settings:   viper.New(),
+		Executable: os.Executable,
+		Hostname:   os.Hostname,
+		Now:        time.Now,
+		Getenv:     os.Getenv,
+	}
+}

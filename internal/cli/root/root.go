@@ -1,0 +1,186 @@
+// Package root builds orbit's root command and runs it: the one place where
+// arguments are normalised (-help), settings are layered (flag > ORBIT_*
+// environment > settings file > default), and errors become exit codes.
+package root
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/senhasegura/orbit/internal/cli/factory"
+	"github.com/senhasegura/orbit/internal/cli/family"
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// DefaultSettingsPath is orbit's own settings file (YAML, TOML or JSON by
+// extension). Keys are flag names: `output: json` applies to every command
+// that has --output. ORBIT_SETTINGS or --settings name another file.
+const DefaultSettingsPath = "/etc/orbit/orbit.yaml"
+
+// Main runs orbit with args (without the program name) and returns the
+// process exit code.
+func Main(ctx context.Context, args []string, io *iostreams.IOStreams) int {
+	f := factory.New(io)
+	cmd := New(f)
+	cmd.SetArgs(NormalizeArgs(args))
+	err := cmd.ExecuteContext(ctx)
+	code := exitcode.Of(err)
+	if err != nil {
+		if ctx.Err() != nil && code == exitcode.Error {
+			code = exitcode.Interrupted
+		}
+		if msg := err.Error(); msg != "" && !isSilent(err) {
+			fmt.Fprintf(io.ErrOut, "orbit: %s\n", msg)
+		}
+	}
+	return int(code)
+}
+
+func isSilent(err error) bool {
+	var ee *exitcode.ExitError
+	return errors.As(err, &ee) && ee.Err == nil
+}
+
+// NormalizeArgs rewrites the single-dash -help (which the product docs tell
+// admins to type) to --help. pflag would otherwise read it as the shorthand
+// cluster -h -e -l -p. Nothing after a bare "--" is touched: those words
+// belong to whatever comes after.
+func NormalizeArgs(args []string) []string {
+	out := make([]string, len(args))
+	copy(out, args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		if a == "-help" {
+			out[i] = "--help"
+		}
+	}
+	return out
+}
+
+// New builds the root command with every registered family.
+func New(f *factory.Factory) *cobra.Command {
+	var settingsPath string
+	cmd := &cobra.Command{
+		Use:   "orbit <command> [flags]",
+		Short: "Operate the vault appliance",
+		Long: `orbit is the operator CLI of the vault appliance. Run it over SSH as the
+administrative user, from provisioning scripts, or from a shell with completion.
+
+Every command accepts -h, --help and -help. Exit codes are listed in
+docs/exit-codes.md; commands with --output json print machine-readable output.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
+			return applySettings(c, f, settingsPath)
+		},
+	}
+	cmd.PersistentFlags().StringVar(&settingsPath, "settings", "", "orbit's own settings file (default "+DefaultSettingsPath+", or $ORBIT_SETTINGS)")
+	cmd.SetIn(f.IO.In)
+	cmd.SetOut(f.IO.Out)
+	cmd.SetErr(f.IO.ErrOut)
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return exitcode.Withf(exitcode.Usage, "%v\nRun '%s --help' for usage.", err, c.CommandPath())
+	})
+	cmd.AddCommand(newVersionCmd(f))
+	for _, c := range family.Commands(f) {
+		cmd.AddCommand(c)
+	}
+	// cobra adds its completion command lazily; add it now so help lists it
+	// and so the walk below gives it usage errors like every other command.
+	cmd.InitDefaultCompletionCmd()
+	walk(cmd, func(c *cobra.Command) { makeUsageErrors(c) })
+	return cmd
+}
+
+func walk(c *cobra.Command, fn func(*cobra.Command)) {
+	fn(c)
+	for _, sub := range c.Commands() {
+		walk(sub, fn)
+	}
+}
+
+// makeUsageErrors gives argument errors the usage exit code, and makes a
+// group command (one with only subcommands) reject unknown subcommands with
+// a usage error instead of printing help and exiting 0.
+func makeUsageErrors(c *cobra.Command) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return c.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+			}
+			return exitcode.Withf(exitcode.Usage, "%s\nRun '%s --help' for usage.", msg, c.CommandPath())
+		}
+		return
+	}
+	if c.Args != nil {
+		inner := c.Args
+		c.Args = func(c *cobra.Command, args []string) error {
+			if err := inner(c, args); err != nil {
+				return exitcode.Withf(exitcode.Usage, "%v\nRun '%s --help' for usage.", err, c.CommandPath())
+			}
+			return nil
+		}
+	}
+}
+
+// applySettings fills every flag the user did not set from ORBIT_<FLAG>
+// (dashes as underscores) or from the settings file, in that order, so
+// commands read one value whatever its source.
+func applySettings(c *cobra.Command, f *factory.Factory, explicit string) error {
+	v := f.Settings
+	v.SetEnvPrefix("ORBIT")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+
+	path, mustExist := explicit, explicit != ""
+	if path == "" {
+		if p := f.Getenv("ORBIT_SETTINGS"); p != "" {
+			path, mustExist = p, true
+		} else {
+			path = DefaultSettingsPath
+		}
+	}
+	v.SetConfigFile(path)
+	if err := v.ReadInConfig(); err != nil {
+		var pe *fs.PathError
+		notFound := errors.As(err, &pe) && errors.Is(pe.Err, fs.ErrNotExist)
+		if !notFound || mustExist {
+			return exitcode.Withf(exitcode.Invalid, "reading settings file %s: %v\nFix the file, or name another with --settings or ORBIT_SETTINGS.", path, err)
+		}
+	}
+
+	var firstErr error
+	c.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || firstErr != nil || fl.Name == "help" || fl.Name == "settings" {
+			return
+		}
+		if !v.IsSet(fl.Name) {
+			return
+		}
+		val := v.GetString(fl.Name)
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			if err := sv.Replace(v.GetStringSlice(fl.Name)); err != nil {
+				firstErr = err
+			}
+			return
+		}
+		if err := fl.Value.Set(val); err != nil {
+			firstErr = exitcode.Withf(exitcode.Usage, "--%s from environment or settings file: %v", fl.Name, err)
+		}
+	})
+	return firstErr
+}
+

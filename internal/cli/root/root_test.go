@@ -1,0 +1,109 @@
+package root
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
+)
+
+func run(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	// Never read the machine's real settings file from a test.
+	if _, ok := env["ORBIT_SETTINGS"]; !ok {
+		t.Setenv("ORBIT_SETTINGS", "")
+	}
+	io, _, out, errOut := iostreams.Test()
+	code = Main(context.Background(), args, io)
+	return code, out.String(), errOut.String()
+}
+
+func TestNormalizeArgs(t *testing.T) {
+	tests := []struct {
+		in, want []string
+	}{
+		{[]string{"-help"}, []string{"--help"}},
+		{[]string{"email-oauth2-proxy", "-help"}, []string{"email-oauth2-proxy", "--help"}},
+		{[]string{"x", "--", "-help"}, []string{"x", "--", "-help"}},
+		{[]string{"-h"}, []string{"-h"}},
+		{[]string{"--help"}, []string{"--help"}},
+		{[]string{"-helpful"}, []string{"-helpful"}},
+	}
+	for _, tt := range tests {
+		got := NormalizeArgs(tt.in)
+		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("NormalizeArgs(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestHelpForms(t *testing.T) {
+	for _, path := range [][]string{{}, {"version"}} {
+		_, want, _ := run(t, nil, append(path, "--help")...)
+		if want == "" {
+			t.Fatalf("%v --help printed nothing", path)
+		}
+		for _, form := range []string{"-help", "-h"} {
+			code, got, errOut := run(t, nil, append(path, form)...)
+			if code != 0 || got != want {
+				t.Errorf("%v %s: exit %d, stderr %q; output differs from --help:\n%s", path, form, code, errOut, got)
+			}
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bogus"}, `unknown command "bogus"`},
+		{[]string{"--bogus"}, "unknown flag: --bogus"},
+		{[]string{"version", "extra"}, "unknown command"},
+		{[]string{"version", "--output", "yaml"}, `"yaml" is not an output format`},
+	}
+	for _, tt := range tests {
+		code, _, errOut := run(t, nil, tt.args...)
+		if code != int(exitcode.Usage) || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d containing %q", tt.args, code, errOut, exitcode.Usage, tt.want)
+		}
+	}
+}
+
+func TestVersionJSONAndSettingsPrecedence(t *testing.T) {
+	code, out, errOut := run(t, nil, "version", "--output", "json")
+	if code != 0 || !strings.Contains(out, `"go_version"`) {
+		t.Fatalf("version --output json: exit %d, %q %q", code, out, errOut)
+	}
+	// Environment fills an unset flag...
+	code, out, _ = run(t, map[string]string{"ORBIT_OUTPUT": "json"}, "version")
+	if code != 0 || !strings.HasPrefix(out, "{") {
+		t.Errorf("ORBIT_OUTPUT=json: got %q", out)
+	}
+	// ...but an explicit flag wins over it.
+	code, out, _ = run(t, map[string]string{"ORBIT_OUTPUT": "json"}, "version", "--output", "text")
+	if code != 0 || !strings.HasPrefix(out, "orbit ") {
+		t.Errorf("--output text over ORBIT_OUTPUT=json: got %q", out)
+	}
+	// The settings file is below the environment.
+	dir := t.TempDir()
+	path := dir + "/orbit.yaml"
+	writeFile(t, path, "output: json\n")
+	code, out, _ = run(t, map[string]string{"ORBIT_SETTINGS": path}, "version")
+	if code != 0 || !strings.HasPrefix(out, "{") {
+		t.Errorf("settings output: json: got %q", out)
+	}
+	code, out, _ = run(t, map[string]string{"ORBIT_SETTINGS": path, "ORBIT_OUTPUT": "text"}, "version")
+	if code != 0 || !strings.HasPrefix(out, "orbit ") {
+		t.Errorf("env over settings file: got %q", out)
+	}
+	code, _, errOut = run(t, map[string]string{"ORBIT_SETTINGS": dir + "/missing.yaml"}, "version")
+	if code != int(exitcode.Invalid) || !strings.Contains(errOut, "missing.yaml") {
+		t.Errorf("missing explicit settings file: exit %d, %q", code, errOut)
+	}
+}

@@ -1,0 +1,93 @@
+// Package exitcode is orbit's table of process exit codes. Every command
+// returns errors; only cli.Main turns them into a number, through this table,
+// so scripts can rely on the same code meaning the same thing everywhere.
+// docs/exit-codes.md documents the table; a test keeps the two in step.
+package exitcode
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a process exit status.
+type Code int
+
+const (
+	OK          Code = 0   // success
+	Error       Code = 1   // a failure not covered below
+	Usage       Code = 2   // unknown command or flag, bad flag value, wrong number of arguments
+	NotRunning  Code = 3   // status: the service is not running (as systemctl status and LSB)
+	Invalid     Code = 4   // the configuration or input is invalid; nothing was changed
+	Exists      Code = 5   // the target exists and overwriting was not confirmed (--force)
+	NoSystemd   Code = 6   // systemd or its D-Bus API is not available on this machine
+	Failed      Code = 7   // the service manager ran the job and it failed (unit did not start/stop)
+	Timeout     Code = 8   // waited for something (--timeout) that did not happen in time
+	Permission  Code = 10  // permission denied (run as root or the file's owner)
+	Interrupted Code = 130 // interrupted by SIGINT/SIGTERM
+)
+
+// Table lists every code with its meaning, in order, for documentation and
+// for the test that checks docs/exit-codes.md.
+var Table = []struct {
+	Code    Code
+	Name    string
+	Meaning string
+}{
+	{OK, "ok", "Success. `config validate` also exits 0 when it found only warnings."},
+	{Error, "error", "A failure not covered below (I/O error, unexpected answer)."},
+	{Usage, "usage", "Unknown command or flag, a bad flag value, or the wrong number of arguments."},
+	{NotRunning, "not-running", "`status`: the proxy's unit is not running (as `systemctl status`)."},
+	{Invalid, "invalid", "The configuration or the flags are invalid; nothing was written."},
+	{Exists, "exists", "The file exists and overwriting was not confirmed: pass `--force`."},
+	{NoSystemd, "no-systemd", "systemd (or its D-Bus API) is not available on this machine."},
+	{Failed, "failed", "systemd ran the job and it failed: the unit did not start, stop or restart."},
+	{Timeout, "timeout", "A wait (`--timeout`) ended before what was waited for happened."},
+	{Permission, "permission", "Permission denied: run as root (or as the owner of the file)."},
+	{Interrupted, "interrupted", "Interrupted by a signal (Ctrl-C)."},
+}
+
+// Error carries an exit code with an error. Commands return it (wrapped or
+// not); Of finds it with errors.As.
+type ExitError struct {
+	Code Code
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// With attaches code to err. A nil err stays nil.
+func With(code Code, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ExitError{Code: code, Err: err}
+}
+
+// Withf is With over fmt.Errorf.
+func Withf(code Code, format string, args ...any) error {
+	return &ExitError{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// Silent is an exit status that has already been reported to the user
+// (status printing "inactive" and exiting 3, say): Main prints nothing more.
+func Silent(code Code) error { return &ExitError{Code: code} }
+
+// Of maps an error to its exit code: the code of the outermost ExitError in
+// its chain, OK for nil, Error otherwise.
+func Of(err error) Code {
+	if err == nil {
+		return OK
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return Error
+}
