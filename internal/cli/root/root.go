@@ -183,4 +183,3 @@ func applySettings(c *cobra.Command, f *factory.Factory, explicit string) error 
 	})
 	return firstErr
 }
-
