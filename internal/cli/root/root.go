@@ -171,13 +171,16 @@ func applySettings(c *cobra.Command, f *factory.Factory, explicit string) error 
 			return
 		}
 		val := v.GetString(fl.Name)
+		// Marking the flag changed lets commands treat a value from the
+		// environment or settings file as explicit (it beats a preset).
 		if sv, ok := fl.Value.(pflag.SliceValue); ok {
 			if err := sv.Replace(v.GetStringSlice(fl.Name)); err != nil {
 				firstErr = err
 			}
+			fl.Changed = true
 			return
 		}
-		if err := fl.Value.Set(val); err != nil {
+		if err := c.Flags().Set(fl.Name, val); err != nil {
 			firstErr = exitcode.Withf(exitcode.Usage, "--%s from environment or settings file: %v", fl.Name, err)
 		}
 	})

@@ -1,0 +1,61 @@
+# orbit: build, install, test. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+PREFIX ?= /usr/local
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+export PATH := $(PATH):/usr/local/go/bin:$(GOBIN_DIR)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -s -w \
+  -X github.com/senhasegura/orbit/internal/buildinfo.Version=$(VERSION) \
+  -X github.com/senhasegura/orbit/internal/buildinfo.Commit=$(COMMIT) \
+  -X github.com/senhasegura/orbit/internal/buildinfo.Date=$(DATE)
+
+.PHONY: help build install deps test unit e2e lint bench generate check-generated clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+build: ## build ./bin/orbit (static, no cgo)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/orbit ./cmd/orbit
+
+install: build ## install orbit, completions and man pages under $(PREFIX), then show the proxy's commands
+	install -D -m 0755 bin/orbit $(DESTDIR)$(PREFIX)/bin/orbit
+	install -D -m 0644 completions/orbit.bash $(DESTDIR)/usr/share/bash-completion/completions/orbit
+	install -D -m 0644 completions/orbit.zsh $(DESTDIR)/usr/share/zsh/vendor-completions/_orbit
+	install -D -m 0644 completions/orbit.fish $(DESTDIR)/usr/share/fish/vendor_completions.d/orbit.fish
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	$(DESTDIR)$(PREFIX)/bin/orbit version
+	$(DESTDIR)$(PREFIX)/bin/orbit email-oauth2-proxy -help
+
+deps: ## install what the tests need (Dovecot, systemd, curl, python3, staticcheck); needs root
+	bash .ci/install-deps.sh
+
+test: deps lint ## everything CI runs: deps, vet, staticcheck, generated files fresh, all tests
+	$(GO) test -count=1 -timeout 15m ./...
+
+unit: ## the quick tests (those needing root, systemd or Dovecot skip with a reason when not root)
+	$(GO) test -short ./...
+
+e2e: ## the end-to-end scenarios against Dovecot, the fake provider and a sandboxed systemd (root)
+	$(GO) test -count=1 -timeout 15m -run 'E2E|Sandbox' ./internal/e2e/... ./internal/systemd/...
+
+lint: check-generated ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+
+generate: ## regenerate completions/ and docs/ (command reference, man pages)
+	$(GO) run ./internal/gendocs -out .
+
+check-generated: ## fail when completions/ or the generated docs are stale
+	$(GO) run ./internal/gendocs -out . -check
+
+bench: ## benchmarks (token store, proxy pipe, config); compare runs with benchstat
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... | tee bench.txt
+
+clean:
+	rm -rf bin dist bench.txt
