@@ -121,13 +121,22 @@ func (g ServiceAccountGrant) Form() url.Values {
 	return url.Values{"grant_type": {JWTBearerGrantType}, "assertion": {g.Assertion}}
 }
 
-// ServiceAccountAssertion makes the JWT bearer grant for a Google service
+// ServiceAccountAssertion is ServiceAccountGrant's assertion alone, the
+// shape oauth.AssertionSigner asks for. The caller posts it to token_url;
+// for Google that is the same endpoint as the key's token_uri, which is the
+// assertion's audience.
+func (s *Signer) ServiceAccountAssertion(acct config.Account, username string) (string, error) {
+	g, err := s.ServiceAccountGrant(acct, username)
+	return g.Assertion, err
+}
+
+// ServiceAccountGrant makes the JWT bearer grant for a Google service
 // account acting as username (domain-wide delegation). Like the Python
 // proxy, the account says where the key is through client_id: "file" means
 // client_secret is the path of the JSON key file, "key" means client_secret
 // is the JSON key itself. Claims: iss = the key's client_email, scope =
 // oauth2_scope, aud = the key's token_uri, sub = username, iat, exp.
-func (s *Signer) ServiceAccountAssertion(acct config.Account, username string) (ServiceAccountGrant, error) {
+func (s *Signer) ServiceAccountGrant(acct config.Account, username string) (ServiceAccountGrant, error) {
 	if username == "" {
 		username = acct.Name
 	}

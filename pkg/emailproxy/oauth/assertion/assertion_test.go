@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
 
 var (
@@ -295,7 +296,7 @@ func TestServiceAccountAssertion(t *testing.T) {
 				ClientID: tc.clientID, ClientSecret: tc.secret,
 				Scope: "https://mail.google.com/", TokenURL: "https://ignored.example.test/token",
 			}
-			g, err := s.ServiceAccountAssertion(acct, "bob@example.com")
+			g, err := s.ServiceAccountGrant(acct, "bob@example.com")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,6 +321,9 @@ func TestServiceAccountAssertion(t *testing.T) {
 			}
 			if iat, exp := num(t, claims["iat"]), num(t, claims["exp"]); iat != fixedNow.Unix() || exp != iat+3600 {
 				t.Errorf("iat, exp = %d, %d; want %d and one hour later", iat, exp, fixedNow.Unix())
+			}
+			if jwt, err := s.ServiceAccountAssertion(acct, "bob@example.com"); err != nil || strings.Count(jwt, ".") != 2 {
+				t.Errorf("ServiceAccountAssertion = %q, %v", jwt, err)
 			}
 			f := g.Form()
 			if f.Get("grant_type") != JWTBearerGrantType || f.Get("assertion") != g.Assertion {
@@ -400,3 +404,7 @@ func BenchmarkClientAssertion(b *testing.B) {
 		}
 	}
 }
+
+// The token manager holds a Signer through its own interface; this breaks
+// the build if the two drift apart.
+var _ oauth.AssertionSigner = (*Signer)(nil)
