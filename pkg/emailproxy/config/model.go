@@ -1,7 +1,3 @@
-// Package config is the model of the email OAuth 2.0 proxy's INI file: the
-// format the widely used Python proxy defines (see docs/compat.md). It loads
-// files written by any writer, validates them, renders them, and writes them
-// atomically under a lock.
 package config
 
 import "strings"

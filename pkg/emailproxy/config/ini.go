@@ -1,0 +1,251 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The reader below follows Python's configparser (ConfigParser with
+// interpolation=None and its defaults: '=' and ':' delimiters, '#' and ';'
+// full-line comments only, no inline comments, strict duplicates, values
+// continued on deeper-indented lines, [DEFAULT] as the defaults section),
+// because that is the reader that defines the format: a file must mean the
+// same thing to both engines. It keeps every line so that Apply can edit a
+// file without disturbing comments, order or anything it does not own.
+
+// DefaultSection is configparser's defaults section: its keys are visible in
+// every other section unless the section sets them itself.
+const DefaultSection = "DEFAULT"
+
+type lineKind uint8
+
+const (
+	blankLine   lineKind = iota // empty or only white space
+	commentLine                 // first non-space character is '#' or ';'
+	headerLine                  // [section]
+	keyLine                     // option = value
+	contLine                    // deeper-indented continuation of the previous value
+)
+
+type rawLine struct {
+	text string // without the line ending
+	kind lineKind
+}
+
+// entry is one option as configparser stores it.
+type entry struct {
+	name  string // lower-cased option name
+	value string // continuation lines joined with "\n", right-trimmed
+	line  int    // 1-based line of the option
+}
+
+// section is one [name] block. Keys keep file order.
+type section struct {
+	name string
+	line int // 1-based line of the header
+	keys []*entry
+}
+
+func (s *section) get(name string) (*entry, bool) {
+	for _, e := range s.keys {
+		if e.name == name {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// document is a parsed file: the sections (configparser's view) and the
+// lines they came from (the editor's view).
+type document struct {
+	lines    []rawLine
+	crlf     bool // the file used \r\n line endings
+	finalEOL bool // the last line ended with a line ending
+	defaults *section
+	sections []*section // in file order, without DEFAULT
+}
+
+func (d *document) section(name string) (*section, bool) {
+	if name == DefaultSection {
+		return d.defaults, d.defaults != nil
+	}
+	for _, s := range d.sections {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// SyntaxError is a line that the Python proxy's reader rejects too, so the
+// file cannot be used by either engine until it is fixed.
+type SyntaxError struct {
+	Path string // "" when parsed from memory without a name
+	Line int    // 1-based
+	Msg  string
+}
+
+func (e *SyntaxError) Error() string {
+	p := e.Path
+	if p == "" {
+		p = "<config>"
+	}
+	return fmt.Sprintf("%s:%d: %s", p, e.Line, e.Msg)
+}
+
+// ErrSyntax is matched (errors.Is) by every *SyntaxError.
+var ErrSyntax = errors.New("config syntax error")
+
+func (e *SyntaxError) Is(target error) bool { return target == ErrSyntax }
+
+// parseDocument reads data the way configparser does. Every problem
+// configparser would raise is returned, each with its line, joined.
+func parseDocument(data []byte, path string) (*document, error) {
+	text := string(data)
+	text = strings.TrimPrefix(text, "\ufeff") // configparser reads with utf-8-sig in practice; a BOM is not part of the first header
+	d := &document{}
+	if strings.Contains(text, "\r\n") {
+		d.crlf = true
+	}
+	text = strings.ReplaceAll(text, "\r\n", "\n")
+	if text != "" {
+		d.finalEOL = strings.HasSuffix(text, "\n")
+		text = strings.TrimSuffix(text, "\n")
+		for _, l := range strings.Split(text, "\n") {
+			d.lines = append(d.lines, rawLine{text: l})
+		}
+	}
+
+	var (
+		errs      []error
+		cur       *section
+		curEntry  *entry
+		contParts []string // the value lines of curEntry, blank lines included
+		indent    = -1     // indent of the current option line; -1 = no value open
+		seenSect  = map[string]bool{}
+		seenKey   = map[string]bool{}
+	)
+	fail := func(i int, format string, a ...any) {
+		errs = append(errs, &SyntaxError{Path: path, Line: i + 1, Msg: fmt.Sprintf(format, a...)})
+	}
+	closeEntry := func() {
+		if curEntry != nil {
+			curEntry.value = strings.TrimRight(strings.Join(contParts, "\n"), " \t\r\n\f\v")
+		}
+		curEntry, contParts = nil, nil
+	}
+
+	for i := range d.lines {
+		raw := d.lines[i].text
+		stripped := strings.TrimSpace(raw)
+		if strings.HasPrefix(stripped, "#") || strings.HasPrefix(stripped, ";") {
+			// A comment inside a multi-line value neither ends the value
+			// nor becomes part of it, exactly as configparser does.
+			d.lines[i].kind = commentLine
+			continue
+		}
+		if stripped == "" {
+			d.lines[i].kind = blankLine
+			if curEntry != nil {
+				contParts = append(contParts, "")
+			}
+			continue
+		}
+		lead := len(raw) - len(strings.TrimLeft(raw, " \t\f\v"))
+		if curEntry != nil && lead > indent {
+			d.lines[i].kind = contLine
+			contParts = append(contParts, stripped)
+			continue
+		}
+		closeEntry()
+		indent = lead
+		if name, ok := headerName(stripped); ok {
+			d.lines[i].kind = headerLine
+			if name == DefaultSection {
+				if d.defaults == nil {
+					d.defaults = &section{name: name, line: i + 1}
+				}
+				cur = d.defaults
+				continue
+			}
+			if seenSect[name] {
+				fail(i, "section [%s] appears a second time (first at line %d); merge the two sections into one", name, mustSection(d, name).line)
+				cur = mustSection(d, name)
+				continue
+			}
+			seenSect[name] = true
+			cur = &section{name: name, line: i + 1}
+			d.sections = append(d.sections, cur)
+			continue
+		}
+		if cur == nil {
+			fail(i, "this line comes before any [section] header; move it under a section such as [emailproxy] or delete it")
+			continue
+		}
+		k := strings.IndexAny(stripped, "=:")
+		if k < 0 {
+			// The line's text is not repeated: a stray line may be a pasted secret.
+			fail(i, "this line is neither a [section] header nor a key = value line; fix it or comment it out with '#'")
+			continue
+		}
+		name := strings.ToLower(strings.TrimSpace(stripped[:k]))
+		if name == "" {
+			fail(i, "line starts with %q but has no key name before it", stripped[k:k+1])
+			continue
+		}
+		d.lines[i].kind = keyLine
+		id := cur.name + "\x00" + name
+		if seenKey[id] {
+			prev, _ := cur.get(name)
+			fail(i, "key %q appears a second time in [%s] (first at line %d); keep only one", name, cur.name, prev.line)
+			curEntry = &entry{name: name} // swallows its continuation lines; never stored
+			contParts = nil
+			continue
+		}
+		seenKey[id] = true
+		curEntry = &entry{name: name, line: i + 1}
+		contParts = []string{strings.TrimSpace(stripped[k+1:])}
+		cur.keys = append(cur.keys, curEntry)
+	}
+	closeEntry()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return d, nil
+}
+
+func mustSection(d *document, name string) *section {
+	s, _ := d.section(name)
+	return s
+}
+
+// headerName applies configparser's SECTCRE, \[(?P<header>.+)\], to a
+// stripped line: the name runs from the first '[' to the last ']', and
+// anything after that ']' is ignored.
+func headerName(stripped string) (string, bool) {
+	if !strings.HasPrefix(stripped, "[") {
+		return "", false
+	}
+	end := strings.LastIndexByte(stripped, ']')
+	if end < 2 {
+		return "", false
+	}
+	return stripped[1:end], true
+}
+
+// render writes the lines back with the file's own line endings.
+func (d *document) render() []byte {
+	eol := "\n"
+	if d.crlf {
+		eol = "\r\n"
+	}
+	var b strings.Builder
+	for i, l := range d.lines {
+		b.WriteString(l.text)
+		if i < len(d.lines)-1 || d.finalEOL {
+			b.WriteString(eol)
+		}
+	}
+	return []byte(b.String())
+}
