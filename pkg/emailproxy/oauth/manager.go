@@ -1,0 +1,563 @@
+package oauth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
+)
+
+// RefreshMargin: a stored access token with less than this left is renewed
+// before use, so a token never expires in the middle of a session's login.
+const RefreshMargin = 600 * time.Second
+
+// DefaultRequestTimeout bounds one token request when Options.RequestTimeout
+// is zero.
+const DefaultRequestTimeout = 30 * time.Second
+
+// Options configures a Manager. Accounts and Store are required.
+type Options struct {
+	// Accounts resolves login names; asked on every login, so reloads apply.
+	Accounts AccountSource
+	// Store keeps each account's tokens encrypted under its login password.
+	Store tokens.Store
+	// HTTPClient sends token requests; nil means a client with
+	// RequestTimeout.
+	HTTPClient *http.Client
+	// Logger receives events with "message_id" (pkg/emailproxy/events),
+	// "account" and "reason"; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Interactive runs authorization_code and device flows; nil makes
+	// those accounts answer ErrNeedsAuthorization.
+	Interactive Authorizer
+	// Assertions signs client assertions (jwt_certificate_path and
+	// jwt_key_path) and service account grants; nil makes such accounts
+	// fail with ErrNoAssertionSigner.
+	Assertions AssertionSigner
+	// StatusFile is where the per-account status is mirrored as JSON (see
+	// Status); empty keeps it in memory only. `serve` passes
+	// DefaultStatusFile.
+	StatusFile string
+	// OnClientSecretEncrypted is called after encrypt_client_secret_on_first_use
+	// stored client_secret_encrypted for an account whose client_secret came
+	// from the file, so the engine can rewrite the file without client_secret
+	// (the Python proxy does that). acct.Section says where the secret came
+	// from: a hook must only remove it from the account's own section
+	// (Section == Name), never from a shared [@domain] or [@] section that
+	// other accounts still read. nil leaves the file alone: the plain
+	// client_secret keeps winning, which is harmless.
+	OnClientSecretEncrypted func(ctx context.Context, acct config.Account) error
+	// RequestTimeout bounds each token request; zero means
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
+}
+
+// Manager turns a client's plain login into an access token: it implements
+// proxy.Authenticator. It is safe for concurrent use.
+//
+// How logins are kept cheap and correct at once:
+//   - A valid access token is kept in memory per account together with an
+//     HMAC (under a per-process random key) of the login password that opened
+//     it, so a login with that password and a token that is still valid costs
+//     one HMAC and no key derivation, no store read and no request.
+//   - Everything else runs in a flight keyed by account and password HMAC
+//     (singleflight): concurrent logins with the same password share one
+//     store read and at most one token request, and a login with another
+//     password can never receive a result it did not open itself.
+//   - Flights of one account are serialised by a per-account lock, so at most
+//     one token request (or interactive authorisation) per account is in
+//     flight, and a second password's flight sees what the first one stored.
+//   - A flight is detached from the client that started it: a client that
+//     disconnects does not cancel the refresh others wait for. Each token
+//     request has its own time-out, and an Authorizer its own.
+type Manager struct {
+	src         AccountSource
+	store       tokens.Store
+	hc          *http.Client
+	log         *slog.Logger
+	now         func() time.Time
+	interactive Authorizer
+	signer      AssertionSigner
+	onSecret    func(context.Context, config.Account) error
+	reqTimeout  time.Duration
+
+	macKey  [32]byte
+	flights singleflight.Group
+
+	cacheMu sync.RWMutex
+	cache   map[string]cachedToken
+
+	locksMu sync.Mutex
+	locks   map[string]*accountLock
+
+	status *statusBook
+}
+
+type cachedToken struct {
+	mac    [sha256.Size]byte
+	token  string
+	expiry time.Time
+	flow   config.Flow
+}
+
+type accountLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// NewManager checks the options and returns a ready Manager. If StatusFile
+// holds a previous run's status, authorised and failing entries carry over.
+func NewManager(opts Options) (*Manager, error) {
+	if opts.Accounts == nil {
+		return nil, errors.New("oauth.NewManager: Options.Accounts is required")
+	}
+	if opts.Store == nil {
+		return nil, errors.New("oauth.NewManager: Options.Store is required")
+	}
+	m := &Manager{
+		src:         opts.Accounts,
+		store:       opts.Store,
+		hc:          opts.HTTPClient,
+		log:         opts.Logger,
+		now:         opts.Now,
+		interactive: opts.Interactive,
+		signer:      opts.Assertions,
+		onSecret:    opts.OnClientSecretEncrypted,
+		reqTimeout:  opts.RequestTimeout,
+		cache:       map[string]cachedToken{},
+		locks:       map[string]*accountLock{},
+	}
+	if m.reqTimeout <= 0 {
+		m.reqTimeout = DefaultRequestTimeout
+	}
+	if m.hc == nil {
+		m.hc = &http.Client{Timeout: m.reqTimeout}
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if _, err := rand.Read(m.macKey[:]); err != nil {
+		return nil, fmt.Errorf("oauth.NewManager: no randomness for the password cache key: %w", err)
+	}
+	m.status = newStatusBook(opts.StatusFile, m.now, m.log)
+	return m, nil
+}
+
+// AccessToken returns a valid access token for the account named username,
+// with password being the client's login password. See the package errors
+// for what failures wrap; every error's text is safe to show the client.
+func (m *Manager) AccessToken(ctx context.Context, username, password string) (string, error) {
+	acct, ok := m.src.Account(username)
+	if !ok {
+		return "", &loginError{
+			msg: fmt.Sprintf("Login failed - account %s is not configured: add it with `orbit email-oauth2-proxy register`, "+
+				"or set allow_catch_all_accounts = True with an [@domain] or [@] section", printable(username)),
+			err: ErrUnknownAccount,
+		}
+	}
+	if acct.Name == "" {
+		acct.Name = username
+	}
+	mac := m.passwordMAC(acct.Name, password)
+	if tok, ok := m.cached(acct.Name, mac, m.now()); ok {
+		m.status.authorised(acct.Name, tok.flow, tok.expiry)
+		return tok.token, nil
+	}
+
+	// The flight outlives the client that starts it (see Manager), but
+	// keeps its context's values.
+	flightCtx := context.WithoutCancel(ctx)
+	ch := m.flights.DoChan(acct.Name+"\x00"+string(mac[:]), func() (any, error) {
+		return m.obtain(flightCtx, acct, password, mac)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		if acct.Interactive() {
+			return "", &loginError{
+				msg: fmt.Sprintf("Login failed for account %s - it is still waiting for an administrator to authorise it: "+
+					"open the URL shown by `orbit email-oauth2-proxy logs --auth-url`, then log in again", printable(acct.Name)),
+				err: fmt.Errorf("%w: %w", ErrNeedsAuthorization, ctx.Err()),
+			}
+		}
+		return "", &loginError{
+			msg: fmt.Sprintf("Login failed for account %s - gave up waiting for the token endpoint; retry", printable(acct.Name)),
+			err: fmt.Errorf("%w: %w", ErrProviderUnavailable, ctx.Err()),
+		}
+	}
+}
+
+// SetPending records that account waits for a person to open authURL; the
+// Authorizer calls it when it announces the URL. It implements
+// PendingReporter.
+func (m *Manager) SetPending(account, authURL string) {
+	m.status.waiting(account, m.flowOf(account), authURL, "")
+}
+
+// SetPendingDevice is SetPending for the device flow: the person opens
+// verificationURI and types userCode.
+func (m *Manager) SetPendingDevice(account, verificationURI, userCode string) {
+	m.status.waiting(account, config.FlowDevice, verificationURI, userCode)
+}
+
+// Status returns the current per-account status (the status file's content).
+func (m *Manager) Status() Status { return m.status.snapshot() }
+
+func (m *Manager) flowOf(account string) config.Flow {
+	if a, ok := m.src.Account(account); ok {
+		return a.EffectiveFlow()
+	}
+	return ""
+}
+
+func (m *Manager) passwordMAC(account, password string) [sha256.Size]byte {
+	h := hmac.New(sha256.New, m.macKey[:])
+	h.Write([]byte(account))
+	h.Write([]byte{0})
+	h.Write([]byte(password))
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func (m *Manager) cached(account string, mac [sha256.Size]byte, now time.Time) (cachedToken, bool) {
+	m.cacheMu.RLock()
+	c, ok := m.cache[account]
+	m.cacheMu.RUnlock()
+	if !ok || subtle.ConstantTimeCompare(c.mac[:], mac[:]) != 1 || !fresh(c.expiry, now) {
+		return cachedToken{}, false
+	}
+	return c, true
+}
+
+func (m *Manager) remember(account string, c cachedToken) {
+	m.cacheMu.Lock()
+	m.cache[account] = c
+	m.cacheMu.Unlock()
+}
+
+func (m *Manager) forget(account string) {
+	m.cacheMu.Lock()
+	delete(m.cache, account)
+	m.cacheMu.Unlock()
+}
+
+// fresh reports whether a token expiring at expiry may still be used at now.
+func fresh(expiry, now time.Time) bool {
+	return !expiry.IsZero() && expiry.Sub(now) >= RefreshMargin
+}
+
+// lockAccount serialises flights of one account. Entries are reference
+// counted so that catch-all sections (any name) do not grow the map.
+func (m *Manager) lockAccount(account string) (unlock func()) {
+	m.locksMu.Lock()
+	l := m.locks[account]
+	if l == nil {
+		l = &accountLock{}
+		m.locks[account] = l
+	}
+	l.refs++
+	m.locksMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		m.locksMu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(m.locks, account)
+		}
+		m.locksMu.Unlock()
+	}
+}
+
+// deleteOnPasswordError applies delete_account_token_on_password_error.
+// For client_credentials and service_account it is always off: there the
+// login password is the only thing standing between a local process and the
+// mailbox (the provider does not check it), so letting any password replace
+// the tokens would let any password in. The password flow forwards the
+// login password to the provider, and interactive flows need a person to
+// approve, so there a new password can be let through to prove itself.
+func deleteOnPasswordError(g config.Global, flow config.Flow) bool {
+	if flow == config.FlowClientCredentials || flow == config.FlowServiceAccount {
+		return false
+	}
+	return g.DeleteAccountTokenOnPasswordError
+}
+
+// obtain is one flight: everything a login needs when the memory cache had
+// no valid token for this account and password.
+func (m *Manager) obtain(ctx context.Context, acct config.Account, password string, mac [sha256.Size]byte) (string, error) {
+	unlock := m.lockAccount(acct.Name)
+	defer unlock()
+
+	flow := acct.EffectiveFlow()
+	// A flight for this account and password may have finished while this
+	// one waited for the lock.
+	if tok, ok := m.cached(acct.Name, mac, m.now()); ok {
+		return tok.token, nil
+	}
+	g := m.src.Global()
+	log := m.log.With("account", acct.Name)
+
+	rec, err := m.store.Get(ctx, acct.Name, password)
+	// replacing: the stored tokens belong to another password and will be
+	// replaced, but only once new tokens are in hand. Deleting them first
+	// (as the Python proxy does) would let any wrong password wipe a working
+	// account even when the new attempt then fails.
+	replacing := false
+	switch {
+	case err == nil:
+	case errors.Is(err, tokens.ErrNotFound):
+		rec = tokens.Record{}
+	case errors.Is(err, tokens.ErrBadPassword):
+		if !deleteOnPasswordError(g, flow) {
+			e := &loginError{
+				msg: fmt.Sprintf("Login failed - the password for account %s is incorrect", printable(acct.Name)),
+				err: ErrBadPassword,
+			}
+			return "", m.fail(log, acct.Name, flow, "a client logged in with a password that does not open the stored tokens", e)
+		}
+		log.Info("the login password does not open the stored tokens; getting new tokens for it (delete_account_token_on_password_error)",
+			"reason", "password changed or wrong")
+		rec = tokens.Record{}
+		replacing = true
+	default:
+		e := &loginError{
+			msg: fmt.Sprintf("Login failed for account %s - the token store cannot be read: %v", printable(acct.Name), err),
+			err: err,
+		}
+		return "", m.fail(log, acct.Name, flow, e.msg, e)
+	}
+
+	// The client secret: the file's client_secret wins (it may have been
+	// edited by hand), then the stored client_secret_encrypted, then, for
+	// client_credentials with use_login_password_as_client_credentials_secret,
+	// the login password itself.
+	eff := acct
+	if eff.ClientSecret == "" {
+		eff.ClientSecret = rec.ClientSecret
+	}
+	if eff.ClientSecret == "" && flow == config.FlowClientCredentials && g.UseLoginPasswordAsClientCredentialsSecret {
+		eff.ClientSecret = password
+	}
+
+	now := m.now()
+	if rec.AccessToken != "" && fresh(rec.AccessTokenExpiry, now) {
+		m.remember(acct.Name, cachedToken{mac: mac, token: rec.AccessToken, expiry: rec.AccessTokenExpiry, flow: flow})
+		m.status.authorised(acct.Name, flow, rec.AccessTokenExpiry)
+		return rec.AccessToken, nil
+	}
+
+	if rec.RefreshToken != "" {
+		// The spec's two strikes: the first HTTP 400 drops the access token
+		// and retries (it may be a race with another proxy instance that
+		// already rotated the refresh token); the next drops the refresh
+		// token and salt and falls through to the flow. A record that had no
+		// access token is already at its second strike, as in the Python
+		// proxy.
+		hadAccess := rec.AccessToken != ""
+		for {
+			form, err := refreshForm(eff, rec.RefreshToken, m.signer)
+			if err != nil {
+				return "", m.fail(log, acct.Name, flow, err.Error(), m.requestError(acct.Name, err))
+			}
+			tr, err := m.post(ctx, eff, form)
+			if err == nil {
+				return m.save(ctx, log, acct, eff, g, flow, password, mac, rec, tr, false)
+			}
+			var pe *ProviderError
+			if !errors.As(err, &pe) || pe.Status != http.StatusBadRequest {
+				e := m.requestError(acct.Name, err)
+				return "", m.fail(log, acct.Name, flow, e.Error(), e)
+			}
+			if hadAccess {
+				log.Info("the token endpoint refused the refresh; dropping the access token and retrying once",
+					"message_id", events.AuthFailed, "reason", pe.Error())
+				rec.AccessToken, rec.AccessTokenExpiry = "", time.Time{}
+				hadAccess = false
+				if err := m.store.Put(ctx, acct.Name, password, rec); err != nil {
+					log.Warn("cannot save the dropped access token", "reason", err.Error())
+				}
+				continue
+			}
+			log.Info("the token endpoint refused the refresh again; dropping the refresh token and starting the flow again",
+				"message_id", events.AuthFailed, "reason", pe.Error())
+			m.forget(acct.Name)
+			if err := m.store.Delete(ctx, acct.Name); err != nil {
+				log.Warn("cannot delete the refused tokens", "reason", err.Error())
+			}
+			// client_secret_encrypted is not a token: keep it in the record
+			// so the next save stores it again under a new salt.
+			rec = tokens.Record{ClientSecret: rec.ClientSecret}
+			break
+		}
+	}
+
+	var tr TokenResponse
+	if flow == config.FlowAuthorizationCode || flow == config.FlowDevice {
+		tr, err = m.authorize(ctx, log, acct, eff, flow)
+		if err != nil {
+			return "", err
+		}
+	} else {
+		form, err := flowForm(eff, flow, acct.Name, password, m.signer)
+		if err != nil {
+			return "", m.fail(log, acct.Name, flow, err.Error(), m.requestError(acct.Name, err))
+		}
+		tr, err = m.post(ctx, eff, form)
+		if err != nil {
+			e := m.requestError(acct.Name, err)
+			return "", m.fail(log, acct.Name, flow, e.Error(), e)
+		}
+	}
+	return m.save(ctx, log, acct, eff, g, flow, password, mac, rec, tr, replacing)
+}
+
+func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff config.Account, flow config.Flow) (TokenResponse, error) {
+	if m.interactive == nil {
+		e := &loginError{
+			msg: fmt.Sprintf("Login failed for account %s - it needs an interactive authorisation (%s flow), "+
+				"which this engine was started without; run the engine with interactive authorisation enabled", printable(acct.Name), flow),
+			err: ErrNeedsAuthorization,
+		}
+		return TokenResponse{}, m.fail(log, acct.Name, flow, e.msg, e)
+	}
+	tr, err := m.interactive.Authorize(ctx, eff, acct.Name)
+	if err != nil {
+		e := &loginError{msg: fmt.Sprintf("Login failed for account %s: %v", printable(acct.Name), err), err: err}
+		return TokenResponse{}, m.fail(log, acct.Name, flow, err.Error(), e)
+	}
+	if tr.AccessToken == "" {
+		e := &loginError{
+			msg: fmt.Sprintf("Login failed for account %s - the authorisation returned no access token", printable(acct.Name)),
+			err: ErrProviderRefused,
+		}
+		return TokenResponse{}, m.fail(log, acct.Name, flow, e.msg, e)
+	}
+	log.Info("authorisation succeeded", "message_id", events.AuthSucceeded)
+	if tr.RefreshToken == "" {
+		log.Warn("the provider returned no refresh token: the account will need a new authorisation when this token expires "+
+			"(does oauth2_scope include offline access, e.g. offline_access?)", "reason", "no refresh_token")
+	}
+	return tr, nil
+}
+
+// save stores a fresh token answer and makes it the account's current
+// token. A store failure does not fail the login (the token is good); it is
+// logged, and the next process start will fetch again.
+func (m *Manager) save(ctx context.Context, log *slog.Logger, acct, eff config.Account, g config.Global, flow config.Flow,
+	password string, mac [sha256.Size]byte, rec tokens.Record, tr TokenResponse, replacing bool) (string, error) {
+	now := m.now()
+	rec.AccessToken = tr.AccessToken
+	rec.AccessTokenExpiry = tr.Expiry(now)
+	if tr.RefreshToken != "" {
+		rec.RefreshToken = tr.RefreshToken
+	}
+	rec.LastActivity = now
+	// encrypt_client_secret_on_first_use: only a secret the file holds
+	// (never the login password standing in for one) is worth keeping.
+	encrypted := g.EncryptClientSecretOnFirstUse && acct.ClientSecret != "" && rec.ClientSecret != acct.ClientSecret
+	if encrypted {
+		rec.ClientSecret = acct.ClientSecret
+	}
+	if replacing {
+		m.forget(acct.Name)
+		if err := m.store.Delete(ctx, acct.Name); err != nil {
+			log.Warn("cannot delete the tokens of the previous password", "reason", err.Error())
+		}
+	}
+	if err := m.store.Put(ctx, acct.Name, password, rec); err != nil {
+		log.Error("cannot save the new tokens; logins work until the token expires, then fetch again", "reason", err.Error())
+	} else if encrypted {
+		log.Info("client_secret stored encrypted (encrypt_client_secret_on_first_use)")
+		if m.onSecret != nil {
+			if err := m.onSecret(ctx, acct); err != nil {
+				log.Warn("cannot remove client_secret from the configuration file", "reason", err.Error())
+			}
+		}
+	}
+	m.remember(acct.Name, cachedToken{mac: mac, token: rec.AccessToken, expiry: rec.AccessTokenExpiry, flow: flow})
+	m.status.authorised(acct.Name, flow, rec.AccessTokenExpiry)
+	return rec.AccessToken, nil
+}
+
+func (m *Manager) post(ctx context.Context, acct config.Account, form url.Values) (TokenResponse, error) {
+	if strings.TrimSpace(acct.TokenURL) == "" {
+		return TokenResponse{}, fmt.Errorf("section [%s] has no token_url: set it to the provider's token endpoint and reload", acct.Section)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.reqTimeout)
+	defer cancel()
+	return PostToken(ctx, m.hc, strings.TrimSpace(acct.TokenURL), form)
+}
+
+// requestError phrases a token request failure for the mail client,
+// keeping the cause in the chain for errors.Is/As.
+func (m *Manager) requestError(account string, err error) error {
+	var msg string
+	switch {
+	case errors.Is(err, ErrProviderRefused):
+		msg = fmt.Sprintf("Login failed for account %s - the token endpoint refused the request: %v", printable(account), err)
+	case errors.Is(err, ErrProviderUnavailable):
+		msg = fmt.Sprintf("Login failed for account %s - %v; check the network and the token_url, then retry", printable(account), err)
+	default:
+		msg = fmt.Sprintf("Login failed for account %s - %v", printable(account), err)
+	}
+	return &loginError{msg: msg, err: err}
+}
+
+// fail records a failed attempt in the log and the status, and returns err.
+func (m *Manager) fail(log *slog.Logger, account string, flow config.Flow, reason string, err error) error {
+	log.Warn("could not get an access token", "message_id", events.AuthFailed, "reason", reason)
+	m.status.failing(account, flow, reason)
+	return err
+}
+
+// loginError is an error whose text is written for the mail client, with
+// the cause (and so the package's sentinels) still in the chain.
+type loginError struct {
+	msg string
+	err error
+}
+
+func (e *loginError) Error() string { return e.msg }
+func (e *loginError) Unwrap() error { return e.err }
+
+// printable keeps a client-supplied name from smuggling line breaks or
+// escape sequences into protocol replies and logs, and bounds its length.
+func printable(s string) string {
+	const max = 256
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}

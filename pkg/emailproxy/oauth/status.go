@@ -1,0 +1,230 @@
+package oauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+)
+
+// DefaultStatusFile is where `serve` keeps the per-account status that
+// `orbit email-oauth2-proxy status` reads (the unit's StateDirectory).
+const DefaultStatusFile = "/var/lib/orbit/email-oauth2-proxy/status.json"
+
+// StatusVersion is the schema version written in Status.Version. Readers
+// refuse a file with a higher major version rather than misreading it.
+const StatusVersion = 1
+
+// statusFileMode lets the service's group (the operator's CLI) read the
+// file; it holds no secret, but nothing else needs it.
+const statusFileMode = 0o640
+
+// activityWriteInterval bounds how often a login that changes nothing but
+// last_activity rewrites the status file, so a busy mailer does not turn
+// every login into an fsync.
+const activityWriteInterval = time.Minute
+
+// State is an account's condition as `status` shows it.
+type State string
+
+const (
+	// StateAuthorised: the proxy holds an access token valid until
+	// TokenExpiry (it is refreshed without anyone's help when possible).
+	StateAuthorised State = "authorised"
+	// StateWaiting: an interactive authorisation is pending; AuthURL (and
+	// UserCode for the device flow) say what a person must open.
+	StateWaiting State = "waiting"
+	// StateFailing: the last attempt to get a token failed; Reason says why.
+	StateFailing State = "failing"
+)
+
+// Status is the JSON document of the status file (schema version 1):
+//
+//	{
+//	  "version": 1,
+//	  "pid": 4242,
+//	  "updated": "2025-01-02T03:04:05Z",
+//	  "accounts": {
+//	    "alice@example.com": {
+//	      "state": "authorised",          // authorised | waiting | failing
+//	      "flow": "client_credentials",   // the flow that really runs
+//	      "since": "...",                 // when the account entered this state
+//	      "token_expiry": "...",          // authorised only
+//	      "auth_url": "https://...",      // waiting only
+//	      "user_code": "ABCD-EFGH",       // waiting, device flow only
+//	      "reason": "...",                // failing only; safe to show
+//	      "last_activity": "..."          // last login, to the minute
+//	    }
+//	  }
+//	}
+//
+// Times are RFC 3339 in UTC; absent fields are omitted. Only accounts that
+// have been used since the engine started (or were authorised in the
+// previous run's file) appear: the CLI lists configured accounts that are
+// missing as "not used yet". The file never holds a password, token or
+// client secret; auth_url holds only the public authorisation request.
+type Status struct {
+	Version  int                      `json:"version"`
+	PID      int                      `json:"pid"`
+	Updated  time.Time                `json:"updated"`
+	Accounts map[string]AccountStatus `json:"accounts"`
+}
+
+// AccountStatus is one account's entry in Status.
+type AccountStatus struct {
+	State        State       `json:"state"`
+	Flow         config.Flow `json:"flow,omitempty"`
+	Since        time.Time   `json:"since,omitzero"`
+	TokenExpiry  time.Time   `json:"token_expiry,omitzero"`
+	AuthURL      string      `json:"auth_url,omitempty"`
+	UserCode     string      `json:"user_code,omitempty"`
+	Reason       string      `json:"reason,omitempty"`
+	LastActivity time.Time   `json:"last_activity,omitzero"`
+}
+
+// ReadStatus loads a status file written by a running (or stopped) engine.
+// A missing file is reported with os.ErrNotExist in the chain so the CLI can
+// say "the engine has not run yet".
+func ReadStatus(path string) (Status, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Status{}, fmt.Errorf("reading proxy status: %w", err)
+	}
+	var st Status
+	if err := json.Unmarshal(data, &st); err != nil {
+		return Status{}, fmt.Errorf("proxy status file %s is not valid JSON (%v); it is rewritten on the next change, or delete it", path, err)
+	}
+	if st.Version < 1 || st.Version > StatusVersion {
+		return Status{}, fmt.Errorf("proxy status file %s has schema version %d, this orbit reads version %d: use the orbit that runs the engine", path, st.Version, StatusVersion)
+	}
+	if st.Accounts == nil {
+		st.Accounts = map[string]AccountStatus{}
+	}
+	return st, nil
+}
+
+// statusBook keeps the per-account status in memory and mirrors it to the
+// status file. Writes happen on the caller's goroutine but outside the data
+// lock, and a generation counter drops a write that a newer one overtook.
+type statusBook struct {
+	path string
+	now  func() time.Time
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	accounts  map[string]AccountStatus
+	gen       uint64
+	lastWrite time.Time
+
+	fileMu  sync.Mutex
+	written uint64
+}
+
+func newStatusBook(path string, now func() time.Time, log *slog.Logger) *statusBook {
+	b := &statusBook{path: path, now: now, log: log, accounts: map[string]AccountStatus{}}
+	if path == "" {
+		return b
+	}
+	// Carry over what the previous run knew: an authorised account stays
+	// authorised (its token is in the store), a failure stays visible until
+	// the next attempt. A pending authorisation died with that process, so
+	// it is not carried over.
+	if old, err := ReadStatus(path); err == nil {
+		for name, a := range old.Accounts {
+			if a.State != StateWaiting {
+				b.accounts[name] = a
+			}
+		}
+	}
+	return b
+}
+
+func (b *statusBook) snapshot() Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return Status{Version: StatusVersion, PID: os.Getpid(), Updated: b.now().UTC(), Accounts: maps.Clone(b.accounts)}
+}
+
+// update applies fn to the account's entry. fn reports whether anything
+// beyond last_activity changed; such changes are written at once, activity
+// alone at most once per activityWriteInterval.
+func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
+	now := b.now().UTC()
+	b.mu.Lock()
+	a := b.accounts[account]
+	before := a.State
+	changed := fn(&a)
+	if a.State != before {
+		a.Since = now
+		changed = true
+	}
+	a.LastActivity = now
+	b.accounts[account] = a
+	if b.path == "" || (!changed && now.Sub(b.lastWrite) < activityWriteInterval) {
+		b.mu.Unlock()
+		return
+	}
+	b.gen++
+	b.lastWrite = now
+	st := Status{Version: StatusVersion, PID: os.Getpid(), Updated: now, Accounts: maps.Clone(b.accounts)}
+	gen := b.gen
+	b.mu.Unlock()
+	b.write(st, gen)
+}
+
+func (b *statusBook) write(st Status, gen uint64) {
+	b.fileMu.Lock()
+	defer b.fileMu.Unlock()
+	if gen <= b.written {
+		return
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err == nil {
+		data = append(data, '\n')
+		if err = os.MkdirAll(filepath.Dir(b.path), 0o750); err == nil {
+			err = renameio.WriteFile(b.path, data, statusFileMode, renameio.WithStaticPermissions(statusFileMode))
+		}
+	}
+	if err != nil {
+		// The status file is a convenience for `status`; logins go on.
+		b.log.Warn("cannot write the proxy status file; `status` will show stale account states",
+			"path", b.path, "reason", err.Error())
+		return
+	}
+	b.written = gen
+}
+
+func (b *statusBook) authorised(account string, flow config.Flow, expiry time.Time) {
+	b.update(account, func(a *AccountStatus) bool {
+		changed := a.State != StateAuthorised || !a.TokenExpiry.Equal(expiry) || a.Flow != flow
+		*a = AccountStatus{State: StateAuthorised, Flow: flow, Since: a.Since, TokenExpiry: expiry.UTC()}
+		return changed
+	})
+}
+
+func (b *statusBook) waiting(account string, flow config.Flow, authURL, userCode string) {
+	b.update(account, func(a *AccountStatus) bool {
+		changed := a.State != StateWaiting || a.AuthURL != authURL || a.UserCode != userCode
+		if flow == "" {
+			flow = a.Flow
+		}
+		*a = AccountStatus{State: StateWaiting, Flow: flow, Since: a.Since, AuthURL: authURL, UserCode: userCode}
+		return changed
+	})
+}
+
+func (b *statusBook) failing(account string, flow config.Flow, reason string) {
+	b.update(account, func(a *AccountStatus) bool {
+		changed := a.State != StateFailing || a.Reason != reason
+		*a = AccountStatus{State: StateFailing, Flow: flow, Since: a.Since, Reason: reason}
+		return changed
+	})
+}
