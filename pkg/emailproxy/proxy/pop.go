@@ -1,0 +1,253 @@
+package proxy
+
+import (
+	"errors"
+	"strings"
+)
+
+// POP3: the proxy dials upstream when the client connects, so that the
+// client's greeting is the upstream's (or `-ERR [SYS/TEMP] ...` when the
+// upstream cannot be reached, instead of a reset) and CAPA reflects the
+// real server. USER/PASS and AUTH PLAIN are answered locally; only the
+// XOAUTH2 login goes upstream.
+
+func (s *session) runPOP() {
+	if err := s.dial(true); err != nil {
+		s.writeClient("-ERR [SYS/TEMP] " + ReplyPrefix + oneLine(err.Error()))
+		return
+	}
+	greeting, err := s.readUp()
+	if err != nil {
+		s.writeClient("-ERR [SYS/TEMP] " + ReplyPrefix + oneLine(err.Error()))
+		return
+	}
+	if s.writeClient(greeting) != nil || !strings.HasPrefix(greeting, "+OK") {
+		return
+	}
+
+	var user string
+	bad := 0
+	for bad < maxBadCommands {
+		line, err := s.readClient(redactPOP)
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				s.writeClient("-ERR " + ReplyPrefix + "command line too long")
+			}
+			return
+		}
+		verb, arg, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(verb) {
+		case "CAPA":
+			if err := s.popCapa(); err != nil {
+				s.writeClient("-ERR [SYS/TEMP] " + ReplyPrefix + oneLine(err.Error()))
+				return
+			}
+		case "USER":
+			if arg == "" {
+				s.writeClient("-ERR " + ReplyPrefix + "USER needs a user name")
+				bad++
+				continue
+			}
+			user = arg
+			s.writeClient("+OK send PASS")
+		case "PASS":
+			if user == "" {
+				s.writeClient("-ERR " + ReplyPrefix + "send USER first")
+				bad++
+				continue
+			}
+			done, err := s.popLogin(user, arg)
+			if done || err != nil {
+				return
+			}
+			user = ""
+		case "AUTH":
+			if arg == "" {
+				// RFC 1734 clients list mechanisms with a bare AUTH.
+				s.writeClient("+OK\r\nPLAIN\r\n.")
+				continue
+			}
+			mech, ir, hasIR := strings.Cut(arg, " ")
+			if !strings.EqualFold(mech, "PLAIN") {
+				s.writeClient("-ERR " + ReplyPrefix + "only AUTH PLAIN (or USER/PASS) is supported; the proxy does XOAUTH2 upstream itself")
+				bad++
+				continue
+			}
+			if !hasIR {
+				if err := s.writeClient("+ "); err != nil {
+					return
+				}
+				if ir, err = s.readClient(func(string) string { return "[redacted]" }); err != nil {
+					return
+				}
+				if ir == "*" {
+					s.writeClient("-ERR AUTH cancelled")
+					continue
+				}
+			}
+			u, p, perr := decodePlain(ir)
+			if perr != nil {
+				s.writeClient("-ERR " + ReplyPrefix + perr.Error())
+				bad++
+				continue
+			}
+			done, err := s.popLogin(u, p)
+			if done || err != nil {
+				return
+			}
+		case "STLS":
+			s.writeClient("-ERR " + ReplyPrefix + "STLS is not available here; connect to the proxy without it (or use a local certificate for implicit TLS)")
+		case "QUIT":
+			if s.writeUp("QUIT", "") == nil {
+				if reply, err := s.readUp(); err == nil {
+					s.writeClient(reply)
+					return
+				}
+			}
+			s.writeClient("+OK bye")
+			return
+		default:
+			s.writeClient("-ERR " + ReplyPrefix + "log in first with USER/PASS or AUTH PLAIN")
+			bad++
+		}
+	}
+	s.writeClient("-ERR " + ReplyPrefix + "too many bad commands")
+}
+
+func redactPOP(line string) string {
+	verb, arg, _ := strings.Cut(line, " ")
+	switch strings.ToUpper(verb) {
+	case "PASS":
+		return verb + " [redacted]"
+	case "AUTH":
+		if mech, ir, ok := strings.Cut(arg, " "); ok && ir != "" {
+			return verb + " " + mech + " [redacted]"
+		}
+	}
+	return line
+}
+
+// popCapa relays the upstream's CAPA, rewritten: SASL becomes SASL PLAIN,
+// USER is added, STLS removed. If the upstream has no CAPA the proxy
+// answers with its own list.
+func (s *session) popCapa() error {
+	if err := s.writeUp("CAPA", ""); err != nil {
+		return err
+	}
+	first, err := s.readUp()
+	if err != nil {
+		return err
+	}
+	var caps []string
+	if strings.HasPrefix(first, "+OK") {
+		for i := 0; ; i++ {
+			if i > maxReplyLines {
+				return upstreamLost(s.cfg.srv, errors.New("CAPA reply too long"))
+			}
+			l, err := s.readUp()
+			if err != nil {
+				return err
+			}
+			if l == "." {
+				break
+			}
+			caps = append(caps, l)
+		}
+	} else {
+		first = "+OK Capability list follows"
+	}
+	out := []string{first}
+	sasl, userCap := false, false
+	for _, c := range caps {
+		word, _, _ := strings.Cut(c, " ")
+		switch strings.ToUpper(word) {
+		case "SASL":
+			if !sasl {
+				out = append(out, "SASL PLAIN")
+				sasl = true
+			}
+		case "STLS":
+		case "USER":
+			userCap = true
+			out = append(out, c)
+		default:
+			out = append(out, c)
+		}
+	}
+	if !userCap {
+		out = append(out, "USER")
+	}
+	if !sasl {
+		out = append(out, "SASL PLAIN")
+	}
+	out = append(out, ".")
+	return s.writeClient(strings.Join(out, "\r\n"))
+}
+
+// popLogin logs in upstream with AUTH XOAUTH2: wait for "+", send the
+// response, expect +OK. An error challenge ("+ <base64>") is answered with
+// an empty line to get the final -ERR.
+func (s *session) popLogin(user, pass string) (done bool, err error) {
+	fail := func(err error) error {
+		f := describe(user, err)
+		if f.temporary {
+			return s.writeClient("-ERR [SYS/TEMP] " + f.text)
+		}
+		return s.writeClient("-ERR Authentication failed. " + f.text)
+	}
+	token, err := s.accessToken(user, pass)
+	if err != nil {
+		return false, fail(err)
+	}
+	lost := func(err error) (bool, error) {
+		s.loginFailed(user, err)
+		fail(err)
+		return true, err
+	}
+	if err := s.writeUp("AUTH XOAUTH2", ""); err != nil {
+		return lost(err)
+	}
+	cont, err := s.readUp()
+	if err != nil {
+		return lost(err)
+	}
+	refused := func(reply string) (bool, error) {
+		rerr := &authRefusedError{server: hostPort(s.cfg.srv), reply: reply}
+		s.loginFailed(user, rerr)
+		return false, fail(rerr)
+	}
+	if !isContinuation(cont) {
+		return refused(cont)
+	}
+	if err := s.writeUp(xoauth2(user, token), "[redacted]"); err != nil {
+		return lost(err)
+	}
+	reply, err := s.readUp()
+	if err != nil {
+		return lost(err)
+	}
+	if isContinuation(reply) {
+		detail := saslErrorDetail(strings.TrimSpace(strings.TrimPrefix(reply, "+")))
+		if err := s.writeUp("", ""); err != nil {
+			return lost(err)
+		}
+		if reply, err = s.readUp(); err != nil {
+			return lost(err)
+		}
+		return refused(strings.TrimSpace(reply + " " + detail))
+	}
+	if !strings.HasPrefix(reply, "+OK") {
+		return refused(reply)
+	}
+	if err := s.writeClient(reply); err != nil {
+		return true, err
+	}
+	s.loginOK(user)
+	s.pipe()
+	return true, nil
+}
+
+// isContinuation matches a SASL continuation "+" or "+ data", not "+OK".
+func isContinuation(line string) bool {
+	return line == "+" || strings.HasPrefix(line, "+ ")
+}

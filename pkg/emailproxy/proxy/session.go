@@ -1,0 +1,436 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
+)
+
+// Limits that keep a hostile or broken peer from exhausting memory before
+// login. After login nothing is buffered beyond io.Copy's buffer.
+const (
+	maxLineLen     = 64 << 10 // one protocol line, client or upstream
+	maxLiteralLen  = 64 << 10 // one IMAP literal in LOGIN
+	maxReplyLines  = 1000     // lines in one multi-line reply (EHLO, CAPA)
+	maxBadCommands = 20       // protocol errors before the proxy hangs up
+)
+
+// ReplyPrefix starts every failure text the proxy itself writes to a client,
+// as the Python proxy does, so users can tell the proxy's words from the
+// upstream server's.
+const ReplyPrefix = "Email OAuth 2.0 Proxy: "
+
+var errLineTooLong = errors.New("line too long")
+
+// session is the state shared by the three protocol state machines.
+type session struct {
+	srv   *Server
+	cfg   *listenerConfig
+	ctx   context.Context
+	stop  context.CancelFunc
+	proto string
+	peer  string
+
+	client net.Conn
+	cr     *bufio.Reader
+	up     net.Conn
+	ur     *bufio.Reader
+
+	loginDeadline time.Time
+
+	mu     sync.Mutex
+	closed bool
+}
+
+func (s *Server) startSession(c net.Conn, lc *listenerConfig) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	ctx, stop := context.WithCancel(s.baseCtx)
+	sess := &session{
+		srv: s, cfg: lc, ctx: ctx, stop: stop,
+		proto: string(lc.srv.Protocol), peer: c.RemoteAddr().String(),
+		client:        c,
+		loginDeadline: time.Now().Add(s.opts.LoginTimeout),
+	}
+	s.sessions[sess] = struct{}{}
+	s.sessWG.Add(1)
+	s.mu.Unlock()
+
+	go func() {
+		defer s.sessWG.Done()
+		defer func() {
+			sess.closeAll()
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+		}()
+		sess.run()
+	}()
+}
+
+func (s *session) run() {
+	if s.cfg.implicitTLS() {
+		tc := tls.Server(s.client, s.cfg.localTLS)
+		hctx, cancel := context.WithDeadline(s.ctx, s.deadline())
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			s.debug("client TLS handshake failed", "reason", err.Error())
+			return
+		}
+		s.setClient(tc)
+	} else {
+		s.setClient(s.client)
+	}
+	switch s.cfg.srv.Protocol {
+	case config.IMAP:
+		s.runIMAP()
+	case config.POP:
+		s.runPOP()
+	case config.SMTP:
+		s.runSMTP()
+	}
+}
+
+func (s *session) setClient(c net.Conn) {
+	s.mu.Lock()
+	s.client = c
+	s.mu.Unlock()
+	s.cr = bufio.NewReaderSize(c, 16<<10)
+}
+
+func (s *session) setUpstream(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return false
+	}
+	s.up = c
+	s.ur = bufio.NewReaderSize(c, 16<<10)
+	return true
+}
+
+// closeAll closes both connections; it is safe to call more than once and
+// from Shutdown while the session runs.
+func (s *session) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.stop()
+	if s.client != nil {
+		s.client.Close()
+	}
+	if s.up != nil {
+		s.up.Close()
+	}
+}
+
+// deadline is the next read/write deadline before login.
+func (s *session) deadline() time.Time {
+	d := time.Now().Add(s.srv.opts.IdleTimeout)
+	if s.loginDeadline.Before(d) {
+		return s.loginDeadline
+	}
+	return d
+}
+
+// readLine reads one line of at most max bytes (CRLF included) and returns
+// it without the line ending. It stops reading at the limit, so a client
+// sending an endless line costs at most max bytes of memory.
+func readLine(r *bufio.Reader, max int) (string, error) {
+	var buf []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		if len(buf)+len(frag) > max {
+			return "", errLineTooLong
+		}
+		buf = append(buf, frag...)
+		if err == nil {
+			break
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF && len(buf) > 0 {
+			return "", io.ErrUnexpectedEOF
+		}
+		return "", err
+	}
+	return strings.TrimRight(string(buf), "\r\n"), nil
+}
+
+// readClient reads one client line before login; redact returns the form
+// safe to trace.
+func (s *session) readClient(redact func(string) string) (string, error) {
+	s.client.SetReadDeadline(s.deadline())
+	line, err := readLine(s.cr, maxLineLen)
+	if err != nil {
+		return "", err
+	}
+	if s.srv.opts.Debug {
+		t := line
+		if redact != nil {
+			t = redact(line)
+		}
+		s.trace("C>P", t)
+	}
+	return line, nil
+}
+
+func (s *session) writeClient(line string) error {
+	s.client.SetWriteDeadline(s.deadline())
+	s.trace("P>C", line)
+	_, err := io.WriteString(s.client, line+"\r\n")
+	return err
+}
+
+func (s *session) readUp() (string, error) {
+	s.up.SetReadDeadline(s.deadline())
+	line, err := readLine(s.ur, maxLineLen)
+	if err != nil {
+		return "", upstreamLost(s.cfg.srv, err)
+	}
+	s.trace("S>P", line)
+	return line, nil
+}
+
+// writeUp sends one line upstream; shown is what the trace prints instead
+// when the line carries a credential.
+func (s *session) writeUp(line, shown string) error {
+	s.up.SetWriteDeadline(s.deadline())
+	if shown == "" {
+		shown = line
+	}
+	s.trace("P>S", shown)
+	if _, err := io.WriteString(s.up, line+"\r\n"); err != nil {
+		return upstreamLost(s.cfg.srv, err)
+	}
+	return nil
+}
+
+func (s *session) trace(dir, line string) {
+	if !s.srv.opts.Debug {
+		return
+	}
+	s.srv.log.Debug("protocol", "protocol", s.proto, "client", s.peer, "dir", dir, "line", line)
+}
+
+func (s *session) debug(msg string, args ...any) {
+	s.srv.log.Debug(msg, append([]any{"protocol", s.proto, "client", s.peer}, args...)...)
+}
+
+// dial connects upstream and records the connection so Shutdown can close it.
+func (s *session) dial(implicitTLS bool) error {
+	c, err := s.srv.dialUpstream(s.ctx, s.cfg.srv, implicitTLS)
+	if err != nil {
+		s.srv.log.Warn("upstream unreachable", "protocol", s.proto, "client", s.peer,
+			"section", s.cfg.srv.Section, "reason", err.Error())
+		return err
+	}
+	if !s.setUpstream(c) {
+		return upstreamLost(s.cfg.srv, net.ErrClosed)
+	}
+	return nil
+}
+
+// accessToken asks the Authenticator, logging the outcome on failure.
+func (s *session) accessToken(user, pass string) (string, error) {
+	tok, err := s.srv.opts.Authenticator.AccessToken(s.ctx, user, pass)
+	if err == nil && tok == "" {
+		err = errors.New("the token layer returned an empty access token")
+	}
+	if err != nil {
+		s.loginFailed(user, err)
+		return "", err
+	}
+	return tok, nil
+}
+
+func (s *session) loginOK(user string) {
+	s.srv.log.Info("login", "message_id", events.Login, "account", user, "protocol", s.proto, "client", s.peer)
+}
+
+func (s *session) loginFailed(user string, err error) {
+	s.srv.log.Warn("login failed", "message_id", events.LoginFailed, "account", user,
+		"protocol", s.proto, "client", s.peer, "reason", err.Error())
+}
+
+// xoauth2 is the SASL XOAUTH2 initial response.
+func xoauth2(user, token string) string {
+	return base64.StdEncoding.EncodeToString([]byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01"))
+}
+
+// decodePlain decodes a SASL PLAIN response (RFC 4616):
+// authzid NUL authcid NUL passwd. The login name is authcid (authzid when
+// authcid is empty).
+func decodePlain(b64 string) (user, pass string, err error) {
+	raw, err := decodeB64(b64)
+	if err != nil {
+		return "", "", errors.New("the SASL PLAIN response is not valid base64")
+	}
+	parts := strings.Split(string(raw), "\x00")
+	if len(parts) != 3 {
+		return "", "", errors.New("the SASL PLAIN response is not authzid NUL authcid NUL password")
+	}
+	user, pass = parts[1], parts[2]
+	if user == "" {
+		user = parts[0]
+	}
+	if user == "" {
+		return "", "", errors.New("the SASL PLAIN response has no user name")
+	}
+	return user, pass, nil
+}
+
+// decodeB64 accepts padded and unpadded standard base64, as clients differ.
+func decodeB64(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
+}
+
+// authRefusedError is the upstream server refusing the XOAUTH2 login.
+type authRefusedError struct {
+	server string
+	reply  string
+}
+
+func (e *authRefusedError) Error() string {
+	return fmt.Sprintf("the upstream server %s refused the XOAUTH2 login: %s", e.server, e.reply)
+}
+
+// upstreamError is a failure to reach or talk to the upstream server; it
+// is temporary from the client's point of view.
+type upstreamError struct {
+	server string
+	what   string
+	err    error
+	hint   string
+}
+
+func (e *upstreamError) Error() string {
+	msg := fmt.Sprintf("%s upstream server %s: %v", e.what, e.server, e.err)
+	if e.hint != "" {
+		msg += " (" + e.hint + ")"
+	}
+	return msg
+}
+
+func (e *upstreamError) Unwrap() error { return e.err }
+
+func upstreamLost(srv config.Server, err error) error {
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return &upstreamError{server: hostPort(srv), what: "lost the connection to the", err: err}
+}
+
+// failure is how a login error is shown to a client.
+type failure struct {
+	temporary bool
+	text      string // with ReplyPrefix, one line
+}
+
+// describe turns a login error into the reply text. The oauth sentinels
+// decide temporary vs. permanent; the text never carries secrets because
+// neither the Authenticator's errors nor upstream replies do.
+func describe(user string, err error) failure {
+	var f failure
+	var ue *upstreamError
+	switch {
+	case errors.Is(err, oauth.ErrBadPassword):
+		f.text = fmt.Sprintf("Login failed - the password for account %s is incorrect", user)
+	case errors.Is(err, oauth.ErrProviderUnavailable),
+		errors.Is(err, oauth.ErrNeedsAuthorization),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, context.Canceled),
+		errors.As(err, &ue):
+		// ErrNeedsAuthorization is temporary on purpose: it clears once an
+		// admin completes the authorisation, so mailers should queue and
+		// retry rather than report the credentials as wrong.
+		f.temporary = true
+		f.text = fmt.Sprintf("Login failed for account %s - %v", user, err)
+	default:
+		f.text = fmt.Sprintf("Login failed for account %s - %v", user, err)
+	}
+	f.text = ReplyPrefix + oneLine(f.text)
+	return f
+}
+
+// oneLine keeps a reply to one printable line of bounded length.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 400 {
+		s = s[:400] + "..."
+	}
+	return s
+}
+
+func hostPort(srv config.Server) string {
+	return net.JoinHostPort(srv.ServerAddress, fmt.Sprint(srv.ServerPort))
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// pipe copies bytes both ways until both directions end. A clean end of
+// one direction is passed on as a half-close; the other direction then has
+// halfCloseLinger to finish before both connections are closed. An error in
+// either direction closes both at once.
+func (s *session) pipe() {
+	s.client.SetDeadline(time.Time{})
+	s.up.SetDeadline(time.Time{})
+	errc := make(chan error, 2)
+	go func() {
+		_, err := io.Copy(s.up, s.cr)
+		if cw, ok := s.up.(closeWriter); ok && err == nil {
+			cw.CloseWrite()
+		}
+		errc <- err
+	}()
+	go func() {
+		_, err := io.Copy(s.client, s.ur)
+		if cw, ok := s.client.(closeWriter); ok && err == nil {
+			cw.CloseWrite()
+		}
+		errc <- err
+	}()
+	if err := <-errc; err == nil {
+		t := time.NewTimer(s.srv.halfCloseLinger)
+		select {
+		case <-errc:
+			t.Stop()
+			s.closeAll()
+			return
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+		}
+	}
+	s.closeAll()
+	<-errc
+}
