@@ -93,8 +93,10 @@ type listenerConfig struct {
 	localTLS *tls.Config // nil: plain listener
 }
 
-func (lc *listenerConfig) implicitTLS() bool  { return lc.localTLS != nil && !lc.startTLS() }
-func (lc *listenerConfig) startTLS() bool     { return lc.srv.Protocol == config.SMTP && lc.srv.LocalStartTLS }
+func (lc *listenerConfig) implicitTLS() bool { return lc.localTLS != nil && !lc.startTLS() }
+func (lc *listenerConfig) startTLS() bool {
+	return lc.srv.Protocol == config.SMTP && lc.srv.LocalStartTLS
+}
 func (lc *listenerConfig) offerStartTLS() bool { return lc.startTLS() && lc.localTLS != nil }
 
 type listener struct {
