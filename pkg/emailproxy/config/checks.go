@@ -216,10 +216,10 @@ func checkBool(l loc, v string) []Diagnostic {
 // registration) that the flow checks judge. has tells which keys exist.
 type accountInput struct {
 	flow, permissionURL, tokenURL, scope, resource, clientID, clientSecret string
-	clientSecretEncrypted, redirectURI, redirectListen, jwtCert, jwtKey   string
-	usePKCE                                                               string
-	has                                                                   map[string]bool
-	useLoginPasswordAsSecret                                              bool
+	clientSecretEncrypted, redirectURI, redirectListen, jwtCert, jwtKey    string
+	usePKCE                                                                string
+	has                                                                    map[string]bool
+	useLoginPasswordAsSecret                                               bool
 }
 
 var microsoftTokenHosts = []string{"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn", "login.chinacloudapi.cn"}
