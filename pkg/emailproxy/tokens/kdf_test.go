@@ -79,10 +79,10 @@ func TestKeyCacheDerivesOncePerKey(t *testing.T) {
 		n              int
 	}{
 		{"a@x", "pw", salt0, 1000},
-		{"b@x", "pw", salt0, 1000},                     // other account
-		{"a@x", "pw2", salt0, 1000},                    // other password
+		{"b@x", "pw", salt0, 1000},                      // other account
+		{"a@x", "pw2", salt0, 1000},                     // other password
 		{"a@x", "pw", "AQEBAQEBAQEBAQEBAQEBAQ==", 1000}, // other salt
-		{"a@x", "pw", salt0, 1001},                     // other count
+		{"a@x", "pw", salt0, 1001},                      // other count
 		// Length-prefixed index: moving bytes between fields is a new key.
 		{"a@xp", "w", salt0, 1000},
 	}
