@@ -40,7 +40,7 @@ func (e *Editor) reparse() error {
 	if err != nil {
 		return fmt.Errorf("the edit would make the file unreadable: %w", err)
 	}
-	d.crlf, d.finalEOL = e.d.crlf, e.d.finalEOL || len(e.d.lines) > 0
+	d.bom, d.crlf, d.finalEOL = e.d.bom, e.d.crlf, e.d.finalEOL || len(e.d.lines) > 0
 	e.d = d
 	return nil
 }

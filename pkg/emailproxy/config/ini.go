@@ -4,7 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
+
+// pySpace is Python's str.isspace: Go's unicode.IsSpace plus the four
+// information separators U+001C..U+001F.
+func pySpace(r rune) bool { return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f) }
+
+// pyStrip is Python's str.strip().
+func pyStrip(s string) string { return strings.TrimFunc(s, pySpace) }
+
+func invalidUTF8At(s string) int {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
+				return i
+			}
+		}
+	}
+	return len(s)
+}
 
 // The reader below follows Python's configparser (ConfigParser with
 // interpolation=None and its defaults: '=' and ':' delimiters, '#' and ';'
@@ -59,6 +79,7 @@ func (s *section) get(name string) (*entry, bool) {
 // document is a parsed file: the sections (configparser's view) and the
 // lines they came from (the editor's view).
 type document struct {
+	bom      bool // the file started with a UTF-8 byte order mark
 	lines    []rawLine
 	crlf     bool // the file used \r\n line endings
 	finalEOL bool // the last line ended with a line ending
@@ -103,12 +124,22 @@ func (e *SyntaxError) Is(target error) bool { return target == ErrSyntax }
 // configparser would raise is returned, each with its line, joined.
 func parseDocument(data []byte, path string) (*document, error) {
 	text := string(data)
-	text = strings.TrimPrefix(text, "\ufeff") // configparser reads with utf-8-sig in practice; a BOM is not part of the first header
 	d := &document{}
+	if t, ok := strings.CutPrefix(text, "\ufeff"); ok {
+		// Kept for rendering; not part of the first line's text.
+		d.bom, text = true, t
+	}
+	if !utf8.ValidString(text) {
+		line := 1 + strings.Count(text[:invalidUTF8At(text)], "\n")
+		return nil, &SyntaxError{Path: path, Line: line, Msg: "the file is not valid UTF-8 (the Python proxy cannot read it either); save it as UTF-8"}
+	}
 	if strings.Contains(text, "\r\n") {
 		d.crlf = true
 	}
+	// Python reads text with universal newlines: \r\n and a lone \r both
+	// end a line.
 	text = strings.ReplaceAll(text, "\r\n", "\n")
+	text = strings.ReplaceAll(text, "\r", "\n")
 	if text != "" {
 		d.finalEOL = strings.HasSuffix(text, "\n")
 		text = strings.TrimSuffix(text, "\n")
@@ -131,14 +162,14 @@ func parseDocument(data []byte, path string) (*document, error) {
 	}
 	closeEntry := func() {
 		if curEntry != nil {
-			curEntry.value = strings.TrimRight(strings.Join(contParts, "\n"), " \t\r\n\f\v")
+			curEntry.value = strings.TrimRightFunc(strings.Join(contParts, "\n"), pySpace)
 		}
 		curEntry, contParts = nil, nil
 	}
 
 	for i := range d.lines {
 		raw := d.lines[i].text
-		stripped := strings.TrimSpace(raw)
+		stripped := pyStrip(raw)
 		if strings.HasPrefix(stripped, "#") || strings.HasPrefix(stripped, ";") {
 			// A comment inside a multi-line value neither ends the value
 			// nor becomes part of it, exactly as configparser does.
@@ -152,7 +183,7 @@ func parseDocument(data []byte, path string) (*document, error) {
 			}
 			continue
 		}
-		lead := len(raw) - len(strings.TrimLeft(raw, " \t\f\v"))
+		lead := utf8.RuneCountInString(raw) - utf8.RuneCountInString(strings.TrimLeftFunc(raw, pySpace))
 		if curEntry != nil && lead > indent {
 			d.lines[i].kind = contLine
 			contParts = append(contParts, stripped)
@@ -189,7 +220,7 @@ func parseDocument(data []byte, path string) (*document, error) {
 			fail(i, "this line is neither a [section] header nor a key = value line; fix it or comment it out with '#'")
 			continue
 		}
-		name := strings.ToLower(strings.TrimSpace(stripped[:k]))
+		name := strings.ToLower(strings.TrimRightFunc(stripped[:k], pySpace))
 		if name == "" {
 			fail(i, "line starts with %q but has no key name before it", stripped[k:k+1])
 			continue
@@ -205,7 +236,7 @@ func parseDocument(data []byte, path string) (*document, error) {
 		}
 		seenKey[id] = true
 		curEntry = &entry{name: name, line: i + 1}
-		contParts = []string{strings.TrimSpace(stripped[k+1:])}
+		contParts = []string{pyStrip(stripped[k+1:])}
 		cur.keys = append(cur.keys, curEntry)
 	}
 	closeEntry()
@@ -241,6 +272,9 @@ func (d *document) render() []byte {
 		eol = "\r\n"
 	}
 	var b strings.Builder
+	if d.bom {
+		b.WriteString("\ufeff")
+	}
 	for i, l := range d.lines {
 		b.WriteString(l.text)
 		if i < len(d.lines)-1 || d.finalEOL {

@@ -213,7 +213,9 @@ func (r *Registration) validate() []Diagnostic {
 	localPorts := map[int]string{}
 	for _, sv := range r.servers() {
 		s := sv.s
-		l := func(what string) loc { return loc{section: fmt.Sprintf("%s-%d", sv.proto, s.LocalPort), flag: serverFlag(sv.proto, what)} }
+		l := func(what string) loc {
+			return loc{section: fmt.Sprintf("%s-%d", sv.proto, s.LocalPort), flag: serverFlag(sv.proto, what)}
+		}
 		if s.ServerAddress == "" {
 			if s.ServerPort != 0 || (sv.proto == POP && s.LocalPort != 0) {
 				ds = append(ds, l("server-address").diag(Error, fmt.Sprintf("%s server details were given but no %s", sv.proto, serverFlag(sv.proto, "server-address")), "add "+serverFlag(sv.proto, "server-address")+" (or --provider)"))
