@@ -643,3 +643,52 @@ func (c *client) expect(prefix string) string {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// tlsClient upgrades a test client to TLS, trusting the test CA.
+func tlsClient(t testing.TB, c *client, ca *testCA) *client {
+	t.Helper()
+	tc := tls.Client(c.c, &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	return &client{t: t, c: tc, r: bufio.NewReaderSize(tc, 64<<10)}
+}
+
+// imapRoundTrip connects, logs in, sends NOOP and logs out, returning the
+// first thing that went wrong.
+func imapRoundTrip(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	r := bufio.NewReader(c)
+	expect := func(prefix string) error {
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return fmt.Errorf("waiting for %q: %w", prefix, err)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return nil
+			}
+			if !strings.HasPrefix(l, "* ") {
+				return fmt.Errorf("waiting for %q, got %q", prefix, l)
+			}
+		}
+	}
+	if err := expect("* OK"); err != nil {
+		return err
+	}
+	io.WriteString(c, "a1 LOGIN alice@example.com alice-PASSWORD-1\r\n")
+	if err := expect("a1 OK"); err != nil {
+		return err
+	}
+	io.WriteString(c, "a2 NOOP\r\n")
+	if err := expect("a2 OK"); err != nil {
+		return err
+	}
+	io.WriteString(c, "a3 LOGOUT\r\n")
+	return expect("a3 OK")
+}

@@ -397,40 +397,39 @@ func hostPort(srv config.Server) string {
 
 type closeWriter interface{ CloseWrite() error }
 
-// pipe copies bytes both ways until both directions end. A clean end of
-// one direction is passed on as a half-close; the other direction then has
-// halfCloseLinger to finish before both connections are closed. An error in
-// either direction closes both at once.
+// pipe copies bytes both ways. When the upstream ends, the client is
+// closed at once: mail servers end sessions (LOGOUT, QUIT, timeouts) and
+// nothing more can come. When the client half-closes, that is passed on
+// upstream and the upstream's last replies still flow back for up to
+// halfCloseLinger. An error in either direction closes both at once.
 func (s *session) pipe() {
 	s.client.SetDeadline(time.Time{})
 	s.up.SetDeadline(time.Time{})
-	errc := make(chan error, 2)
+	fromClient := make(chan error, 1)
+	fromUp := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(s.up, s.cr)
 		if cw, ok := s.up.(closeWriter); ok && err == nil {
 			cw.CloseWrite()
 		}
-		errc <- err
+		fromClient <- err
 	}()
 	go func() {
 		_, err := io.Copy(s.client, s.ur)
-		if cw, ok := s.client.(closeWriter); ok && err == nil {
-			cw.CloseWrite()
-		}
-		errc <- err
+		fromUp <- err
 	}()
-	if err := <-errc; err == nil {
-		t := time.NewTimer(s.srv.halfCloseLinger)
-		select {
-		case <-errc:
-			t.Stop()
-			s.closeAll()
-			return
-		case <-t.C:
-		case <-s.ctx.Done():
+	select {
+	case <-fromUp:
+	case err := <-fromClient:
+		if err == nil {
+			t := time.NewTimer(s.srv.halfCloseLinger)
+			select {
+			case <-fromUp:
+			case <-t.C:
+			case <-s.ctx.Done():
+			}
 			t.Stop()
 		}
 	}
 	s.closeAll()
-	<-errc
 }
