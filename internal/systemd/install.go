@@ -1,0 +1,171 @@
+package systemd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/google/renameio/v2"
+)
+
+// UnitDir is where Install puts unit files, below the root it is given.
+const UnitDir = "/etc/systemd/system"
+
+// SysusersDir is where EnsureUser puts its sysusers.d snippet.
+const SysusersDir = "/etc/sysusers.d"
+
+// UnitPath is the path of the unit file name below root ("" or "/" for
+// the running system).
+func UnitPath(root, name string) string {
+	return filepath.Join(rootDir(root), UnitDir, name)
+}
+
+func rootDir(root string) string {
+	if root == "" {
+		return "/"
+	}
+	return root
+}
+
+// Install writes u to root/etc/systemd/system atomically and reports
+// whether the file changed (the caller then needs Manager.DaemonReload).
+// An identical file is left alone, so its timestamp does not suggest a
+// change that never happened.
+func Install(ctx context.Context, root string, u Unit) (changed bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if u.Name == "" || strings.ContainsAny(u.Name, "/\x00") {
+		return false, fmt.Errorf("installing unit: name %q is not a file name", u.Name)
+	}
+	return writeIfChanged(UnitPath(root, u.Name), u.Bytes(), 0o644)
+}
+
+// Uninstall removes the unit file and reports whether there was one.
+func Uninstall(ctx context.Context, root, name string) (removed bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	p := UnitPath(root, name)
+	switch err := os.Remove(p); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	default:
+		return false, fmt.Errorf("removing unit file %s: %w", p, err)
+	}
+}
+
+func writeIfChanged(path string, data []byte, perm fs.FileMode) (bool, error) {
+	old, err := os.ReadFile(path)
+	if err == nil && bytes.Equal(old, data) {
+		return false, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return false, fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	// The mode is fixed, not inherited from an older file or the umask:
+	// systemd warns about world-writable units and refuses none, so a
+	// stray mode would go unnoticed.
+	if err := renameio.WriteFile(path, data, perm, renameio.WithStaticPermissions(perm)); err != nil {
+		return false, fmt.Errorf("writing %s: %w (are you root?)", path, err)
+	}
+	return true, nil
+}
+
+// SysusersSnippet is the sysusers.d(5) line that creates the service user:
+// a system user with its own group, no login shell, home in the state
+// directory.
+func SysusersSnippet(userName, stateDirectory string) string {
+	if stateDirectory == "" {
+		stateDirectory = DefaultStateDirectory
+	}
+	return fmt.Sprintf("# Written by \"orbit email-oauth2-proxy register\": the user the proxy service runs as.\nu %s - \"orbit email OAuth 2.0 proxy\" /var/lib/%s\n", userName, stateDirectory)
+}
+
+// SysusersPath is the snippet's path below root for the user.
+func SysusersPath(root, userName string) string {
+	return filepath.Join(rootDir(root), SysusersDir, "orbit-"+strings.TrimPrefix(userName, "orbit-")+".conf")
+}
+
+// EnsureUser makes sure the service user exists: it writes the
+// sysusers.d snippet (so the user is recreated if /etc/passwd is ever
+// rebuilt) and runs systemd-sysusers on it. It reports whether the snippet
+// changed. systemd-sysusers works without a running systemd.
+func EnsureUser(ctx context.Context, root, userName string) (changed bool, err error) {
+	if userName == "" {
+		userName = DefaultUser
+	}
+	if !validUserName(userName) {
+		return false, fmt.Errorf("service user %q is not a valid system user name", userName)
+	}
+	path := SysusersPath(root, userName)
+	changed, err = writeIfChanged(path, []byte(SysusersSnippet(userName, "")), 0o644)
+	if err != nil {
+		return false, err
+	}
+	bin, err := exec.LookPath("systemd-sysusers")
+	if err != nil {
+		return changed, fmt.Errorf("creating user %s: systemd-sysusers not found (install systemd, or create the user yourself: useradd --system --no-create-home --shell /usr/sbin/nologin %s): %w", userName, userName, err)
+	}
+	args := []string{}
+	if r := rootDir(root); r != "/" {
+		args = append(args, "--root="+r)
+	}
+	args = append(args, path)
+	if out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput(); err != nil {
+		return changed, fmt.Errorf("creating user %s: %s %s: %w: %s", userName, bin, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return changed, nil
+}
+
+// GrantConfigAccess gives the service user what the unit allows it:
+// ownership of the configuration file (mode 0600, it holds secrets) and of
+// its directory (mode 0700, so atomic rewrites can rename into it). The
+// user must exist (EnsureUser); it is looked up in root's /etc/passwd only
+// when root is the running system.
+func GrantConfigAccess(ctx context.Context, configFile, userName string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if userName == "" {
+		userName = DefaultUser
+	}
+	u, err := user.Lookup(userName)
+	if err != nil {
+		return fmt.Errorf("granting %s access to %s: %w (create the user first)", userName, configFile, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("user %s has a non-numeric id: %w", userName, err)
+	}
+	dir := filepath.Dir(configFile)
+	if err := checkConfigDir(dir); err != nil {
+		return err
+	}
+	for _, step := range []struct {
+		path string
+		mode fs.FileMode
+	}{{dir, 0o700}, {configFile, 0o600}} {
+		if err := os.Chown(step.path, uid, gid); err != nil {
+			return fmt.Errorf("giving %s to %s: %w", step.path, userName, err)
+		}
+		if err := os.Chmod(step.path, step.mode); err != nil {
+			return fmt.Errorf("setting mode %v on %s: %w", step.mode, step.path, err)
+		}
+	}
+	return nil
+}
