@@ -55,9 +55,9 @@ func TestFlows(t *testing.T) {
 			wantToken: "AT-client_credentials-1",
 		},
 		{
-			name:  "client_credentials without a secret sends none",
-			acct:  func(a *config.Account) { a.ClientSecret = "" },
-			grant: GrantClientCredentials,
+			name:     "client_credentials without a secret sends none",
+			acct:     func(a *config.Account) { a.ClientSecret = "" },
+			grant:    GrantClientCredentials,
 			wantForm: map[string]string{"client_id": "cid-1", "grant_type": "client_credentials"},
 			noForm:   []string{"client_secret"},
 		},
