@@ -330,12 +330,14 @@ func (s *Server) finish(r *request, tok oauth.TokenResponse, err error) {
 			delete(s.requests, r.key)
 		}
 	}
+	s.mu.Unlock()
+
+	// Log and report before waking the waiters, so that whoever learns the
+	// outcome from Authorize also finds it in the log and the status.
+	defer close(r.done)
 	if r.cancel != nil {
 		r.cancel()
 	}
-	close(r.done)
-	s.mu.Unlock()
-
 	if err == nil {
 		s.log.Info(fmt.Sprintf("Authorisation succeeded for %s", r.account),
 			"message_id", events.AuthSucceeded, "account", r.account)
@@ -427,21 +429,22 @@ func (s *Server) announce(r *request) {
 	s.mu.Lock()
 	url, code, flow, name := r.url, r.userCode, r.flow, r.account
 	s.mu.Unlock()
+	// Report first: once the URL is in the log, `status` should show it.
 	if flow == config.FlowDevice {
-		s.log.Info(fmt.Sprintf(events.DeviceCodeText, url, code),
-			"message_id", events.DeviceCode, "account", name, "auth_url", url, "user_code", code)
 		if s.opts.Reporter != nil {
 			s.opts.Reporter.SetPendingDevice(name, url, code)
 		}
+		s.log.Info(fmt.Sprintf(events.DeviceCodeText, url, code),
+			"message_id", events.DeviceCode, "account", name, "auth_url", url, "user_code", code)
 		return
+	}
+	if s.opts.Reporter != nil {
+		s.opts.Reporter.SetPending(name, url)
 	}
 	s.log.Info(fmt.Sprintf(events.AuthRequestText, name),
 		"message_id", events.AuthRequest, "account", name, "auth_url", url)
 	s.log.Info(fmt.Sprintf(events.AuthURLText, name, url),
 		"message_id", events.AuthURL, "account", name, "auth_url", url)
-	if s.opts.Reporter != nil {
-		s.opts.Reporter.SetPending(name, url)
-	}
 }
 
 func (s *Server) now() time.Time {
