@@ -572,3 +572,15 @@ func TestListenerTimeouts(t *testing.T) {
 	cancel()
 	await(t, ch)
 }
+
+// The token manager passes a context without a deadline (its flights
+// outlive the mail client), so the Server's own Timeout must end the wait.
+func TestOwnTimeout(t *testing.T) {
+	p := newProvider(t)
+	s, _ := newServer(t, Options{Timeout: 50 * time.Millisecond})
+	acct := codeAccount(p, "alice@example.com", "http://"+freeAddr(t)+redirectPath)
+	o := await(t, authorize(context.WithoutCancel(context.Background()), s, acct))
+	if !errors.Is(o.err, oauth.ErrNeedsAuthorization) || !errors.Is(o.err, context.DeadlineExceeded) {
+		t.Fatalf("error = %v, want a time-out", o.err)
+	}
+}

@@ -32,6 +32,9 @@ const (
 	// URL a little after the mail client timed out, and the next login then
 	// finds the tokens instead of a new URL.
 	DefaultLinger = 10 * time.Minute
+	// DefaultTimeout bounds how long a login waits for a person, as in the
+	// Python proxy.
+	DefaultTimeout = 600 * time.Second
 	// DefaultExchangeTimeout bounds one code exchange or device poll.
 	DefaultExchangeTimeout = 30 * time.Second
 	// DefaultDeviceInterval is RFC 8628's polling interval when the
@@ -73,6 +76,10 @@ type Options struct {
 	// next Authorize returns them), else why it failed or expired. It must
 	// not call back into the Server. May be nil.
 	OnDone func(account string, err error)
+	// Timeout bounds each Authorize call (ctx may end it sooner): the token
+	// manager detaches its flights from the mail client, so this is what
+	// ends the wait. Zero is DefaultTimeout; negative leaves it to ctx.
+	Timeout time.Duration
 	// Linger: see DefaultLinger. Negative withdraws a request as soon as its
 	// last waiter gives up.
 	Linger time.Duration
@@ -161,6 +168,9 @@ func New(opts Options) *Server {
 	if s.opts.ExchangeTimeout <= 0 {
 		s.opts.ExchangeTimeout = DefaultExchangeTimeout
 	}
+	if s.opts.Timeout == 0 {
+		s.opts.Timeout = DefaultTimeout
+	}
 	if s.opts.Linger == 0 {
 		s.opts.Linger = DefaultLinger
 	}
@@ -172,9 +182,9 @@ var _ oauth.Authorizer = (*Server)(nil)
 // Authorize runs acct's interactive flow for the login username (acct.Name
 // when empty) and returns the provider's tokens. It announces the URL (or
 // device code) in the log, then blocks until someone completes it, the
-// provider refuses, or ctx ends; the caller's ctx sets the time-out. Logins
-// for the same account share one request: a second one re-announces the
-// same URL instead of making a new one. When ctx ends the request stays
+// provider refuses, Options.Timeout passes or ctx ends. Logins for the
+// same account share one request: a second one re-announces the same URL
+// instead of making a new one. When the wait ends the request stays
 // valid for Linger, and a later Authorize joins it (or collects the tokens
 // if it was completed meanwhile).
 //
@@ -199,6 +209,11 @@ func (s *Server) Authorize(ctx context.Context, acct config.Account, username st
 		return oauth.TokenResponse{}, fmt.Errorf("account %s: %w", name, err)
 	}
 	key := requestKey(name, flow, acct)
+	if s.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
+		defer cancel()
+	}
 
 	for {
 		s.mu.Lock()
