@@ -85,10 +85,10 @@ client_secret = default-secret
 oauth2_scope = default-scope
 `
 	type want struct {
-		ok                                    bool
-		section, tokenURL, scope, clientID    string
-		secret, salt, accessToken             string
-		iterations                            int
+		ok                                 bool
+		section, tokenURL, scope, clientID string
+		secret, salt, accessToken          string
+		iterations                         int
 	}
 	tests := []struct {
 		name, allow, user string
