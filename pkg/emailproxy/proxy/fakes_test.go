@@ -37,6 +37,7 @@ type testCA struct {
 	server   tls.Certificate
 	certPath string // PEM of the server certificate, for local TLS listeners
 	keyPath  string
+	caPath   string // PEM of the CA, for clients outside Go
 }
 
 func newTestCA(t testing.TB) *testCA {
@@ -81,7 +82,10 @@ func newTestCA(t testing.TB) *testCA {
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 	dir := t.TempDir()
-	ca := &testCA{pool: x509.NewCertPool(), certPath: filepath.Join(dir, "server.crt"), keyPath: filepath.Join(dir, "server.key")}
+	ca := &testCA{pool: x509.NewCertPool(), certPath: filepath.Join(dir, "server.crt"), keyPath: filepath.Join(dir, "server.key"), caPath: filepath.Join(dir, "ca.crt")}
+	if err := os.WriteFile(ca.caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ca.pool.AddCert(caCert)
 	if err := os.WriteFile(ca.certPath, certPEM, 0o600); err != nil {
 		t.Fatal(err)
