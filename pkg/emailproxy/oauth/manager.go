@@ -303,16 +303,29 @@ func (m *Manager) lockAccount(account string) (unlock func()) {
 	}
 }
 
-// deleteOnPasswordError applies delete_account_token_on_password_error.
-// For client_credentials and service_account it is always off: there the
-// login password is the only thing standing between a local process and the
-// mailbox (the provider does not check it), so letting any password replace
-// the tokens would let any password in. The password flow forwards the
-// login password to the provider, and interactive flows need a person to
-// approve, so there a new password can be let through to prove itself.
-func deleteOnPasswordError(g config.Global, flow config.Flow) bool {
-	if flow == config.FlowClientCredentials || flow == config.FlowServiceAccount {
+// deleteOnPasswordError applies delete_account_token_on_password_error to
+// a login whose password does not open the stored tokens.
+//
+// For client_credentials and service_account it is always off (as in the
+// Python proxy): the provider never sees the login password there, so it is
+// the only thing between a local process and the mailbox, and letting any
+// password replace the tokens would let any password in. The exception is
+// client_credentials with use_login_password_as_client_credentials_secret
+// and no client_secret: there the login password is the client secret, the
+// provider checks it, and a rotated secret must be able to replace the old
+// tokens. The password flow forwards the login password to the provider, and
+// interactive flows need a person to approve, so there too a new password is
+// let through to prove itself. In every case the old tokens are replaced
+// only once the new password has won new ones (see obtain).
+func deleteOnPasswordError(g config.Global, acct config.Account, flow config.Flow) bool {
+	switch flow {
+	case config.FlowServiceAccount:
 		return false
+	case config.FlowClientCredentials:
+		loginIsSecret := g.UseLoginPasswordAsClientCredentialsSecret && acct.ClientSecret == "" && !UsesCertificate(acct)
+		if !loginIsSecret {
+			return false
+		}
 	}
 	return g.DeleteAccountTokenOnPasswordError
 }
@@ -343,7 +356,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 	case errors.Is(err, tokens.ErrNotFound):
 		rec = tokens.Record{}
 	case errors.Is(err, tokens.ErrBadPassword):
-		if !deleteOnPasswordError(g, flow) {
+		if !deleteOnPasswordError(g, acct, flow) {
 			e := &loginError{
 				msg: fmt.Sprintf("Login failed - the password for account %s is incorrect", printable(acct.Name)),
 				err: ErrBadPassword,
@@ -457,8 +470,11 @@ func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff con
 	}
 	tr, err := m.interactive.Authorize(ctx, eff, acct.Name)
 	if err != nil {
-		e := &loginError{msg: fmt.Sprintf("Login failed for account %s: %v", printable(acct.Name), err), err: err}
-		return TokenResponse{}, m.fail(log, acct.Name, flow, err.Error(), e)
+		// The Authorizer has logged the AuthFailed event with its details;
+		// a second event would make `logs` show every failure twice.
+		log.Info("interactive authorisation did not complete", "reason", err.Error())
+		m.status.failing(acct.Name, flow, err.Error())
+		return TokenResponse{}, &loginError{msg: fmt.Sprintf("Login failed for account %s: %v", printable(acct.Name), err), err: err}
 	}
 	if tr.AccessToken == "" {
 		e := &loginError{
@@ -467,7 +483,9 @@ func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff con
 		}
 		return TokenResponse{}, m.fail(log, acct.Name, flow, e.msg, e)
 	}
-	log.Info("authorisation succeeded", "message_id", events.AuthSucceeded)
+	// AuthSucceeded is the Authorizer's event (it knows when the person
+	// finished); here only the storing is worth a line.
+	log.Debug("storing the tokens of a completed interactive authorisation")
 	if tr.RefreshToken == "" {
 		log.Warn("the provider returned no refresh token: the account will need a new authorisation when this token expires "+
 			"(does oauth2_scope include offline access, e.g. offline_access?)", "reason", "no refresh_token")

@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -359,13 +360,26 @@ func TestWrongPassword(t *testing.T) {
 		name         string
 		flow         config.Flow
 		deleteTokens bool
+		loginSecret  bool // client_credentials with the login password as its secret
 		passwordAns  []answer
+		ccAns        []answer
 		wantErr      error
 		wantRequests int
 		// after: which password opens the store
 		wantOwner string
 	}{
 		{name: "client_credentials: refused even with delete on", flow: config.FlowClientCredentials, deleteTokens: true,
+			wantErr: ErrBadPassword, wantOwner: secretPassword},
+		{name: "client_credentials, login password as secret, delete on: the provider accepts the new secret",
+			flow: config.FlowClientCredentials, loginSecret: true, deleteTokens: true,
+			wantRequests: 1, wantOwner: otherPassword},
+		{name: "client_credentials, login password as secret, delete on: the provider refuses it",
+			flow: config.FlowClientCredentials, loginSecret: true, deleteTokens: true,
+			ccAns:        []answer{jsonAnswer(401, map[string]string{"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})},
+			wantErr:      ErrProviderRefused,
+			wantRequests: 1, wantOwner: secretPassword},
+		{name: "client_credentials, login password as secret, delete off: refused",
+			flow: config.FlowClientCredentials, loginSecret: true,
 			wantErr: ErrBadPassword, wantOwner: secretPassword},
 		{name: "service_account: refused even with delete on", flow: config.FlowServiceAccount, deleteTokens: true,
 			wantErr: ErrBadPassword, wantOwner: secretPassword},
@@ -386,11 +400,17 @@ func TestWrongPassword(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			acct := ccAccount(alice)
 			acct.Flow = tc.flow
+			g := config.Global{DeleteAccountTokenOnPasswordError: tc.deleteTokens}
+			if tc.loginSecret {
+				acct.ClientSecret = ""
+				g.UseLoginPasswordAsClientCredentialsSecret = true
+			}
 			fa := &fakeAuthorizer{}
-			h := newHarness(t, config.Global{DeleteAccountTokenOnPasswordError: tc.deleteTokens}, []config.Account{acct},
+			h := newHarness(t, g, []config.Account{acct},
 				func(o *Options) { o.Interactive = fa; o.Assertions = fakeSigner{} })
 			h.store.set(alice, secretPassword, tokens.Record{AccessToken: "AT-good", AccessTokenExpiry: h.clock.Now().Add(time.Hour), RefreshToken: "RT-good"})
 			h.prov.script(GrantPassword, tc.passwordAns...)
+			h.prov.script(GrantClientCredentials, tc.ccAns...)
 			ctx := context.Background()
 			// The right password first, so the memory cache holds its token.
 			if tok, err := h.m.AccessToken(ctx, alice, secretPassword); err != nil || tok != "AT-good" {
@@ -416,6 +436,11 @@ func TestWrongPassword(t *testing.T) {
 				}
 				if tok == "AT-good" {
 					t.Fatal("a different password got the other password's token")
+				}
+				if tc.loginSecret {
+					if f := h.prov.lastForm(GrantClientCredentials); f.Get("client_secret") != otherPassword {
+						t.Errorf("client_secret = %q, want the new login password", f.Get("client_secret"))
+					}
 				}
 			}
 			if got := h.prov.total(); got != tc.wantRequests {
@@ -777,7 +802,29 @@ func TestInteractiveWaitAndStatus(t *testing.T) {
 	if st := h.m.Status().Accounts[alice]; st.State != StateAuthorised || st.AuthURL != "" {
 		t.Errorf("status = %+v, want authorised without the URL", st)
 	}
-	if !strings.Contains(h.logs.String(), `"message_id":"a48f2ef1c63341a8bd8b94711cdb3c49"`) {
-		t.Error("no AuthSucceeded event logged")
+}
+
+func TestInteractiveFailure(t *testing.T) {
+	acct := ccAccount(alice)
+	acct.Flow = config.FlowDevice
+	fa := &fakeAuthorizer{err: fmt.Errorf("%w: nobody completed the device login within 10m0s", ErrNeedsAuthorization)}
+	h := newHarness(t, defaultGlobal(), []config.Account{acct}, func(o *Options) { o.Interactive = fa })
+	_, err := h.m.AccessToken(context.Background(), alice, secretPassword)
+	if !errors.Is(err, ErrNeedsAuthorization) || !strings.Contains(err.Error(), "nobody completed") || !strings.Contains(err.Error(), alice) {
+		t.Fatalf("err = %v", err)
+	}
+	if st := h.m.Status().Accounts[alice]; st.State != StateFailing || !strings.Contains(st.Reason, "nobody completed") {
+		t.Errorf("status = %+v", st)
+	}
+	if _, ok := h.store.entry(alice); ok {
+		t.Error("a failed authorisation stored tokens")
+	}
+	// The next login asks again rather than remembering the failure.
+	fa.err = nil
+	if _, err := h.m.AccessToken(context.Background(), alice, secretPassword); err != nil {
+		t.Fatal(err)
+	}
+	if fa.calls.Load() != 2 {
+		t.Errorf("Authorize calls = %d, want 2", fa.calls.Load())
 	}
 }
