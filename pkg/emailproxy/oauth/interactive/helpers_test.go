@@ -95,7 +95,7 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
 }
 
-func tokens(w http.ResponseWriter, user string, n int) {
+func writeTokens(w http.ResponseWriter, user string, n int) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{
 		"access_token": fmt.Sprintf("%s%s-%d", accessPrefix, user, n), "refresh_token": fmt.Sprintf("%s%s-%d", refreshPrefix, user, n),
@@ -139,7 +139,7 @@ func (p *provider) token(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, 400, "invalid_grant", "code_verifier without a challenge")
 			return
 		}
-		tokens(w, g.user, len(p.tokenForms))
+		writeTokens(w, g.user, len(p.tokenForms))
 	case DeviceCodeGrant:
 		if f.Get("device_code") != "dev-code-1" {
 			oauthError(w, 400, "invalid_grant", "unknown device code")
@@ -150,7 +150,7 @@ func (p *provider) token(w http.ResponseWriter, r *http.Request) {
 			next, p.pollScript = p.pollScript[0], p.pollScript[1:]
 		}
 		if next == "ok" {
-			tokens(w, "device-user", len(p.tokenForms))
+			writeTokens(w, "device-user", len(p.tokenForms))
 			return
 		}
 		oauthError(w, 400, next, "script says "+next)

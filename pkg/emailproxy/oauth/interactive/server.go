@@ -179,6 +179,14 @@ func New(opts Options) *Server {
 
 var _ oauth.Authorizer = (*Server)(nil)
 
+// SetReporter sets Options.Reporter after New, for wiring where the
+// reporter (the token manager) is built with this Server as its Authorizer.
+func (s *Server) SetReporter(r oauth.PendingReporter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Reporter = r
+}
+
 // Authorize runs acct's interactive flow for the login username (acct.Name
 // when empty) and returns the provider's tokens. It announces the URL (or
 // device code) in the log, then blocks until someone completes it, the
@@ -443,18 +451,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) announce(r *request) {
 	s.mu.Lock()
 	url, code, flow, name := r.url, r.userCode, r.flow, r.account
+	rep := s.opts.Reporter
 	s.mu.Unlock()
 	// Report first: once the URL is in the log, `status` should show it.
 	if flow == config.FlowDevice {
-		if s.opts.Reporter != nil {
-			s.opts.Reporter.SetPendingDevice(name, url, code)
+		if rep != nil {
+			rep.SetPendingDevice(name, url, code)
 		}
 		s.log.Info(fmt.Sprintf(events.DeviceCodeText, url, code),
 			"message_id", events.DeviceCode, "account", name, "auth_url", url, "user_code", code)
 		return
 	}
-	if s.opts.Reporter != nil {
-		s.opts.Reporter.SetPending(name, url)
+	if rep != nil {
+		rep.SetPending(name, url)
 	}
 	s.log.Info(fmt.Sprintf(events.AuthRequestText, name),
 		"message_id", events.AuthRequest, "account", name, "auth_url", url)
