@@ -214,7 +214,11 @@ func (e *Editor) RenameKey(sectionName, oldKey, newKey string) error {
 // before section headers, so new sections follow the same style.
 func (e *Editor) blankSeparated() bool {
 	for _, s := range e.d.sections[min(1, len(e.d.sections)):] {
-		if i := s.line - 2; i >= 0 && e.d.lines[i].kind == blankLine {
+		i := s.line - 2
+		for i >= 0 && e.d.lines[i].kind == commentLine {
+			i--
+		}
+		if i >= 0 && e.d.lines[i].kind == blankLine {
 			return true
 		}
 	}
