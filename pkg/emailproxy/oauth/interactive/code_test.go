@@ -2,11 +2,18 @@ package interactive
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -582,5 +589,41 @@ func TestOwnTimeout(t *testing.T) {
 	o := await(t, authorize(context.WithoutCancel(context.Background()), s, acct))
 	if !errors.Is(o.err, oauth.ErrNeedsAuthorization) || !errors.Is(o.err, context.DeadlineExceeded) {
 		t.Fatalf("error = %v, want a time-out", o.err)
+	}
+}
+
+// An account with jwt_certificate_path/jwt_key_path and no client_secret
+// authenticates the code exchange with a certificate client assertion.
+func TestCodeExchangeWithCertificate(t *testing.T) {
+	p := newProvider(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.assertionKey = &key.PublicKey
+	dir := t.TempDir()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+
+	s, l := newServer(t, Options{})
+	acct := codeAccount(p, "alice@example.com", "http://"+freeAddr(t)+redirectPath)
+	acct.ClientSecret = ""
+	acct.JWTCertificatePath, acct.JWTKeyPath = certPath, keyPath
+	ch := authorize(context.Background(), s, acct)
+	if v := login(t, authURLOf(t, l, "alice@example.com", 1), nil); v.status != 200 {
+		t.Fatalf("page %d: %s", v.status, v.body)
+	}
+	if o := await(t, ch); o.err != nil {
+		t.Fatal(o.err)
+	}
+	if f := p.forms()[0]; f.Has("client_secret") || !f.Has("client_assertion") {
+		t.Errorf("exchange form keys %v, want a client_assertion and no client_secret", f)
 	}
 }

@@ -2,6 +2,8 @@ package interactive
 
 import (
 	"context"
+	"crypto"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -43,7 +45,10 @@ type provider struct {
 	tokenForms  []url.Values
 	deviceForms []url.Values
 	pollScript  []string // answers to device polls: an error code, or "ok"
-	deviceExp   int64
+	// assertionKey, when set, lets a client authenticate with an RS256
+	// client_assertion instead of its secret.
+	assertionKey *rsa.PublicKey
+	deviceExp    int64
 }
 
 type grant struct {
@@ -112,7 +117,12 @@ func (p *provider) token(w http.ResponseWriter, r *http.Request) {
 	defer p.mu.Unlock()
 	f := r.PostForm
 	p.tokenForms = append(p.tokenForms, f)
-	if f.Get("client_id") != "client-1" || f.Get("client_secret") != testClientSecret {
+	if p.assertionKey != nil && f.Has("client_assertion") {
+		if err := p.checkAssertion(f); err != nil {
+			oauthError(w, 401, "invalid_client", err.Error())
+			return
+		}
+	} else if f.Get("client_id") != "client-1" || f.Get("client_secret") != testClientSecret {
 		oauthError(w, 401, "invalid_client", "AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1234")
 		return
 	}
@@ -191,8 +201,8 @@ type logs struct {
 func newLogs() *logs { return &logs{changed: make(chan struct{}, 1)} }
 
 func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logs) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l *logs) WithGroup(string) slog.Handler           { return l }
+func (l *logs) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logs) WithGroup(string) slog.Handler            { return l }
 func (l *logs) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	l.records = append(l.records, r.Clone())
@@ -387,3 +397,37 @@ func newServer(t *testing.T, opts Options) (*Server, *logs) {
 }
 
 func newSlog(h slog.Handler) *slog.Logger { return slog.New(h) }
+
+// checkAssertion verifies a certificate client assertion as Entra ID does:
+// assertion type, RS256 signature, audience = token endpoint, iss = sub =
+// client_id, and a current validity window.
+func (p *provider) checkAssertion(f url.Values) error {
+	if f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+		return fmt.Errorf("bad client_assertion_type")
+	}
+	parts := strings.Split(f.Get("client_assertion"), ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("malformed assertion")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if err := rsa.VerifyPKCS1v15(p.assertionKey, crypto.SHA256, sum[:], sig); err != nil {
+		return fmt.Errorf("signature: %w", err)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct {
+		Aud, Iss, Sub string
+		Exp, Nbf      int64
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	if c.Aud != p.srv.URL+"/token" || c.Iss != "client-1" || c.Sub != "client-1" || c.Nbf > now+60 || c.Exp < now {
+		return fmt.Errorf("claims %+v", c)
+	}
+	return nil
+}

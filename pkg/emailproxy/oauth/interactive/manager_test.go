@@ -53,7 +53,9 @@ func (o oneAccount) Account(username string) (config.Account, bool) {
 	return o.acct, true
 }
 
-func (o oneAccount) Global() config.Global { return config.Global{DeleteAccountTokenOnPasswordError: true} }
+func (o oneAccount) Global() config.Global {
+	return config.Global{DeleteAccountTokenOnPasswordError: true}
+}
 
 // The scenario through the real token manager: a mailer's login
 // triggers the URL line, the "browser" completes it, the waiting login gets
