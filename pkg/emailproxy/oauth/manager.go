@@ -201,7 +201,7 @@ func (m *Manager) AccessToken(ctx context.Context, username, password string) (s
 		}
 		return r.Val.(string), nil
 	case <-ctx.Done():
-		if acct.Interactive() {
+		if acct.Interactive() && m.status.state(acct.Name) == StateWaiting {
 			return "", &loginError{
 				msg: fmt.Sprintf("Login failed for account %s - it is still waiting for an administrator to authorise it: "+
 					"open the URL shown by `orbit email-oauth2-proxy logs --auth-url`, then log in again", printable(acct.Name)),

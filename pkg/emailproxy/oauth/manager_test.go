@@ -828,3 +828,29 @@ func TestInteractiveFailure(t *testing.T) {
 		t.Errorf("Authorize calls = %d, want 2", fa.calls.Load())
 	}
 }
+
+// A client that gives up does not cancel the request others (and the next
+// login) will use.
+func TestAbandonedLoginDoesNotCancelTheFlight(t *testing.T) {
+	h := newHarness(t, defaultGlobal(), []config.Account{ccAccount(alice)})
+	hold := make(chan struct{})
+	h.prov.hold = hold
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err := h.m.AccessToken(ctx, alice, secretPassword)
+	if !errors.Is(err, ErrProviderUnavailable) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), alice) {
+		t.Fatalf("err = %v", err)
+	}
+	res := make(chan string, 1)
+	go func() {
+		tok, _ := h.m.AccessToken(context.Background(), alice, secretPassword)
+		res <- tok
+	}()
+	close(hold)
+	if tok := <-res; tok != "AT-client_credentials-1" {
+		t.Errorf("token = %q, want the abandoned request's", tok)
+	}
+	if got := h.prov.total(); got != 1 {
+		t.Errorf("token requests = %d, want 1", got)
+	}
+}

@@ -202,6 +202,12 @@ func (b *statusBook) write(st Status, gen uint64) {
 	b.written = gen
 }
 
+func (b *statusBook) state(account string) State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.accounts[account].State
+}
+
 func (b *statusBook) authorised(account string, flow config.Flow, expiry time.Time) {
 	b.update(account, func(a *AccountStatus) bool {
 		changed := a.State != StateAuthorised || !a.TokenExpiry.Equal(expiry) || a.Flow != flow
