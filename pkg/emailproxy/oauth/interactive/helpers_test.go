@@ -35,7 +35,7 @@ const (
 // spec says the code exchange carries, /devicecode and device polls follow
 // a script.
 type provider struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	mu          sync.Mutex
@@ -56,7 +56,7 @@ type grant struct {
 	used                                           bool
 }
 
-func newProvider(t *testing.T) *provider {
+func newProvider(t testing.TB) *provider {
 	p := &provider{t: t, codes: map[string]grant{}, deviceExp: 900}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /authorize", p.authorize)
@@ -289,7 +289,7 @@ func (r *reporter) list() []string {
 }
 
 // freeAddr is a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
