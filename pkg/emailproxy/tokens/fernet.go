@@ -39,7 +39,7 @@ var (
 	// ErrWrongKey: a well-formed Fernet token whose HMAC does not match the
 	// key, i.e. it was sealed with another key (another password, salt or
 	// iteration count) or altered since.
-	ErrWrongKey = errors.New("Fernet token was not sealed with this key")
+	ErrWrongKey = errors.New("token was not sealed with this key (Fernet HMAC mismatch)")
 )
 
 // FernetKey is a 32-byte Fernet key: signing key then AES-128 key. It is

@@ -317,14 +317,11 @@ func (s *FileStore) Summary(account string) (Summary, error) {
 // Summaries describes every account that has an entry, sorted by name.
 // Unreadable entries are skipped here; Summary(account) reports why.
 func (s *FileStore) Summaries() ([]Summary, error) {
-	names, err := s.Accounts()
-	if err != nil {
-		return nil, err
-	}
 	doc, err := s.read()
 	if err != nil {
 		return nil, err
 	}
+	names := accountsIn(doc)
 	out := make([]Summary, 0, len(names))
 	for _, n := range names {
 		if e, err := entryOf(doc, n); err == nil {
@@ -340,6 +337,10 @@ func (s *FileStore) Accounts() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return accountsIn(doc), nil
+}
+
+func accountsIn(doc *iniDoc) []string {
 	var names []string
 	for _, sec := range doc.sections {
 		if !config.IsAccountSection(sec.name) || slices.Contains(names, sec.name) {
@@ -351,7 +352,7 @@ func (s *FileStore) Accounts() ([]string, error) {
 		}
 	}
 	slices.Sort(names)
-	return names, nil
+	return names
 }
 
 func summarise(account string, e Sealed) Summary {

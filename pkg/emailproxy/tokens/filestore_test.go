@@ -718,3 +718,43 @@ func TestDefaultPath(t *testing.T) {
 		t.Errorf("NewFileStore(\"\") = %s, %s", s.Path(), s.LockPath())
 	}
 }
+
+// FuzzCacheFile feeds arbitrary file contents to the reader and writer:
+// nothing panics, an untouched file renders back as it was read, and after
+// setting an entry the same entry reads back while other sections keep
+// their values.
+func FuzzCacheFile(f *testing.F) {
+	f.Add(fmt.Sprintf(pythonStyleFile, "AAAAAAAAAAAAAAAAAAAAAA==", "gAAAAAx"))
+	f.Add("[a@x]\ntoken_salt=\n\trefresh_token: gAAAA\n  cont\n[a@x]\n")
+	f.Add("[]\n[[a@x]]\n=\n:\n; c\n")
+	f.Add("\ufeff[a@x]\r\nrefresh_token = r\r\n")
+	want := Sealed{Salt: "AQIDBAUGBwgJCgsMDQ4PEA==", Iterations: 7, AccessToken: "gAAAAAat", AccessTokenExpiry: 99,
+		RefreshToken: "gAAAAArt", LastActivity: 98, ClientSecretEncrypted: "gAAAAAcs"}
+	f.Fuzz(func(t *testing.T, data string) {
+		doc := parseINI(data)
+		norm := strings.ReplaceAll(strings.TrimPrefix(data, "\ufeff"), "\r\n", "\n")
+		if norm != "" && !strings.HasSuffix(norm, "\n") {
+			norm += "\n"
+		}
+		if got := string(doc.render()); got != norm {
+			t.Fatalf("untouched file re-rendered differently:\n%q\n%q", norm, got)
+		}
+		others := map[string]map[string]string{}
+		for _, s := range doc.sections {
+			if s.name != "fuzz@x" {
+				others[s.name] = doc.section(s.name).values()
+			}
+		}
+		setEntry(doc, "fuzz@x", want)
+		back := parseINI(string(doc.render()))
+		if got, err := entryOf(back, "fuzz@x"); err != nil || got != want {
+			t.Fatalf("entry read back as %+v, %v", got, err)
+		}
+		for name, vals := range others {
+			got := back.section(name).values()
+			if fmt.Sprint(got) != fmt.Sprint(vals) {
+				t.Fatalf("section [%s] changed: %v -> %v", name, vals, got)
+			}
+		}
+	})
+}
