@@ -270,8 +270,13 @@ func (m *Manager) settle(ctx context.Context, name string) (Properties, error) {
 		if err != nil {
 			return p, err
 		}
-		switch p.ActiveState {
-		case "activating", "deactivating", "reloading", "refreshing":
+		switch {
+		case p.SubState == "auto-restart":
+			// Failed and waiting RestartSec to try again: as settled as a
+			// failing unit gets, and waiting would only see it fail again.
+			return p, nil
+		case p.ActiveState == "activating", p.ActiveState == "deactivating",
+			p.ActiveState == "reloading", p.ActiveState == "refreshing":
 		default:
 			return p, nil
 		}

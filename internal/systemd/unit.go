@@ -54,7 +54,7 @@ type UnitOptions struct {
 	// run another engine on the same file, for example
 	// {"/usr/local/bin/emailproxy", "--no-gui", "--local-server-auth",
 	// "--config-file", ConfigPlaceholder}. Such an engine is assumed not to
-	// speak sd_notify: the unit becomes Type=simple without a watchdog
+	// speak sd_notify: the unit becomes Type=exec without a watchdog
 	// unless ExecNotify is set.
 	Exec []string
 	// ExecNotify says that the Exec engine sends READY=1 and WATCHDOG=1.
@@ -146,7 +146,10 @@ func Render(opts UnitOptions) (Unit, error) {
 		add("Service", "Type", "notify")
 		add("Service", "NotifyAccess", "main")
 	} else {
-		add("Service", "Type", "simple")
+		// exec, not simple: the start job waits for execve() to succeed,
+		// so a missing or broken engine fails the start instead of
+		// reporting success and dying a moment later.
+		add("Service", "Type", "exec")
 	}
 	add("Service", "ExecStart", exec)
 	add("Service", "Restart", "on-failure")

@@ -133,7 +133,7 @@ func TestRenderChoices(t *testing.T) {
 		{"home hidden", def, "Service", "ProtectHome", "yes"},
 		{"no capabilities", def, "Service", "CapabilityBoundingSet", ""},
 		{"user", def, "Service", "User", DefaultUser},
-		{"foreign engine is simple", py, "Service", "Type", "simple"},
+		{"foreign engine is exec", py, "Service", "Type", "exec"},
 		{"foreign engine has no watchdog", py, "Service", "WatchdogSec", ""},
 		{"foreign engine gets the file", py, "Service", "ExecStart", "/usr/bin/emailproxy --config-file " + testConfig},
 		{"watchdog off", nowd, "Service", "WatchdogSec", ""},
