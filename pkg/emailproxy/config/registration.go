@@ -209,7 +209,7 @@ func (r *Registration) validate() []Diagnostic {
 	}
 
 	// Servers.
-	any := false
+	registered := false
 	localPorts := map[int]string{}
 	for _, sv := range r.servers() {
 		s := sv.s
@@ -222,7 +222,7 @@ func (r *Registration) validate() []Diagnostic {
 			}
 			continue
 		}
-		any = true
+		registered = true
 		if d, ok := checkText(l("server-address"), s.ServerAddress); !ok {
 			ds = append(ds, d...)
 		} else if strings.Contains(s.ServerAddress, "://") || strings.ContainsAny(s.ServerAddress, "/ ") {
@@ -251,7 +251,7 @@ func (r *Registration) validate() []Diagnostic {
 			ds = append(ds, l("server-starttls").diag(Warning, fmt.Sprintf("STARTTLS has no effect for %s: its upstream is always implicit TLS", sv.proto), "drop it"))
 		}
 	}
-	if !any {
+	if !registered {
 		ds = append(ds, Diagnostic{Severity: Error, Flag: "--imap-server-address",
 			Message: "no server to register: neither an IMAP, POP nor SMTP server address was given",
 			Hint:    "add --smtp-server-address/--smtp-server-port (and IMAP likewise), or --provider office365|google"})
