@@ -27,9 +27,9 @@ const (
 	DefaultUser           = "orbit-emailproxy"
 	DefaultStateDirectory = "orbit/email-oauth2-proxy"
 	DefaultDescription    = "orbit email OAuth 2.0 proxy"
-	DefaultRestartSec     = 5 * time.Second
-	DefaultWatchdogSec    = 30 * time.Second
-	DefaultTimeoutStopSec = 15 * time.Second
+	DefaultRestartDelay   = 5 * time.Second
+	DefaultWatchdog       = 30 * time.Second
+	DefaultStopTimeout    = 15 * time.Second
 )
 
 // ConfigPlaceholder, as a word of UnitOptions.Exec, is replaced by the
@@ -64,9 +64,10 @@ type UnitOptions struct {
 	User string
 	// StateDirectory below /var/lib; "" means DefaultStateDirectory.
 	StateDirectory string
-	// RestartSec, WatchdogSec and TimeoutStopSec; 0 means the defaults.
-	// A negative WatchdogSec turns the watchdog off.
-	RestartSec, WatchdogSec, TimeoutStopSec time.Duration
+	// RestartDelay, Watchdog and StopTimeout become RestartSec=,
+	// WatchdogSec= and TimeoutStopSec=; 0 means the defaults. A negative
+	// Watchdog turns the watchdog off.
+	RestartDelay, Watchdog, StopTimeout time.Duration
 }
 
 // Unit is a rendered unit file.
@@ -153,11 +154,11 @@ func Render(opts UnitOptions) (Unit, error) {
 	}
 	add("Service", "ExecStart", exec)
 	add("Service", "Restart", "on-failure")
-	add("Service", "RestartSec", seconds(o.RestartSec))
-	if notify && o.WatchdogSec > 0 {
-		add("Service", "WatchdogSec", seconds(o.WatchdogSec))
+	add("Service", "RestartSec", seconds(o.RestartDelay))
+	if notify && o.Watchdog > 0 {
+		add("Service", "WatchdogSec", seconds(o.Watchdog))
 	}
-	add("Service", "TimeoutStopSec", seconds(o.TimeoutStopSec))
+	add("Service", "TimeoutStopSec", seconds(o.StopTimeout))
 
 	// Identity: a fixed system user rather than DynamicUser=, because the
 	// configuration file must stay readable and writable by the service
@@ -253,16 +254,16 @@ func withDefaults(o UnitOptions) (UnitOptions, error) {
 		o.StateDirectory = DefaultStateDirectory
 	}
 	if filepath.IsAbs(o.StateDirectory) || strings.Contains(o.StateDirectory, "..") || strings.ContainsAny(o.StateDirectory, " \t\n") {
-		return o, fmt.Errorf("systemd unit: state directory %q must be a relative path below /var/lib without spaces or ..", o.StateDirectory)
+		return o, fmt.Errorf("systemd unit: state directory %q must be a relative path below /var/lib, without spaces or \"..\" components", o.StateDirectory)
 	}
-	if o.RestartSec == 0 {
-		o.RestartSec = DefaultRestartSec
+	if o.RestartDelay == 0 {
+		o.RestartDelay = DefaultRestartDelay
 	}
-	if o.WatchdogSec == 0 {
-		o.WatchdogSec = DefaultWatchdogSec
+	if o.Watchdog == 0 {
+		o.Watchdog = DefaultWatchdog
 	}
-	if o.TimeoutStopSec == 0 {
-		o.TimeoutStopSec = DefaultTimeoutStopSec
+	if o.StopTimeout == 0 {
+		o.StopTimeout = DefaultStopTimeout
 	}
 	if o.ConfigFile == "" {
 		return o, errors.New("systemd unit: the configuration file is required")

@@ -46,12 +46,12 @@ func TestRenderGolden(t *testing.T) {
 			Exec:       []string{"/usr/local/bin/emailproxy", "--no-gui", "--local-server-auth", "--config-file", ConfigPlaceholder},
 		}},
 		{"home-and-quoting.service", UnitOptions{
-			Name:        "mail-proxy.service",
-			Binary:      "/opt/orbit tools/or%bit",
-			ConfigFile:  "/home/ops/mail $dir/emailproxy.config",
-			User:        "mailproxy",
-			RestartSec:  1500 * time.Millisecond,
-			WatchdogSec: -1,
+			Name:         "mail-proxy.service",
+			Binary:       "/opt/orbit tools/or%bit",
+			ConfigFile:   "/home/ops/mail $dir/emailproxy.config",
+			User:         "mailproxy",
+			RestartDelay: 1500 * time.Millisecond,
+			Watchdog:     -1,
 		}},
 	}
 	for _, tt := range tests {
@@ -64,7 +64,7 @@ func TestRenderGolden(t *testing.T) {
 			golden(t, tt.golden, b)
 
 			// What go-systemd reads back is what was rendered.
-			back, err := unit.Deserialize(bytes.NewReader(b))
+			back, err := unit.DeserializeOptions(bytes.NewReader(b))
 			if err != nil {
 				t.Fatalf("deserializing the rendered unit: %v", err)
 			}
@@ -112,7 +112,7 @@ func TestRenderChoices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nowd, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig, WatchdogSec: -1})
+	nowd, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig, Watchdog: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestInstall(t *testing.T) {
 		t.Errorf("an unchanged unit was rewritten")
 	}
 
-	u2, _ := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig, RestartSec: 9 * time.Second})
+	u2, _ := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig, RestartDelay: 9 * time.Second})
 	changed, err = Install(ctx, root, u2)
 	if err != nil || !changed {
 		t.Fatalf("changed unit: changed=%v err=%v", changed, err)
