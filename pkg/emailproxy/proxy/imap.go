@@ -43,8 +43,11 @@ func (s *session) runIMAP() {
 	for bad < maxBadCommands {
 		line, err := s.readClient(redactIMAP)
 		if err != nil {
-			if errors.Is(err, errLineTooLong) {
-				s.writeClient("* BYE " + ReplyPrefix + "command line too long")
+			switch {
+			case errors.Is(err, errLineTooLong):
+				s.farewell("* BYE " + ReplyPrefix + "command line too long")
+			case isTimeout(err):
+				s.farewell("* BYE " + ReplyPrefix + "timed out waiting for the client to log in")
 			}
 			return
 		}

@@ -30,8 +30,11 @@ func (s *session) runPOP() {
 	for bad < maxBadCommands {
 		line, err := s.readClient(redactPOP)
 		if err != nil {
-			if errors.Is(err, errLineTooLong) {
-				s.writeClient("-ERR " + ReplyPrefix + "command line too long")
+			switch {
+			case errors.Is(err, errLineTooLong):
+				s.farewell("-ERR " + ReplyPrefix + "command line too long")
+			case isTimeout(err):
+				s.farewell("-ERR " + ReplyPrefix + "timed out waiting for the client to log in")
 			}
 			return
 		}

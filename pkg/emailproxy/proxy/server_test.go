@@ -346,3 +346,50 @@ func TestPipeHalfClose(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPreLoginTimeouts: a client that connects and says nothing, or
+// trickles bytes, is told why and disconnected.
+func TestPreLoginTimeouts(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.IdleTimeout = 300 * time.Millisecond; o.LoginTimeout = 900 * time.Millisecond })
+	imapUp := startFake(t, e.ca, true, serveIMAP)
+	popUp := startFake(t, e.ca, true, servePOP)
+	smtpUp := startFake(t, e.ca, true, serveSMTP)
+	e.apply(section("IMAP-1", config.IMAP, imapUp), section("POP-1", config.POP, popUp), section("SMTP-1", config.SMTP, smtpUp))
+	tests := []struct{ section, greeting, bye string }{
+		{"IMAP-1", "* OK", "* BYE Email OAuth 2.0 Proxy: timed out"},
+		{"POP-1", "+OK", "-ERR Email OAuth 2.0 Proxy: timed out"},
+		{"SMTP-1", "220", "421 4.4.2 Email OAuth 2.0 Proxy: timed out"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.section+"/silent", func(t *testing.T) {
+			c := dialClient(t, e.addr(tt.section))
+			c.expect(tt.greeting)
+			c.expect(tt.bye)
+		})
+		t.Run(tt.section+"/trickle", func(t *testing.T) {
+			c := dialClient(t, e.addr(tt.section))
+			c.expect(tt.greeting)
+			// A command every 100 ms never trips the idle timeout, so only
+			// the whole-login deadline can end this.
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(100 * time.Millisecond):
+						if _, err := c.c.Write([]byte("t NOOP\r\n")); err != nil {
+							return
+						}
+					}
+				}
+			}()
+			start := time.Now()
+			lines := c.until(tt.bye)
+			if len(lines) < 3 {
+				t.Errorf("the proxy hung up before the login deadline: %q after %v", lines, time.Since(start))
+			}
+		})
+	}
+}

@@ -201,6 +201,19 @@ func (s *session) writeClient(line string) error {
 	return err
 }
 
+// farewell sends a last line when the session is ending, with its own short
+// deadline because the login deadline may be what ended it.
+func (s *session) farewell(line string) {
+	s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	s.trace("P>C", line)
+	io.WriteString(s.client, line+"\r\n")
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 func (s *session) readUp() (string, error) {
 	s.up.SetReadDeadline(s.deadline())
 	line, err := readLine(s.ur, maxLineLen)

@@ -88,8 +88,11 @@ func (s *session) runSMTP() {
 	for bad < maxBadCommands {
 		line, err := s.readClient(redactSMTP)
 		if err != nil {
-			if errors.Is(err, errLineTooLong) {
-				s.writeClient("500 5.5.2 " + ReplyPrefix + "line too long")
+			switch {
+			case errors.Is(err, errLineTooLong):
+				s.farewell("500 5.5.2 " + ReplyPrefix + "line too long")
+			case isTimeout(err):
+				s.farewell("421 4.4.2 " + ReplyPrefix + "timed out waiting for the client to log in")
 			}
 			return
 		}
