@@ -147,7 +147,8 @@ func bindKey(s config.Server) string {
 // certificate settings in place without closing the socket. Sessions already
 // running are never touched. A section that fails (bad certificate, port in
 // use) is reported in the joined error and the others still apply; a section
-// that was running keeps its old settings when its new ones fail.
+// that was running keeps its old settings when its new ones fail (a bad
+// certificate, or a new local_address that cannot be bound).
 func (s *Server) Apply(ctx context.Context, servers []config.Server) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
@@ -181,6 +182,7 @@ func (s *Server) Apply(ctx context.Context, servers []config.Server) error {
 
 	s.mu.Lock()
 	var stop []*listener
+	previous := map[string]*listenerConfig{} // for re-binds that fail
 	for name, l := range s.listeners {
 		lc, ok := want[name]
 		switch {
@@ -192,12 +194,15 @@ func (s *Server) Apply(ctx context.Context, servers []config.Server) error {
 		case keys[name] != l.bindKey:
 			stop = append(stop, l)
 			delete(s.listeners, name)
+			previous[name] = l.cur.Load()
 		default:
 			l.cur.Store(lc)
 			delete(want, name)
 		}
 	}
 	s.mu.Unlock()
+	// Old sockets close first: a new local_address may overlap the old
+	// one ("::" covers 127.0.0.1) on the same port.
 	for _, l := range stop {
 		s.stopListener(l, "stopped")
 	}
@@ -213,27 +218,43 @@ func (s *Server) Apply(ctx context.Context, servers []config.Server) error {
 		lc := want[name]
 		ln, err := listen(ctx, lc.srv)
 		if err != nil {
+			if old := previous[name]; old != nil {
+				if ln2, err2 := listen(ctx, old.srv); err2 == nil {
+					err = fmt.Errorf("%w (still listening with the previous local_address %s)", err, old.srv.LocalAddress)
+					ln, lc, keys[name] = ln2, old, bindKey(old.srv)
+				}
+			}
 			errs = append(errs, err)
-			continue
+			if ln == nil {
+				continue
+			}
 		}
-		l := &listener{section: name, bindKey: keys[name], ln: ln, done: make(chan struct{})}
-		l.cur.Store(lc)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			ln.Close()
+		if !s.serve(name, keys[name], ln, lc) {
 			return ErrServerClosed
 		}
-		s.listeners[name] = l
-		s.acceptWG.Add(1)
-		s.mu.Unlock()
-		s.log.Info("listening",
-			"message_id", events.Lifecycle, "state", "listening", "section", name,
-			"protocol", string(lc.srv.Protocol), "address", ln.Addr().String(),
-			"upstream", net.JoinHostPort(lc.srv.ServerAddress, strconv.Itoa(lc.srv.ServerPort)))
-		go s.acceptLoop(l)
 	}
 	return errors.Join(errs...)
+}
+
+// serve registers a bound listener and starts accepting on it.
+func (s *Server) serve(name, key string, ln net.Listener, lc *listenerConfig) bool {
+	l := &listener{section: name, bindKey: key, ln: ln, done: make(chan struct{})}
+	l.cur.Store(lc)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return false
+	}
+	s.listeners[name] = l
+	s.acceptWG.Add(1)
+	s.mu.Unlock()
+	s.log.Info("listening",
+		"message_id", events.Lifecycle, "state", "listening", "section", name,
+		"protocol", string(lc.srv.Protocol), "address", ln.Addr().String(),
+		"upstream", net.JoinHostPort(lc.srv.ServerAddress, strconv.Itoa(lc.srv.ServerPort)))
+	go s.acceptLoop(l)
+	return true
 }
 
 func (s *Server) stopListener(l *listener, state string) {

@@ -393,3 +393,29 @@ func TestPreLoginTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyRebindFailureKeepsOldAddress: a new local_address that cannot
+// be bound leaves the section listening where it was.
+func TestApplyRebindFailureKeepsOldAddress(t *testing.T) {
+	e := newEnv(t)
+	up := startFake(t, e.ca, true, serveIMAP)
+	sec := section("IMAP-1", config.IMAP, up)
+	sec.LocalPort = freePort(t)
+	e.apply(sec)
+	before := e.addr("IMAP-1")
+	moved := sec
+	moved.LocalAddress = "192.0.2.1" // TEST-NET-1: not an address of this host; nothing is sent
+	err := e.srv.Apply(context.Background(), []config.Server{moved})
+	if err == nil {
+		t.Fatal("binding a foreign address succeeded")
+	}
+	for _, want := range []string{"[IMAP-1]: cannot listen on 192.0.2.1:", "local_address is not an address of this host", "still listening with the previous local_address 127.0.0.1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if got := e.addr("IMAP-1"); got != before {
+		t.Fatalf("listener moved to %s", got)
+	}
+	loggedIn(t, before)
+}
