@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	_ "github.com/senhasegura/orbit/internal/cli/emailproxy" // registers the family
 	"io/fs"
 	"strings"
 

@@ -43,7 +43,7 @@ func TestNormalizeArgs(t *testing.T) {
 }
 
 func TestHelpForms(t *testing.T) {
-	for _, path := range [][]string{{}, {"version"}} {
+	for _, path := range [][]string{{}, {"version"}, {"email-oauth2-proxy"}, {"email-oauth2-proxy", "register"}} {
 		_, want, _ := run(t, nil, append(path, "--help")...)
 		if want == "" {
 			t.Fatalf("%v --help printed nothing", path)

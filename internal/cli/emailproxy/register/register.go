@@ -1,0 +1,98 @@
+// Package register is `orbit email-oauth2-proxy register`: flags in, the
+// proxy's INI file out, validated, merged with what the file already holds,
+// and written atomically.
+package register
+
+import (
+	"context"
+
+	"github.com/senhasegura/orbit/internal/cli/factory"
+	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/senhasegura/orbit/internal/output"
+	"github.com/spf13/cobra"
+)
+
+// DefaultRedirectListenAddress is where the proxy's redirect listener binds
+// by default; the appliance's web server forwards
+// http://<vault>/email-oauth2-proxy-authorize/ to it.
+const DefaultRedirectListenAddress = "http://127.0.0.1:8801/"
+
+// RedirectPath is the path the appliance's web server forwards to the proxy.
+const RedirectPath = "/email-oauth2-proxy-authorize/"
+
+// Service is what register needs from the service manager after a write:
+// install or refresh the unit, and restart the proxy if it is running so the
+// new file applies. Nil means no service integration (tests, --no-service).
+type Service interface {
+	AfterWrite(ctx context.Context, configPath string, restart bool) (string, error)
+}
+
+// Options are register's inputs and dependencies.
+type Options struct {
+	IO       *iostreams.IOStreams
+	Hostname func() (string, error)
+	Service  Service
+
+	ConfigPath string
+	Force      bool
+	DryRun     bool
+	NoRestart  bool
+	Output     output.Format
+
+	Provider   string
+	TenantID   string
+	SecretFile string
+
+	Values Values
+	// Changed reports whether the user set a flag (by name) on the command
+	// line, in the environment or in the settings file: explicit values win
+	// over a provider preset.
+	Changed func(flag string) bool
+}
+
+// New builds the command. runF replaces the run function in tests.
+func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Hostname: f.Hostname}
+	cmd := &cobra.Command{
+		Use:   "register [flags]",
+		Short: "Write the proxy's configuration file from flags",
+		Long: `Write the email OAuth 2.0 proxy's INI file ([emailproxy], [IMAP-2993],
+[SMTP-2465] and the account section, by default the catch-all [@]).
+
+Values are trimmed (quoted URLs often end in a space), checked, and merged into
+an existing file: comments, sections register does not own and every stored
+token are kept. The write is atomic, the file is mode 0600, and the previous
+version is kept as FILE.bak. An existing file is only replaced with --force
+(or after a yes at a terminal prompt).
+
+The client secret can come from --oauth2-client-secret, from
+--oauth2-client-secret-file FILE (or - for standard input), or from the
+environment variable ORBIT_OAUTH2_CLIENT_SECRET, which keeps it out of the
+process list and shell history.`,
+		Example: `  # Office 365, the values filled in by the preset
+  orbit email-oauth2-proxy register --provider office365 --tenant-id 0f3e... \
+    --oauth2-client-id 6731de76-... --oauth2-client-secret-file /root/secret
+
+  # The product documentation's command, every flag spelled out
+  orbit email-oauth2-proxy register \
+    --imap-server-address=outlook.office365.com --imap-server-port=993 \
+    --smtp-server-address=smtp.office365.com --smtp-server-port=587 --smtp-server-starttls \
+    --oauth2-token-url="https://login.microsoftonline.com/TENANT/oauth2/v2.0/token" \
+    --oauth2-permission-url="https://login.microsoftonline.com/TENANT/oauth2/v2.0/authorize" \
+    --oauth2-scope="https://outlook.office365.com/IMAP.AccessAsUser.All https://outlook.office365.com/SMTP.Send offline_access" \
+    --oauth2-flow=authorization_code --oauth2-client-id=ID --oauth2-client-secret-file=- --force`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			opts.Changed = func(name string) bool {
+				fl := c.Flags().Lookup(name)
+				return fl != nil && fl.Changed
+			}
+			if runF != nil {
+				return runF(c.Context(), opts)
+			}
+			return Run(c.Context(), opts)
+		},
+	}
+	addFlags(cmd, opts)
+	return cmd
+}

@@ -1,0 +1,293 @@
+package register_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/senhasegura/orbit/internal/cli/factory"
+	"github.com/senhasegura/orbit/internal/cli/root"
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	tenant = "0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab"
+	client = "6731de76-14a6-49ae-97bc-6eba6914391e"
+	secret = "Qx8~R2.vF_kP9sLmN3tZ7wYbC4dE6gH1jK5nA0uV"
+)
+
+// seedArgs is the product documentation's command, verbatim (quotes and
+// stray spaces included), with its placeholders replaced when real is set.
+func seedArgs(real bool) []string {
+	t, c, s := "TENANT_ID", "CLIENT_ID", "CLIENT_SECRET"
+	if real {
+		t, c, s = tenant, client, secret
+	}
+	return []string{
+		"--imap-server-address=outlook.office365.com",
+		"--imap-server-port=993",
+		"--smtp-server-address=smtp.office365.com",
+		"--smtp-server-port=587",
+		"--smtp-server-starttls",
+		"--oauth2-token-url=https://login.microsoftonline.com/" + t + "/oauth2/v2.0/token ",
+		"--oauth2-permission-url=https://login.microsoftonline.com/" + t + "/oauth2/v2.0/authorize ",
+		"--oauth2-scope= https://outlook.office365.com/IMAP.AccessAsUser.All https://outlook.office365.com/SMTP.Send offline_access ",
+		"--oauth2-flow=client_credentials",
+		"--oauth2-client-id=" + c,
+		"--oauth2-client-secret=" + s,
+		"--force",
+	}
+}
+
+type result struct {
+	code           exitcode.Code
+	stdout, stderr string
+}
+
+func runCmd(t *testing.T, tty bool, stdin string, args ...string) result {
+	t.Helper()
+	io, in, out, errOut := iostreams.Test()
+	io.SetTTY(tty, tty, tty)
+	in.WriteString(stdin)
+	f := factory.New(io)
+	f.Hostname = func() (string, error) { return "vault.example.com", nil }
+	f.Getenv = func(string) string { return "" }
+	t.Setenv("ORBIT_SETTINGS", os.DevNull)
+	cmd := root.New(f)
+	cmd.SetArgs(append([]string{"email-oauth2-proxy", "register"}, args...))
+	err := cmd.ExecuteContext(context.Background())
+	if err != nil {
+		errOut.WriteString(err.Error())
+	}
+	return result{exitcode.Of(err), out.String(), errOut.String()}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from golden file:\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
+	}
+}
+
+func TestSeedCommandWithPlaceholdersIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	r := runCmd(t, false, "", append(seedArgs(false), "--config", path)...)
+	if r.code != exitcode.Invalid {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", r.code, exitcode.Invalid, r.stderr)
+	}
+	for _, want := range []string{"TENANT_ID", "CLIENT_ID", "CLIENT_SECRET", "--oauth2-token-url", "--oauth2-client-id"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("error does not name %s:\n%s", want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("a refused registration created %s", path)
+	}
+}
+
+func TestSeedCommandWritesTheDocumentedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	r := runCmd(t, false, "", append(seedArgs(true), "--config", path)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", r.code, r.stderr)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "seed.golden", data)
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	// It says which flow will really run, and why an admin must visit a URL.
+	if !strings.Contains(r.stdout, "authorization_code will run because a permission URL is set") {
+		t.Errorf("summary does not explain the flow:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "logs --auth-url") {
+		t.Errorf("next steps do not point at logs --auth-url:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stdout+r.stderr, secret) {
+		t.Errorf("the client secret appears in the output")
+	}
+}
+
+func TestBadInputs(t *testing.T) {
+	base := []string{"--provider", "office365", "--tenant-id", tenant, "--oauth2-client-id", client, "--oauth2-client-secret", secret}
+	tests := []struct {
+		name string
+		args []string
+		code exitcode.Code
+		want string
+	}{
+		{"port out of range", []string{"--imap-server-port", "70000"}, exitcode.Invalid, "--imap-server-port"},
+		{"port zero", []string{"--smtp-local-port", "0"}, exitcode.Invalid, "--smtp-local-port"},
+		{"same local ports", []string{"--imap-local-port", "2465"}, exitcode.Invalid, "2465"},
+		{"unknown flow", []string{"--oauth2-flow", "implicit"}, exitcode.Invalid, "--oauth2-flow"},
+		{"http token url", []string{"--oauth2-token-url", "http://login.example.com/token"}, exitcode.Invalid, "--oauth2-token-url"},
+		{"unparsable url", []string{"--oauth2-permission-url", "https://[bad"}, exitcode.Invalid, "--oauth2-permission-url"},
+		{"vault placeholder", []string{"--redirect-uri", "http://<Your_Vault_Address>/email-oauth2-proxy-authorize/"}, exitcode.Invalid, "Your_Vault_Address"},
+		{"bad account", []string{"--account", "alice"}, exitcode.Invalid, "--account"},
+		{"unknown provider", []string{"--provider", "yahoo"}, exitcode.Invalid, "yahoo"},
+		{"not a number", []string{"--imap-server-port", "nine"}, exitcode.Usage, "--imap-server-port"},
+		{"unknown flag", []string{"--imap-server"}, exitcode.Usage, "unknown flag"},
+		{"extra argument", []string{"oops"}, exitcode.Usage, "unknown command"},
+		{"two secret sources", []string{"--oauth2-client-secret-file", "/dev/null"}, exitcode.Usage, "both given"},
+		{"empty secret file", []string{"--oauth2-client-secret", "", "--oauth2-client-secret-file", "/dev/null"}, exitcode.Invalid, "holds no secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "emailproxy.config")
+			orig := []byte("# hand-written\n[emailproxy]\nallow_catch_all_accounts = True\n")
+			if err := os.WriteFile(path, orig, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args := append(append([]string{"--config", path, "--force"}, base...), tt.args...)
+			r := runCmd(t, false, "", args...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("exit %d, want %d; stderr should mention %q:\n%s", r.code, tt.code, tt.want, r.stderr)
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, orig) {
+				t.Errorf("a failed run changed the file:\n%s", got)
+			}
+			if strings.Contains(r.stdout+r.stderr, secret) {
+				t.Errorf("the client secret appears in the output")
+			}
+		})
+	}
+}
+
+func TestExistingFile(t *testing.T) {
+	args := func(path string, extra ...string) []string {
+		return append([]string{"--config", path, "--provider", "office365", "--tenant-id", tenant, "--oauth2-client-id", client, "--oauth2-client-secret", secret}, extra...)
+	}
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	if r := runCmd(t, false, "", args(path)...); r.code != 0 {
+		t.Fatalf("first register: exit %d: %s", r.code, r.stderr)
+	}
+	// The proxy writes tokens and an admin adds a comment and a section.
+	first, _ := os.ReadFile(path)
+	edited := "# site notes: keep me\n" + string(first) +
+		"token_salt = c2FsdHNhbHRzYWx0c2FsdA==\naccess_token = gAAAAAtoken\n\n[alice@example.com]\nclient_id = other\n"
+	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Non-TTY without --force: refused, naming --force, file untouched.
+	r := runCmd(t, false, "", args(path, "--oauth2-flow", "device")...)
+	if r.code != exitcode.Exists || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("non-TTY overwrite: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// TTY, answer no: refused, untouched.
+	r = runCmd(t, true, "n\n", args(path, "--oauth2-flow", "device")...)
+	if r.code != exitcode.Exists {
+		t.Fatalf("TTY answer no: exit %d", r.code)
+	}
+	if got, _ := os.ReadFile(path); string(got) != edited {
+		t.Fatalf("refused runs changed the file")
+	}
+	// TTY, answer yes: written; comments, tokens and other sections kept.
+	r = runCmd(t, true, "y\n", args(path, "--oauth2-flow", "device")...)
+	if r.code != 0 {
+		t.Fatalf("TTY answer yes: exit %d: %s", r.code, r.stderr)
+	}
+	got, _ := os.ReadFile(path)
+	for _, keep := range []string{"# site notes: keep me", "access_token = gAAAAAtoken", "token_salt = c2Fsd", "[alice@example.com]", "oauth2_flow = device"} {
+		if !strings.Contains(string(got), keep) {
+			t.Errorf("re-registering lost %q:\n%s", keep, got)
+		}
+	}
+	if bak, err := os.ReadFile(path + ".bak"); err != nil || string(bak) != edited {
+		t.Errorf("backup missing or wrong (%v)", err)
+	}
+	if !strings.Contains(r.stdout, "╭") {
+		t.Errorf("TTY output is not a panel:\n%s", r.stdout)
+	}
+}
+
+func TestSecretSources(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		stdin string
+		env   string
+		args  []string
+	}{
+		{"file", "", "", []string{"--oauth2-client-secret-file", secretFile}},
+		{"stdin via file flag", secret + "\n", "", []string{"--oauth2-client-secret-file", "-"}},
+		{"stdin via secret flag", secret + "\n", "", []string{"--oauth2-client-secret", "-"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, tt.name+".config")
+			args := append([]string{"--config", path, "--provider", "office365", "--tenant-id", tenant, "--oauth2-client-id", client}, tt.args...)
+			r := runCmd(t, false, tt.stdin, args...)
+			if r.code != 0 {
+				t.Fatalf("case %d: exit %d: %s", i, r.code, r.stderr)
+			}
+			got, _ := os.ReadFile(path)
+			if !strings.Contains(string(got), "client_secret = "+secret+"\n") {
+				t.Errorf("secret not written from %s:\n%s", tt.name, got)
+			}
+		})
+	}
+}
+
+func TestDryRunMasksSecretsAndWritesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	for _, format := range []string{"text", "json"} {
+		r := runCmd(t, false, "", append(seedArgs(true), "--config", path, "--dry-run", "--output", format)...)
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d: %s", format, r.code, r.stderr)
+		}
+		if strings.Contains(r.stdout+r.stderr, secret) {
+			t.Errorf("%s: dry run shows the secret", format)
+		}
+		if !strings.Contains(r.stdout, "client_secret = ********") {
+			t.Errorf("%s: dry run does not show the masked key:\n%s", format, r.stdout)
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Fatalf("%s: dry run wrote the file", format)
+		}
+	}
+}
+
+func TestPresetFillsAndExplicitFlagsWin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	r := runCmd(t, false, "", "--config", path, "--provider", "office365", "--tenant-id", tenant,
+		"--oauth2-client-id", client, "--oauth2-client-secret", secret, "--smtp-server-port", "465")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	got, _ := os.ReadFile(path)
+	for _, want := range []string{
+		"server_address = outlook.office365.com",
+		"token_url = https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/token",
+		"[SMTP-2465]\nserver_address = smtp.office365.com\nserver_port = 465\n",
+	} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package register
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+)
+
+func printWarnings(o *Options, ws []config.Diagnostic) {
+	for _, w := range ws {
+		fmt.Fprintf(o.IO.ErrOut, "%s\n", w.String())
+	}
+}
+
+// report prints what was written and what to do next: a styled panel on a
+// terminal, plain lines for scripts, or JSON.
+func (o *Options) report(res Result) error {
+	if o.Output == output.JSON {
+		return output.WriteJSON(o.IO.Out, res)
+	}
+	printWarnings(o, res.Warnings)
+
+	var b strings.Builder
+	verb := "Wrote"
+	if !res.Written {
+		verb = "Unchanged:"
+	}
+	fmt.Fprintf(&b, "%s %s (account [%s])\n", verb, res.Path, res.Account)
+	if res.Backup != "" {
+		fmt.Fprintf(&b, "Previous version kept as %s\n", res.Backup)
+	}
+	if res.Flow != res.RunsAs {
+		fmt.Fprintf(&b, "Flow: %s is configured, but %s will run because a permission URL is set\n", res.Flow, res.RunsAs)
+	} else {
+		fmt.Fprintf(&b, "Flow: %s\n", res.RunsAs)
+	}
+	for _, l := range res.Listeners {
+		fmt.Fprintf(&b, "%-4s %s -> %s\n", l.Protocol, l.Address, l.Upstream)
+	}
+	if res.Service != "" {
+		fmt.Fprintf(&b, "Service: %s\n", res.Service)
+	}
+
+	var next []string
+	next = append(next, "orbit email-oauth2-proxy start            # run the proxy under systemd")
+	for _, l := range res.Listeners {
+		next = append(next, fmt.Sprintf("point the mailer's %s at %s, no TLS, with a plain password", l.Protocol, l.Address))
+	}
+	if res.Interactive {
+		next = append(next, "orbit email-oauth2-proxy logs --auth-url   # after the mailer's first login: the URL an admin must open once")
+	}
+	next = append(next, "orbit email-oauth2-proxy status            # check listeners and accounts")
+
+	if !o.IO.IsStdoutTTY() {
+		fmt.Fprint(o.IO.Out, b.String())
+		fmt.Fprintln(o.IO.Out, "Next steps:")
+		for i, n := range next {
+			fmt.Fprintf(o.IO.Out, "  %d. %s\n", i+1, n)
+		}
+		return nil
+	}
+	r := o.IO.Renderer()
+	title := r.NewStyle().Bold(true).Foreground(lipgloss.Color("10"))
+	box := r.NewStyle().Border(lipgloss.RoundedBorder()).Padding(0, 1)
+	dim := r.NewStyle().Faint(true)
+	var steps strings.Builder
+	for i, n := range next {
+		fmt.Fprintf(&steps, "%d. %s\n", i+1, n)
+	}
+	body := title.Render("email-oauth2-proxy registered") + "\n" + strings.TrimRight(b.String(), "\n") +
+		"\n\n" + dim.Render("Next steps") + "\n" + strings.TrimRight(steps.String(), "\n")
+	fmt.Fprintln(o.IO.Out, box.Render(body))
+	return nil
+}

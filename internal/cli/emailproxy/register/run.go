@@ -1,0 +1,294 @@
+package register
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+)
+
+// Result is what register reports, also as --output json.
+type Result struct {
+	Path        string              `json:"path"`
+	Written     bool                `json:"written"`
+	DryRun      bool                `json:"dry_run"`
+	Backup      string              `json:"backup,omitempty"`
+	Account     string              `json:"account"`
+	Flow        config.Flow         `json:"flow"`
+	RunsAs      config.Flow         `json:"effective_flow"`
+	Listeners   []Listener          `json:"listeners"`
+	Warnings    []config.Diagnostic `json:"warnings"`
+	Service     string              `json:"service,omitempty"`
+	Interactive bool                `json:"needs_authorisation_url"`
+}
+
+// Listener is one local port the mailer uses.
+type Listener struct {
+	Protocol config.Protocol `json:"protocol"`
+	Address  string          `json:"address"`
+	Upstream string          `json:"upstream"`
+}
+
+// Run registers: build the registration, validate it, merge it into the
+// existing file and write it.
+func Run(ctx context.Context, o *Options) error {
+	reg, err := o.registration()
+	if err != nil {
+		return err
+	}
+	diags := reg.Validate()
+	if config.HasErrors(diags) {
+		return invalid(diags, "nothing was written")
+	}
+
+	existing, err := os.ReadFile(o.ConfigPath)
+	exists := err == nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		existing = nil
+	case errors.Is(err, fs.ErrPermission):
+		return exitcode.Withf(exitcode.Permission, "cannot read %s: permission denied; run as root (sudo orbit ...)", o.ConfigPath)
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", o.ConfigPath, err)
+	}
+
+	reg.Normalize()
+	data, err := reg.Apply(existing)
+	if err != nil {
+		return exitcode.Withf(exitcode.Invalid, "%s: %v\nFix the file by hand (orbit email-oauth2-proxy config validate %s), or move it away and register again.", o.ConfigPath, err, o.ConfigPath)
+	}
+	// The registration alone cannot see clashes with sections it does not
+	// own; the merged file can.
+	cfg, err := config.Parse(data, o.ConfigPath)
+	if err != nil {
+		return exitcode.Withf(exitcode.Invalid, "the merged file would not parse: %v", err)
+	}
+	merged := cfg.Validate()
+	if config.HasErrors(merged) {
+		return invalid(merged, "nothing was written")
+	}
+	res := o.result(cfg, reg, append(warnings(diags), notOwned(warnings(merged), reg)...))
+
+	if o.DryRun {
+		masked, err := config.Masked(data)
+		if err != nil {
+			return err
+		}
+		res.DryRun = true
+		if o.Output == output.JSON {
+			return output.WriteJSON(o.IO.Out, struct {
+				Result
+				File string `json:"file"`
+			}{res, string(masked)})
+		}
+		printWarnings(o, res.Warnings)
+		_, err = o.IO.Out.Write(masked)
+		return err
+	}
+
+	if exists && !o.Force {
+		if bytes.Equal(existing, data) {
+			// Nothing would change: no question to ask.
+			return o.report(res)
+		}
+		if err := o.confirmOverwrite(); err != nil {
+			return err
+		}
+	}
+	if !bytes.Equal(existing, data) {
+		if err := config.WriteFile(ctx, o.ConfigPath, data); err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				return exitcode.Withf(exitcode.Permission, "writing %s: permission denied; run as root (sudo orbit ...)", o.ConfigPath)
+			}
+			return fmt.Errorf("writing %s: %w", o.ConfigPath, err)
+		}
+		res.Written = true
+		if exists {
+			res.Backup = o.ConfigPath + ".bak"
+		}
+	}
+	if o.Service != nil {
+		msg, err := o.Service.AfterWrite(ctx, o.ConfigPath, !o.NoRestart)
+		if err != nil {
+			// The file is written; say so before the service error.
+			fmt.Fprintf(o.IO.ErrOut, "Wrote %s.\n", o.ConfigPath)
+			return err
+		}
+		res.Service = msg
+	}
+	return o.report(res)
+}
+
+// registration turns flags into a config.Registration. Server ports and
+// STARTTLS come from a preset unless given explicitly.
+func (o *Options) registration() (*config.Registration, error) {
+	v := o.Values
+	secret, err := o.clientSecret()
+	if err != nil {
+		return nil, err
+	}
+	host := ""
+	if o.Hostname != nil {
+		host, _ = o.Hostname()
+	}
+	explicit := func(flag string) bool { return o.Changed != nil && o.Changed(flag) }
+	port := func(flag string, val int) int {
+		if o.Provider != "" && !explicit(flag) {
+			return 0 // the preset's
+		}
+		return val
+	}
+	// The registration reads a zero local port as "the default"; a zero
+	// typed by the user is a mistake, not a request for the default.
+	for _, lp := range []struct {
+		flag string
+		val  int
+	}{{"imap-local-port", v.IMAPLocalPort}, {"smtp-local-port", v.SMTPLocalPort}, {"pop-local-port", v.POPLocalPort}} {
+		if explicit(lp.flag) && (lp.val < 1 || lp.val > 65535) {
+			return nil, exitcode.Withf(exitcode.Invalid, "--%s: %d is not a port; use 1-65535 (the mailer connects to it)", lp.flag, lp.val)
+		}
+	}
+	r := config.NewRegistration()
+	r.DeleteAccountTokenOnPasswordError = v.DeleteTokenOnPasswordError
+	r.EncryptClientSecretOnFirstUse = v.EncryptSecretOnFirstUse
+	r.UseLoginPasswordAsClientCredentialsSecret = v.LoginPasswordAsSecret
+	r.AllowCatchAllAccounts = v.AllowCatchAll
+	r.IMAP = config.ServerRegistration{ServerAddress: v.IMAPServerAddress, ServerPort: port("imap-server-port", v.IMAPServerPort), LocalPort: v.IMAPLocalPort}
+	r.SMTP = config.ServerRegistration{ServerAddress: v.SMTPServerAddress, ServerPort: port("smtp-server-port", v.SMTPServerPort), LocalPort: v.SMTPLocalPort, StartTLS: v.SMTPStartTLS}
+	if v.POPServerAddress != "" || explicit("pop-server-port") || explicit("pop-local-port") {
+		r.POP = config.ServerRegistration{ServerAddress: v.POPServerAddress, ServerPort: port("pop-server-port", v.POPServerPort), LocalPort: v.POPLocalPort}
+	}
+	r.LocalAddress = v.LocalAddress
+	r.Account = v.Account
+	r.TokenURL, r.PermissionURL, r.Scope = v.TokenURL, v.PermissionURL, v.Scope
+	r.Flow = config.Flow(strings.TrimSpace(v.Flow))
+	r.ClientID, r.ClientSecret = v.ClientID, secret
+	r.RedirectURI = v.RedirectURI
+	if strings.TrimSpace(r.RedirectURI) == "" && host != "" {
+		r.RedirectURI = config.DefaultRedirectURI(host)
+	}
+	r.RedirectListenAddress = v.RedirectListenAddress
+	r.Provider, r.TenantID = o.Provider, o.TenantID
+	return r, nil
+}
+
+// clientSecret picks the secret from exactly one source. "-" reads the
+// first line of standard input, so `pass show x | orbit ... -` works.
+func (o *Options) clientSecret() (string, error) {
+	flagVal := o.Values.ClientSecret
+	if flagVal != "" && o.SecretFile != "" {
+		return "", exitcode.Withf(exitcode.Usage, "--oauth2-client-secret and --oauth2-client-secret-file both given (perhaps one through ORBIT_OAUTH2_CLIENT_SECRET); use one")
+	}
+	src := ""
+	switch {
+	case flagVal == "-" || o.SecretFile == "-":
+		src = "standard input"
+		line, err := bufio.NewReader(o.IO.In).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("reading the client secret from standard input: %w", err)
+		}
+		flagVal = strings.TrimRight(line, "\r\n")
+	case o.SecretFile != "":
+		src = o.SecretFile
+		b, err := os.ReadFile(o.SecretFile)
+		if err != nil {
+			return "", exitcode.Withf(exitcode.Invalid, "--oauth2-client-secret-file: %v", err)
+		}
+		flagVal = strings.TrimSpace(string(b))
+	}
+	if src != "" && strings.TrimSpace(flagVal) == "" {
+		return "", exitcode.Withf(exitcode.Invalid, "--oauth2-client-secret-file: %s holds no secret", src)
+	}
+	return flagVal, nil
+}
+
+func (o *Options) confirmOverwrite() error {
+	if !o.IO.CanPrompt() {
+		return exitcode.Withf(exitcode.Exists, "%s already exists; pass --force to replace it (its tokens, comments and other sections are kept; a backup is written to %s.bak)", o.ConfigPath, o.ConfigPath)
+	}
+	fmt.Fprintf(o.IO.Out, "%s already exists. Replace it (tokens, comments and other sections are kept)? [y/N] ", o.ConfigPath)
+	answer, _ := bufio.NewReader(o.IO.In).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return exitcode.Withf(exitcode.Exists, "not replaced: %s is unchanged (pass --force to replace without asking)", o.ConfigPath)
+}
+
+func (o *Options) result(cfg *config.Config, reg *config.Registration, warns []config.Diagnostic) Result {
+	res := Result{Path: o.ConfigPath, Account: reg.Account, Flow: reg.Flow, Warnings: warns}
+	if res.Warnings == nil {
+		res.Warnings = []config.Diagnostic{}
+	}
+	acct := config.Account{PermissionURL: reg.PermissionURL, Flow: reg.Flow}
+	res.RunsAs = acct.EffectiveFlow()
+	res.Interactive = acct.Interactive()
+	for _, s := range cfg.Servers {
+		addr := s.LocalAddress
+		if strings.Contains(addr, ":") {
+			addr = "[" + addr + "]"
+		}
+		res.Listeners = append(res.Listeners, Listener{
+			Protocol: s.Protocol,
+			Address:  fmt.Sprintf("%s:%d", addr, s.LocalPort),
+			Upstream: fmt.Sprintf("%s:%d", s.ServerAddress, s.ServerPort),
+		})
+	}
+	return res
+}
+
+func warnings(ds []config.Diagnostic) []config.Diagnostic {
+	var out []config.Diagnostic
+	for _, d := range ds {
+		if d.Severity == config.Warning {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// notOwned keeps the merged file's warnings about sections this
+// registration did not write: its own were already reported by flag name.
+func notOwned(merged []config.Diagnostic, reg *config.Registration) []config.Diagnostic {
+	owned := map[string]bool{reg.Account: true, config.GlobalSection: true}
+	for _, s := range []struct {
+		p config.Protocol
+		r config.ServerRegistration
+	}{{config.IMAP, reg.IMAP}, {config.POP, reg.POP}, {config.SMTP, reg.SMTP}} {
+		if s.r.LocalPort != 0 {
+			owned[fmt.Sprintf("%s-%d", s.p, s.r.LocalPort)] = true
+		}
+	}
+	var out []config.Diagnostic
+	for _, m := range merged {
+		if !owned[m.Section] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func invalid(ds []config.Diagnostic, tail string) error {
+	var b strings.Builder
+	n := 0
+	for _, d := range ds {
+		if d.Severity == config.Error {
+			n++
+		}
+	}
+	fmt.Fprintf(&b, "%d problem(s) found; %s:", n, tail)
+	for _, d := range ds {
+		b.WriteString("\n  ")
+		b.WriteString(d.String())
+	}
+	return exitcode.With(exitcode.Invalid, errors.New(b.String()))
+}
