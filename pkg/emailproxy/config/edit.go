@@ -73,6 +73,20 @@ func (e *Editor) Get(sectionName, key string) (string, bool) {
 	return en.value, true
 }
 
+// Keys lists a section's own keys (lower-cased, file order), as the edits
+// so far left them; nil when the section does not exist.
+func (e *Editor) Keys(sectionName string) []string {
+	s, ok := e.d.section(sectionName)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(s.keys))
+	for _, en := range s.keys {
+		out = append(out, en.name)
+	}
+	return out
+}
+
 // headerIndex is the 0-based line index of a section's header.
 func (e *Editor) headerIndex(name string) int {
 	s, ok := e.d.section(name)

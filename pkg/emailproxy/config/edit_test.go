@@ -71,3 +71,25 @@ func TestEditor(t *testing.T) {
 		}
 	}
 }
+
+func TestEditorKeysFollowEdits(t *testing.T) {
+	_, err := Edit([]byte("[DEFAULT]\nd = 1\n[a]\nK = 1\n  cont\n# c\nj: 2\n"), "x", func(e *Editor) error {
+		if got := strings.Join(e.Keys("a"), ","); got != "k,j" {
+			t.Errorf("Keys before edits = %q, want own keys in file order without [DEFAULT]'s", got)
+		}
+		if err := e.Set("a", "z", "3"); err != nil {
+			return err
+		}
+		e.Delete("a", "k")
+		if got := strings.Join(e.Keys("a"), ","); got != "j,z" {
+			t.Errorf("Keys after edits = %q", got)
+		}
+		if e.Keys("missing") != nil {
+			t.Error("Keys of a missing section is not nil")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
