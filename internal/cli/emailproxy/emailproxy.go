@@ -3,6 +3,7 @@
 package emailproxy
 
 import (
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/configcmd"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/register"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/family"
@@ -29,5 +30,6 @@ Typical use:
   4. orbit email-oauth2-proxy status                                        (is everything authorised?)`,
 	}
 	cmd.AddCommand(register.New(f, nil))
+	cmd.AddCommand(configcmd.New(f))
 	return cmd
 }
