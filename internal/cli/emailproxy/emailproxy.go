@@ -5,6 +5,7 @@ package emailproxy
 import (
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/configcmd"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/register"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/serve"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/family"
 	"github.com/spf13/cobra"
@@ -31,5 +32,6 @@ Typical use:
 	}
 	cmd.AddCommand(register.New(f, nil))
 	cmd.AddCommand(configcmd.New(f))
+	cmd.AddCommand(serve.New(f))
 	return cmd
 }

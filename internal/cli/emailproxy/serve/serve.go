@@ -1,0 +1,194 @@
+// Package serve is `orbit email-oauth2-proxy serve`: the proxy daemon that
+// the systemd unit runs (Type=notify), also usable in the foreground.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/senhasegura/orbit/internal/cli/factory"
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/senhasegura/orbit/internal/journallog"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/engine"
+	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/interactive"
+	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+// Options are serve's inputs.
+type Options struct {
+	IO *iostreams.IOStreams
+
+	ConfigPath   string
+	TokenPath    string
+	StatusPath   string
+	AuthTimeout  time.Duration
+	DrainTimeout time.Duration
+	Debug        bool
+	LogFormat    string
+
+	// Notify reports state to systemd (sd_notify); nil uses the real one,
+	// which does nothing outside a unit.
+	Notify func(state string) error
+	// Ready, when set, is called once listeners are up (tests).
+	Ready func(*engine.Engine)
+}
+
+// New builds the command.
+func New(f *factory.Factory) *cobra.Command {
+	opts := &Options{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the proxy (what the systemd unit runs; works in the foreground too)",
+		Long: `Run the email OAuth 2.0 proxy: listen on every [IMAP-n], [POP-n] and [SMTP-n]
+section of the file, take the mailer's plain login, obtain OAuth 2.0 tokens and
+log in upstream with SASL XOAUTH2.
+
+Under systemd it reports readiness and watchdog pings (Type=notify) and logs
+structured journal entries; in a terminal it logs to standard error.
+
+Signals: SIGHUP reloads the file (listeners are added, changed and removed;
+running sessions continue; an invalid file is refused and the old one stays).
+SIGTERM and SIGINT stop accepting and let sessions finish for --drain-timeout.
+
+Exits 4 when the file is invalid, so Restart=on-failure and the journal show why.`,
+		Example: `  # In the foreground, for a first test or where systemd is not running
+  orbit email-oauth2-proxy serve --config /etc/orbit/email-oauth2-proxy/emailproxy.config`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return Run(c.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.ConfigPath, "config", config.DefaultPath, "the proxy's configuration file")
+	fl.StringVar(&opts.TokenPath, "token-cache", tokens.DefaultPath, "the encrypted token store")
+	fl.StringVar(&opts.StatusPath, "status-file", oauth.DefaultStatusFile, "per-account state for `status` (no secrets); - to keep it in memory")
+	fl.DurationVar(&opts.AuthTimeout, "auth-timeout", interactive.DefaultTimeout, "how long a login waits for an admin to complete an authorisation")
+	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long running sessions may take to finish")
+	fl.BoolVar(&opts.Debug, "debug", false, "trace protocol lines (credentials redacted)")
+	fl.StringVar(&opts.LogFormat, "log-format", "auto", "auto, journal, plain or text")
+	_ = cmd.MarkFlagFilename("config")
+	_ = cmd.RegisterFlagCompletionFunc("log-format", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"auto", "journal", "plain", "text"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	return cmd
+}
+
+func logMode(s string) (journallog.Mode, error) {
+	switch s {
+	case "auto", "":
+		return journallog.ModeAuto, nil
+	case "journal":
+		return journallog.ModeJournal, nil
+	case "plain":
+		return journallog.ModePlain, nil
+	case "text":
+		return journallog.ModeTerminal, nil
+	}
+	return 0, exitcode.Withf(exitcode.Usage, "--log-format %q: use auto, journal, plain or text", s)
+}
+
+// Run serves until ctx ends (SIGTERM/SIGINT in the real process).
+func Run(ctx context.Context, o *Options) error {
+	mode, err := logMode(o.LogFormat)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if o.Debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(journallog.New(journallog.Options{Mode: mode, Level: level, Writer: o.IO.ErrOut}))
+	notify := o.Notify
+	if notify == nil {
+		notify = func(state string) error { _, err := daemon.SdNotify(false, state); return err }
+	}
+
+	eng, err := engine.New(engine.Options{
+		ConfigPath:  o.ConfigPath,
+		TokenPath:   o.TokenPath,
+		StatusPath:  o.StatusPath,
+		Logger:      log,
+		AuthTimeout: o.AuthTimeout,
+		Debug:       o.Debug,
+	})
+	if err != nil {
+		return startError(o.ConfigPath, err)
+	}
+	// SIGHUP is caught before listeners open so that an early reload
+	// request cannot kill the process (Go's default for SIGHUP is to exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	if err := eng.Start(ctx); err != nil {
+		return exitcode.With(exitcode.Error, fmt.Errorf("cannot listen: %w", err))
+	}
+	log.Info("email OAuth 2.0 proxy started with "+o.ConfigPath, "message_id", events.Lifecycle, "state", "started")
+	_ = notify(daemon.SdNotifyReady + "\nSTATUS=serving")
+	if o.Ready != nil {
+		o.Ready(eng)
+	}
+
+	var watchdog <-chan time.Time
+	if d, err := daemon.SdWatchdogEnabled(false); err == nil && d > 0 {
+		t := time.NewTicker(d / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			_ = notify(daemon.SdNotifyStopping)
+			log.Info("stopping: no new connections; running sessions may finish", "message_id", events.Lifecycle, "state", "stopping")
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.DrainTimeout)
+			err := eng.Shutdown(dctx)
+			cancel()
+			if err != nil {
+				log.Warn("stopped with sessions cut short: "+err.Error(), "message_id", events.Lifecycle, "state", "stopped")
+			} else {
+				log.Info("stopped", "message_id", events.Lifecycle, "state", "stopped")
+			}
+			return nil
+		case <-hup:
+			_ = notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+			_ = eng.Reload(ctx) // logged inside; a bad file keeps the old one
+			_ = notify(daemon.SdNotifyReady)
+		case <-watchdog:
+			_ = notify(daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+func startError(path string, err error) error {
+	if errors.Is(err, engine.ErrInvalidConfig) {
+		return exitcode.With(exitcode.Invalid, fmt.Errorf("%w\nFix the file (orbit email-oauth2-proxy config validate %s shows every problem), then start again", err, path))
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return exitcode.With(exitcode.Permission, err)
+	}
+	return err
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd wants
+// with RELOADING=1 to tell this reload from an earlier one.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1e3
+}

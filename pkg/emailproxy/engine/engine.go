@@ -1,0 +1,238 @@
+// Package engine assembles the proxy from its parts: the configuration, the
+// token store, the token manager with its interactive authoriser, and the
+// listeners. It owns the lifecycle (start, reload, drain) so that `serve`
+// is a thin skin over it and tests can run a whole proxy in-process.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/assertion"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/interactive"
+	"github.com/senhasegura/orbit/pkg/emailproxy/proxy"
+	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
+)
+
+// ErrInvalidConfig wraps a configuration that must not be served; its text
+// lists every problem.
+var ErrInvalidConfig = errors.New("invalid configuration")
+
+// Options configure an Engine. Zero values take the documented defaults.
+type Options struct {
+	ConfigPath string // the proxy's INI file (config.DefaultPath)
+	TokenPath  string // the token cache file (tokens.DefaultPath)
+	StatusPath string // the secret-free status file for `status` (oauth.DefaultStatusFile); "-" keeps it in memory only
+	Logger     *slog.Logger
+	HTTPClient *http.Client // token requests; nil: a client with sane timeouts
+	// AuthTimeout is how long a client's login waits for an admin to
+	// complete an interactive authorisation (default 600 s).
+	AuthTimeout time.Duration
+	Debug       bool // trace protocol lines, credentials redacted
+}
+
+// Engine is one running proxy.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	current atomic.Pointer[config.Config]
+	store   *tokens.FileStore
+	manager *oauth.Manager
+	auth    *interactive.Server
+	proxy   *proxy.Server
+
+	reloadMu sync.Mutex
+}
+
+// Load reads and validates the configuration file: a file that will not
+// parse or has errors is refused with every problem listed.
+func Load(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	ds := cfg.Validate()
+	if config.HasErrors(ds) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, path, config.Err(ds))
+	}
+	return cfg, nil
+}
+
+// New loads the configuration and builds the engine without opening any
+// listener yet.
+func New(opts Options) (*Engine, error) {
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = config.DefaultPath
+	}
+	if opts.TokenPath == "" {
+		opts.TokenPath = tokens.DefaultPath
+	}
+	if opts.StatusPath == "" {
+		opts.StatusPath = oauth.DefaultStatusFile
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	cfg, err := Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: opts, log: opts.Logger}
+	e.current.Store(cfg)
+
+	e.store = tokens.NewFileStore(opts.TokenPath, tokens.WithLogger(opts.Logger))
+	e.auth = interactive.New(interactive.Options{
+		Logger:     opts.Logger,
+		HTTPClient: opts.HTTPClient,
+		Signer:     assertion.Default,
+		Timeout:    opts.AuthTimeout,
+	})
+	statusFile := opts.StatusPath
+	if statusFile == "-" {
+		statusFile = ""
+	}
+	e.manager, err = oauth.NewManager(oauth.Options{
+		Accounts:                oauth.ConfigSource(e.current.Load),
+		Store:                   e.store,
+		HTTPClient:              opts.HTTPClient,
+		Logger:                  opts.Logger,
+		Interactive:             e.auth,
+		Assertions:              assertion.Default,
+		StatusFile:              statusFile,
+		OnClientSecretEncrypted: e.dropPlainClientSecret,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.auth.SetReporter(e.manager)
+	e.proxy = proxy.New(proxy.Options{
+		Authenticator: e.manager,
+		Logger:        opts.Logger,
+		Debug:         opts.Debug,
+	})
+	return e, nil
+}
+
+// Start imports tokens a Python-written file carries inline and opens every
+// listener. An error leaves nothing listening.
+func (e *Engine) Start(ctx context.Context) error {
+	cfg := e.current.Load()
+	e.importInlineTokens(ctx, cfg)
+	if err := e.proxy.Apply(ctx, cfg.Servers); err != nil {
+		_ = e.proxy.Shutdown(ctx)
+		return err
+	}
+	return nil
+}
+
+// Reload re-reads the configuration file. An invalid file is refused and
+// the running configuration stays; listeners are added, changed and removed
+// without touching running sessions.
+func (e *Engine) Reload(ctx context.Context) error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	cfg, err := Load(e.opts.ConfigPath)
+	if err != nil {
+		e.log.Error("reload refused; still serving the previous configuration: "+err.Error(),
+			"message_id", events.Lifecycle, "state", "reload-failed")
+		return err
+	}
+	e.current.Store(cfg)
+	e.importInlineTokens(ctx, cfg)
+	err = e.proxy.Apply(ctx, cfg.Servers)
+	state := "reloaded"
+	if err != nil {
+		state = "reloaded-with-errors"
+	}
+	e.log.Info("configuration "+state+" from "+e.opts.ConfigPath, "message_id", events.Lifecycle, "state", state)
+	return err
+}
+
+// Shutdown stops accepting, lets running sessions finish until ctx ends,
+// then closes what is left and the redirect listeners.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	err := e.proxy.Shutdown(ctx)
+	if aerr := e.auth.Shutdown(ctx); aerr != nil && err == nil {
+		err = aerr
+	}
+	return err
+}
+
+// Listeners reports what is listening.
+func (e *Engine) Listeners() []proxy.ListenerInfo { return e.proxy.Listeners() }
+
+// Config is the configuration in force.
+func (e *Engine) Config() *config.Config { return e.current.Load() }
+
+// importInlineTokens moves tokens that the Python proxy wrote into the
+// config file itself into the token store, so switching engines needs no
+// new authorisation. The store never loses newer data to an older file.
+func (e *Engine) importInlineTokens(ctx context.Context, cfg *config.Config) {
+	for _, name := range cfg.AccountSections() {
+		if config.IsCatchAllSection(name) {
+			continue
+		}
+		acct, ok := cfg.Account(name)
+		if !ok || acct.Tokens.TokenSalt == "" && acct.Tokens.AccessToken == "" && acct.Tokens.RefreshToken == "" {
+			continue
+		}
+		encSecret, _ := cfg.Get(name, "client_secret_encrypted")
+		res, err := e.store.Import(ctx, name, acct.Tokens, encSecret)
+		if err != nil {
+			e.log.Warn("could not import the tokens stored in the configuration file for "+name+": "+err.Error(), "account", name)
+			continue
+		}
+		if res == tokens.Imported {
+			e.log.Info("imported the tokens stored in the configuration file for "+name+" into "+e.store.Path(), "account", name)
+		}
+	}
+}
+
+// dropPlainClientSecret is encrypt_client_secret_on_first_use's file half:
+// the secret now lives encrypted in the token store, so the plain copy
+// leaves the account's own section (never a catch-all, which other
+// accounts still read).
+func (e *Engine) dropPlainClientSecret(ctx context.Context, acct config.Account) error {
+	if acct.Section != acct.Name {
+		return nil
+	}
+	path := e.opts.ConfigPath
+	unlock, err := config.Lock(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	out, err := config.Edit(data, path, func(ed *config.Editor) error {
+		ed.Delete(acct.Section, "client_secret")
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := config.WriteFileLocked(path, out); err != nil {
+		return err
+	}
+	// The backup would keep the very plain secret this option removes.
+	if err := os.Remove(path + ".bak"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
