@@ -13,7 +13,7 @@ LDFLAGS := -s -w \
   -X github.com/senhasegura/orbit/internal/buildinfo.Commit=$(COMMIT) \
   -X github.com/senhasegura/orbit/internal/buildinfo.Date=$(DATE)
 
-.PHONY: help build install deps test unit e2e lint bench generate check-generated clean
+.PHONY: help build install deps test unit e2e lint bench generate check-generated clean release-check snapshot
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -59,3 +59,11 @@ bench: ## benchmarks (token store, proxy pipe, config); compare runs with benchs
 
 clean:
 	rm -rf bin dist bench.txt
+
+release-check: ## validate goreleaser.yaml (installs goreleaser v2.15.1, the last that builds with Go 1.26)
+	command -v goreleaser >/dev/null || $(GO) install github.com/goreleaser/goreleaser/v2@v2.15.1
+	goreleaser check
+
+snapshot: ## build release archives and deb/rpm packages locally into dist/ (no publishing)
+	command -v goreleaser >/dev/null || $(GO) install github.com/goreleaser/goreleaser/v2@v2.15.1
+	goreleaser release --snapshot --clean
