@@ -1,0 +1,20 @@
+// Package testenv holds what every end-to-end test of orbit shares: a
+// throwaway certificate authority and server certificate, free loopback
+// ports, waiting for a listener, building the orbit binary once per test
+// binary, and directories that processes running as other users (Dovecot
+// drops to dovecot/dovenull/nobody) or inside the systemd sandbox (which
+// hides the host's /tmp and /var/tmp behind a tmpfs) can still reach.
+//
+// The heavier pieces live in sub-packages:
+//
+//   - fakeoauth: an OAuth 2.0 provider on loopback with failure knobs and a
+//     test "browser";
+//   - smtpsink: the SMTP server Dovecot's submission service relays to;
+//   - dovecot: a real Dovecot per test, TLS on, XOAUTH2/OAUTHBEARER only,
+//     tokens checked at the fake provider's introspection endpoint;
+//   - sandbox: a real systemd as PID 1 of a private PID and mount namespace.
+//
+// Every helper that needs root or an installed tool skips the test with the
+// reason and the fix (.ci/install-deps.sh) when it is missing; CI has them.
+// Nothing here sends traffic anywhere but loopback.
+package testenv
