@@ -5,6 +5,7 @@ package emailproxy
 import (
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/configcmd"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/register"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/serve"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/family"
@@ -30,7 +31,8 @@ Typical use:
   3. orbit email-oauth2-proxy logs --auth-url                               (the URL an admin must visit)
   4. orbit email-oauth2-proxy status                                        (is everything authorised?)`,
 	}
-	cmd.AddCommand(register.New(f, nil))
+	cmd.AddCommand(register.NewWithService(f, service.NewHook(f), nil))
+	cmd.AddCommand(service.NewStart(f, nil), service.NewStop(f, nil), service.NewRestart(f, nil))
 	cmd.AddCommand(configcmd.New(f))
 	cmd.AddCommand(serve.New(f))
 	return cmd

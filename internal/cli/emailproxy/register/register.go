@@ -52,7 +52,13 @@ type Options struct {
 
 // New builds the command. runF replaces the run function in tests.
 func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Hostname: f.Hostname}
+	return NewWithService(f, nil, runF)
+}
+
+// NewWithService builds the command with svc as the service hook (the
+// email-oauth2-proxy family passes the systemd one; nil means none).
+func NewWithService(f *factory.Factory, svc Service, runF func(context.Context, *Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Hostname: f.Hostname, Service: svc}
 	cmd := &cobra.Command{
 		Use:   "register [flags]",
 		Short: "Write the proxy's configuration file from flags",

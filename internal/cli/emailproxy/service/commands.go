@@ -1,0 +1,330 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/godbus/dbus/v5"
+	"github.com/senhasegura/orbit/internal/cli/factory"
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/journal"
+	"github.com/spf13/cobra"
+)
+
+// Action is what a command asks of the unit.
+type Action string
+
+const (
+	Start   Action = "start"
+	Stop    Action = "stop"
+	Restart Action = "restart"
+)
+
+// Options are the inputs and dependencies of start, stop and restart.
+type Options struct {
+	IO         *iostreams.IOStreams
+	Connector  Connector
+	Installer  Installer
+	Journal    JournalReader
+	Executable func() (string, error)
+	Now        func() time.Time
+	// Location formats times (time.Local unless a test pins it).
+	Location *time.Location
+
+	Action     Action
+	Unit       string
+	ConfigPath string
+	// ConfigExplicit: --config was given; otherwise the installed unit's
+	// file wins over the default.
+	ConfigExplicit bool
+	NoEnable       bool
+	Timeout        time.Duration
+	Output         output.Format
+}
+
+// Result is what start, stop and restart report, also as --output json.
+type Result struct {
+	Action Action `json:"action"`
+	Unit   string `json:"unit"`
+	Config string `json:"config,omitempty"`
+	Prepared
+	// Enabled: the unit is enabled at boot after the command (start and
+	// restart enable it unless --no-enable).
+	EnabledNow  bool       `json:"enabled_now"`
+	ActiveState string     `json:"active_state"`
+	SubState    string     `json:"sub_state"`
+	MainPID     uint32     `json:"main_pid"`
+	Since       *time.Time `json:"since,omitempty"`
+	// NotInstalled: stop found no such unit, so there was nothing to stop.
+	NotInstalled bool `json:"not_installed,omitempty"`
+}
+
+// NewOptions fills the dependencies for the running system.
+func NewOptions(f *factory.Factory, a Action) *Options {
+	return &Options{
+		IO:         f.IO,
+		Connector:  SystemConnector{},
+		Installer:  SystemInstaller{},
+		Journal:    &journal.Reader{},
+		Executable: f.Executable,
+		Now:        f.Now,
+		Action:     a,
+	}
+}
+
+// NewStart builds `start`.
+func NewStart(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	return newCmd(f, Start, runF, "Install, enable and start the proxy's systemd unit",
+		`Start the proxy under systemd. The unit (default email-oauth2-proxy.service) is
+installed or refreshed first when it is missing or out of date (systemd is then
+reloaded), it is enabled at boot unless --no-enable, and start waits for the
+job and for the unit to settle: it returns only when the proxy listens.
+
+A unit that runs another engine (register --exec) is never rewritten.
+
+When the start fails, the unit's last journal lines are printed with what to
+do next, and the exit status is 7. Without systemd (a container, a chroot)
+the exit status is 6 and the message shows how to run the proxy in the
+foreground instead.`,
+		`  orbit email-oauth2-proxy start
+  orbit email-oauth2-proxy start --config /srv/mail/emailproxy.config --no-enable`)
+}
+
+// NewStop builds `stop`.
+func NewStop(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	return newCmd(f, Stop, runF, "Stop the proxy's systemd unit",
+		`Stop the proxy and wait until its unit is inactive. The unit stays enabled at
+boot (systemctl disable email-oauth2-proxy.service turns that off). Stopping a
+unit that is not installed does nothing and succeeds.`,
+		`  orbit email-oauth2-proxy stop`)
+}
+
+// NewRestart builds `restart`.
+func NewRestart(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	return newCmd(f, Restart, runF, "Restart the proxy's systemd unit (starts it when stopped)",
+		`Restart the proxy so that it reads its file again. Like start, it installs or
+refreshes the unit first, enables it at boot unless --no-enable, waits until
+the unit settles, and on failure prints the unit's last journal lines (exit 7).`,
+		`  orbit email-oauth2-proxy restart`)
+}
+
+func newCmd(f *factory.Factory, a Action, runF func(context.Context, *Options) error, short, long, example string) *cobra.Command {
+	opts := NewOptions(f, a)
+	cmd := &cobra.Command{
+		Use:     string(a) + " [flags]",
+		Short:   short,
+		Long:    long,
+		Example: example,
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			opts.ConfigExplicit = c.Flags().Changed("config")
+			if runF != nil {
+				return runF(c.Context(), opts)
+			}
+			return Run(c.Context(), opts)
+		},
+	}
+	AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", DefaultTimeout, "give up waiting for systemd after this long (exit 8)")
+	if a != Stop {
+		cmd.Flags().BoolVar(&opts.NoEnable, "no-enable", false, "do not enable the unit at boot")
+	}
+	output.AddFlag(cmd, &opts.Output)
+	return cmd
+}
+
+// AddCommonFlags adds --config and --unit, shared by every service command.
+func AddCommonFlags(cmd *cobra.Command, configPath, unit *string) {
+	cmd.Flags().StringVar(configPath, "config", config.DefaultPath, "the proxy's configuration file (default: the one the installed unit runs with, else "+config.DefaultPath+")")
+	cmd.Flags().StringVar(unit, "unit", DefaultUnit, "the systemd unit that runs the proxy")
+	_ = cmd.MarkFlagFilename("config")
+	_ = cmd.RegisterFlagCompletionFunc("unit", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{DefaultUnit}, cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+// Run carries out o.Action.
+func Run(ctx context.Context, o *Options) error {
+	if o.Unit == "" {
+		o.Unit = DefaultUnit
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	cfgPath, err := AbsConfig(ResolveConfig(o.Installer, o.Unit, o.ConfigPath, o.ConfigExplicit))
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("cannot %s %s", o.Action, o.Unit)
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	m, err := o.Connector.Connect(ctx)
+	if err != nil {
+		return ConnectError(what, cfgPath, err)
+	}
+	defer m.Close()
+
+	res := Result{Action: o.Action, Unit: o.Unit, Config: cfgPath}
+	switch o.Action {
+	case Stop:
+		p, err := m.Properties(ctx, o.Unit)
+		if err != nil {
+			return jobError(what, err)
+		}
+		if p.LoadState == "not-found" {
+			res.NotInstalled = true
+			res.ActiveState, res.SubState = p.ActiveState, p.SubState
+			return o.report(res)
+		}
+		if err := m.Stop(ctx, o.Unit); err != nil {
+			return o.failed(ctx, what, err, time.Time{}, cfgPath)
+		}
+	case Start, Restart:
+		bin, err := binaryPath(o.Executable)
+		if err != nil {
+			return err
+		}
+		res.Prepared, err = prepare(ctx, o.Installer, m, Setup{Unit: o.Unit, ConfigPath: cfgPath, Binary: bin})
+		if err != nil {
+			if exitcode.Of(err) != exitcode.Error {
+				return err
+			}
+			return jobError(what, err)
+		}
+		if !o.NoEnable {
+			if _, err := m.Enable(ctx, o.Unit); err != nil {
+				return jobError(what, err)
+			}
+		}
+		// A second of slack: journald's timestamps and ours come from the
+		// same clock, but the window must include systemd's "Starting" line.
+		issued := o.Now().Add(-time.Second)
+		op := m.Start
+		if o.Action == Restart {
+			op = m.Restart
+		}
+		if err := op(ctx, o.Unit); err != nil {
+			return o.failed(ctx, what, err, issued, cfgPath)
+		}
+	default:
+		return fmt.Errorf("unknown action %q", o.Action)
+	}
+	p, err := m.Properties(ctx, o.Unit)
+	if err != nil {
+		return jobError(what, err)
+	}
+	res.fill(p)
+	return o.report(res)
+}
+
+func (r *Result) fill(p systemd.Properties) {
+	r.ActiveState, r.SubState, r.MainPID = p.ActiveState, p.SubState, p.MainPID
+	r.EnabledNow = p.UnitFileState == "enabled"
+	if !p.StateChangeTimestamp.IsZero() {
+		t := p.StateChangeTimestamp.UTC()
+		r.Since = &t
+	}
+}
+
+// jobError classifies an error of the service manager: refused for lack of
+// privilege (10), out of time (8), or anything else systemd said (7).
+func jobError(what string, err error) error {
+	var de dbus.Error
+	switch {
+	case errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.AccessDenied" || strings.HasSuffix(de.Name, "InteractiveAuthorizationRequired")):
+		return exitcode.Withf(exitcode.Permission, "%s: %v\nRun as root (sudo orbit ...).", what, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return exitcode.Withf(exitcode.Timeout, "%s: %v\nsystemd may still be working on it: orbit email-oauth2-proxy status", what, err)
+	}
+	return exitcode.Withf(exitcode.Failed, "%s: %v", what, err)
+}
+
+// failed explains a start, stop or restart that did not work: the unit's
+// last journal lines on stderr, then an error that says what to do.
+func (o *Options) failed(ctx context.Context, what string, err error, since time.Time, cfgPath string) error {
+	printTail(ctx, o.IO.ErrOut, o.Journal, o.Unit, since, o.Location)
+	code := exitcode.Failed
+	var de dbus.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		code = exitcode.Timeout
+	case errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.AccessDenied" || strings.HasSuffix(de.Name, "InteractiveAuthorizationRequired")):
+		return exitcode.Withf(exitcode.Permission, "%s: %v\nRun as root (sudo orbit ...).", what, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v", err)
+	if code == exitcode.Timeout {
+		fmt.Fprintf(&b, "\nsystemd may still be working on it (raise --timeout, or see: orbit email-oauth2-proxy status).")
+	}
+	b.WriteString("\nWhat to do:")
+	if o.Action != Stop {
+		fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy config validate %s   # check the file", shellQuote(cfgPath))
+	}
+	fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy logs -n 100%s   # the unit's whole story", unitFlag(o.Unit))
+	fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy status%s", unitFlag(o.Unit))
+	return exitcode.With(code, errors.New(b.String()))
+}
+
+func unitFlag(unit string) string {
+	if unit == DefaultUnit {
+		return ""
+	}
+	return " --unit " + shellQuote(unit)
+}
+
+func (o *Options) report(res Result) error {
+	if o.Output == output.JSON {
+		return output.WriteJSON(o.IO.Out, res)
+	}
+	var lines []string
+	if res.Foreign {
+		lines = append(lines, fmt.Sprintf("%s runs another engine (register --exec); left as it is.", res.UnitFile))
+	} else if res.Written {
+		lines = append(lines, fmt.Sprintf("Installed %s.", res.UnitFile))
+	}
+	if res.Reloaded {
+		lines = append(lines, "Reloaded systemd's unit files.")
+	}
+	if o.Action != Stop && !o.NoEnable {
+		lines = append(lines, "Enabled at boot.")
+	}
+	var done string
+	switch {
+	case res.NotInstalled:
+		done = fmt.Sprintf("%s is not installed; nothing to stop.", res.Unit)
+	case o.Action == Stop:
+		done = fmt.Sprintf("Stopped %s (%s).", res.Unit, res.ActiveState)
+	default:
+		verb := "Started"
+		if o.Action == Restart {
+			verb = "Restarted"
+		}
+		done = fmt.Sprintf("%s %s: %s (%s), main PID %d.", verb, res.Unit, res.ActiveState, res.SubState, res.MainPID)
+	}
+	if o.IO.IsStdoutTTY() {
+		r := o.IO.Renderer()
+		ok := r.NewStyle().Foreground(lipgloss.Color("10")).Bold(true).Render("✓")
+		dim := r.NewStyle().Faint(true)
+		for _, l := range lines {
+			fmt.Fprintln(o.IO.Out, dim.Render(l))
+		}
+		fmt.Fprintf(o.IO.Out, "%s %s\n", ok, done)
+		return nil
+	}
+	for _, l := range lines {
+		fmt.Fprintln(o.IO.Out, l)
+	}
+	fmt.Fprintln(o.IO.Out, done)
+	return nil
+}

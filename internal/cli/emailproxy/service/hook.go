@@ -1,0 +1,119 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/senhasegura/orbit/internal/cli/factory"
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/journal"
+)
+
+// Hook is what `register` calls after it wrote the file (register.Service):
+// the unit is installed or refreshed for this orbit binary and that file,
+// the service user gets the file back (an atomic write as root made it
+// root's), and a running proxy is restarted so the new file applies.
+type Hook struct {
+	IO         *iostreams.IOStreams
+	Connector  Connector
+	Installer  Installer
+	Journal    JournalReader
+	Executable func() (string, error)
+	Now        func() time.Time
+	Unit       string
+	Timeout    time.Duration
+}
+
+// NewHook returns the hook for the running system.
+func NewHook(f *factory.Factory) *Hook {
+	return &Hook{
+		IO:         f.IO,
+		Connector:  SystemConnector{},
+		Installer:  SystemInstaller{},
+		Journal:    &journal.Reader{},
+		Executable: f.Executable,
+		Now:        f.Now,
+		Unit:       DefaultUnit,
+		Timeout:    DefaultTimeout,
+	}
+}
+
+// AfterWrite implements register.Service. Without systemd it returns a
+// message, not an error: the file is written, and the message says how to
+// run the proxy in the foreground.
+func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) (string, error) {
+	unit := h.Unit
+	if unit == "" {
+		unit = DefaultUnit
+	}
+	cfg, err := AbsConfig(configPath)
+	if err != nil {
+		return "", err
+	}
+	timeout := h.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	what := "installing " + unit
+	m, err := h.Connector.Connect(ctx)
+	if err != nil {
+		if errors.Is(err, systemd.ErrNoSystemd) && !errors.Is(err, fs.ErrPermission) {
+			return fmt.Sprintf("no unit installed (%v); %s", err, ForegroundHint(cfg)), nil
+		}
+		return "", ConnectError(what, cfg, err)
+	}
+	defer m.Close()
+	bin, err := binaryPath(h.Executable)
+	if err != nil {
+		return "", err
+	}
+	prep, err := prepare(ctx, h.Installer, m, Setup{Unit: unit, ConfigPath: cfg, Binary: bin})
+	if err != nil {
+		if exitcode.Of(err) != exitcode.Error {
+			return "", err
+		}
+		return "", jobError(what, err)
+	}
+	p, err := m.Properties(ctx, unit)
+	if err != nil {
+		return "", jobError(what, err)
+	}
+	msg := fmt.Sprintf("%s installed", prep.UnitFile)
+	switch {
+	case prep.Foreign:
+		msg = fmt.Sprintf("%s runs another engine (--exec) and was left as it is", prep.UnitFile)
+	case !prep.Written:
+		msg = fmt.Sprintf("%s unchanged", prep.UnitFile)
+	}
+	running := p.ActiveState == "active" || p.ActiveState == "activating" || p.ActiveState == "reloading"
+	switch {
+	case !running:
+		return msg + fmt.Sprintf("; %s is not running (start it: orbit email-oauth2-proxy start)", unit), nil
+	case !restart:
+		return msg + fmt.Sprintf("; %s is running and was not restarted (--no-restart): orbit email-oauth2-proxy restart applies the new file", unit), nil
+	}
+	issued := h.now().Add(-time.Second)
+	if err := m.Restart(ctx, unit); err != nil {
+		o := &Options{IO: h.IO, Journal: h.Journal, Action: Restart, Unit: unit}
+		return "", o.failed(ctx, "the file is written, but restarting "+unit+" failed", err, issued, cfg)
+	}
+	p, err = m.Properties(ctx, unit)
+	if err != nil {
+		return "", jobError(what, err)
+	}
+	return msg + fmt.Sprintf("; %s restarted so the new file applies (main PID %d)", unit, p.MainPID), nil
+}
+
+func (h *Hook) now() time.Time {
+	if h.Now == nil {
+		return time.Now()
+	}
+	return h.Now()
+}

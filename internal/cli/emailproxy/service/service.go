@@ -1,0 +1,166 @@
+// Package service is `orbit email-oauth2-proxy start`, `stop` and `restart`,
+// and the hook `register` calls after it wrote the file: the proxy's unit is
+// rendered, installed or refreshed, and driven over systemd's D-Bus API
+// (internal/systemd). The status and logs commands reuse its dependencies
+// (Connector, JournalReader) and its no-systemd explanation.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"iter"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/journal"
+)
+
+// DefaultUnit is the unit the commands act on unless --unit names another.
+const DefaultUnit = systemd.DefaultUnitName
+
+// DefaultTimeout bounds start, stop and restart: systemd's own start
+// time-out (90 s) plus the unit's stop time-out, so that systemd, not orbit,
+// normally decides that a start failed.
+const DefaultTimeout = 2 * time.Minute
+
+// FailureLines is how many of the unit's journal lines a failed start shows.
+const FailureLines = 20
+
+// Manager is what the commands use of *systemd.Manager.
+type Manager interface {
+	DaemonReload(ctx context.Context) error
+	Start(ctx context.Context, name string) error
+	Stop(ctx context.Context, name string) error
+	Restart(ctx context.Context, name string) error
+	Enable(ctx context.Context, name string) (bool, error)
+	Properties(ctx context.Context, name string) (systemd.Properties, error)
+	Close()
+}
+
+// Connector reaches the service manager. Errors wrap systemd.ErrNoSystemd
+// when there is none to reach.
+type Connector interface {
+	Connect(ctx context.Context) (Manager, error)
+}
+
+// SystemConnector connects to the running system's systemd.
+type SystemConnector struct{ Options systemd.ConnectOptions }
+
+// Connect implements Connector.
+func (c SystemConnector) Connect(ctx context.Context) (Manager, error) {
+	m, err := systemd.Connect(ctx, c.Options)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// JournalReader reads journal entries; *journal.Reader is one.
+type JournalReader interface {
+	Entries(ctx context.Context, q journal.Query) iter.Seq2[journal.Entry, error]
+}
+
+// Installer puts the unit and its user in place. SystemInstaller does it on
+// the running system; tests record the calls instead.
+type Installer interface {
+	// Install writes the unit file and reports whether it changed.
+	Install(ctx context.Context, u systemd.Unit) (changed bool, err error)
+	// Installed returns the unit file on disk (fs.ErrNotExist if none).
+	Installed(name string) ([]byte, error)
+	// EnsureUser creates the service user if it is missing.
+	EnsureUser(ctx context.Context, user string) error
+	// GrantConfigAccess gives the service user the configuration file.
+	GrantConfigAccess(ctx context.Context, configFile, user string) error
+}
+
+// SystemInstaller installs below Root ("" is the running system).
+type SystemInstaller struct{ Root string }
+
+// Install implements Installer.
+func (s SystemInstaller) Install(ctx context.Context, u systemd.Unit) (bool, error) {
+	return systemd.Install(ctx, s.Root, u)
+}
+
+// Installed implements Installer.
+func (s SystemInstaller) Installed(name string) ([]byte, error) {
+	return os.ReadFile(systemd.UnitPath(s.Root, name))
+}
+
+// EnsureUser implements Installer.
+func (s SystemInstaller) EnsureUser(ctx context.Context, user string) error {
+	_, err := systemd.EnsureUser(ctx, s.Root, user)
+	return err
+}
+
+// GrantConfigAccess implements Installer.
+func (s SystemInstaller) GrantConfigAccess(ctx context.Context, configFile, user string) error {
+	return systemd.GrantConfigAccess(ctx, configFile, user)
+}
+
+// ForegroundHint tells how to run the engine without systemd.
+func ForegroundHint(configPath string) string {
+	return fmt.Sprintf("run the proxy in the foreground instead (it logs to standard error; stop it with Ctrl-C):\n  orbit email-oauth2-proxy serve --config %s", shellQuote(configPath))
+}
+
+// NoSystemdError explains that there is no systemd here and how to do
+// without; its exit code is NoSystemd (6). what names what could not be
+// done ("cannot start email-oauth2-proxy.service").
+func NoSystemdError(what, configPath string, err error) error {
+	return exitcode.Withf(exitcode.NoSystemd, "%s: %v\nThere is no service manager to run the proxy here; %s", what, err, ForegroundHint(configPath))
+}
+
+// ConnectError turns a failed Connect into the right exit code: NoSystemd,
+// Permission (the private socket and the bus refused us), or Timeout.
+func ConnectError(what, configPath string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return exitcode.Withf(exitcode.Permission, "%s: %v\nRun as root (sudo orbit ...).", what, err)
+	case errors.Is(err, systemd.ErrNoSystemd):
+		return NoSystemdError(what, configPath, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return exitcode.Withf(exitcode.Timeout, "%s: %v", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Booted reports, like sd_booted(3), whether systemd runs this machine; an
+// error wrapping systemd.ErrNoSystemd says why not.
+func Booted() error {
+	const marker = systemd.DefaultRunDir + "/system"
+	if _, err := os.Stat(marker); err != nil {
+		pid1 := "unknown"
+		if b, err := os.ReadFile("/proc/1/comm"); err == nil {
+			pid1 = fmt.Sprintf("%q", strings.TrimSpace(string(b)))
+		}
+		return fmt.Errorf("%w: %s does not exist, so PID 1 is %s, not systemd", systemd.ErrNoSystemd, marker, pid1)
+	}
+	return nil
+}
+
+// AbsConfig makes the configuration path absolute: the unit starts the
+// engine in its own working directory.
+func AbsConfig(p string) (string, error) {
+	if p == "" {
+		return "", exitcode.Withf(exitcode.Usage, "--config is empty; name the proxy's configuration file")
+	}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("--config %s: %w", p, err)
+	}
+	return a, nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it, so that printed
+// commands can be pasted.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%_+=:,./-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,243 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/coreos/go-systemd/v22/unit"
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/systemd"
+)
+
+// InstalledUnit is what matters of a unit file already on disk.
+type InstalledUnit struct {
+	// Argv is ExecStart split into words, systemd's quoting and escapes
+	// undone.
+	Argv []string
+	// ConfigPath is the file the engine is started with: the word after
+	// --config (orbit) or --config-file (the Python proxy); "" if neither.
+	ConfigPath string
+	// User is User=, "" when unset.
+	User string
+	// Foreign is true when ExecStart runs something other than `orbit
+	// email-oauth2-proxy serve` (register --exec, or a hand-written unit):
+	// such a unit is never rewritten by start or register's hook.
+	Foreign bool
+}
+
+// ParseInstalled reads a unit file.
+func ParseInstalled(data []byte) (InstalledUnit, error) {
+	opts, err := unit.Deserialize(bytes.NewReader(data))
+	if err != nil {
+		return InstalledUnit{}, fmt.Errorf("parsing the unit file: %w", err)
+	}
+	var u InstalledUnit
+	exec := ""
+	for _, o := range opts {
+		switch {
+		case o.Section == "Service" && o.Name == "ExecStart":
+			exec = o.Value
+		case o.Section == "Service" && o.Name == "User":
+			u.User = o.Value
+		}
+	}
+	u.Argv = splitExec(exec)
+	u.Foreign = true
+	for i, w := range u.Argv {
+		if i+1 < len(u.Argv) && w == "email-oauth2-proxy" && u.Argv[i+1] == "serve" {
+			u.Foreign = false
+		}
+		if (w == "--config" || w == "--config-file") && i+1 < len(u.Argv) {
+			u.ConfigPath = u.Argv[i+1]
+		} else if v, ok := strings.CutPrefix(w, "--config="); ok {
+			u.ConfigPath = v
+		} else if v, ok := strings.CutPrefix(w, "--config-file="); ok {
+			u.ConfigPath = v
+		}
+	}
+	return u, nil
+}
+
+// splitExec undoes what systemd.Render does to ExecStart words: double
+// quotes with C escapes, %% for %, $$ for $. A leading prefix character
+// (@, -, :, +, !) on the first word is dropped.
+func splitExec(s string) []string {
+	var words []string
+	var cur strings.Builder
+	inWord, quoted := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\\' && i+1 < len(s):
+			i++
+			switch s[i] {
+			case 'n':
+				cur.WriteByte('\n')
+			case 't':
+				cur.WriteByte('\t')
+			case 'x':
+				if i+2 < len(s) {
+					var b byte
+					if _, err := fmt.Sscanf(s[i+1:i+3], "%02x", &b); err == nil {
+						cur.WriteByte(b)
+						i += 2
+						continue
+					}
+				}
+				cur.WriteByte('x')
+			default:
+				cur.WriteByte(s[i])
+			}
+		case c == '"':
+			quoted = !quoted
+			inWord = true
+		case !quoted && (c == ' ' || c == '\t'):
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	for i, w := range words {
+		w = strings.ReplaceAll(w, "%%", "%")
+		words[i] = strings.ReplaceAll(w, "$$", "$")
+	}
+	if len(words) > 0 {
+		words[0] = strings.TrimLeft(words[0], "@-:+!")
+	}
+	return words
+}
+
+// ReadInstalled returns the installed unit; ok is false when there is none
+// (or it cannot be parsed, which start then repairs by rewriting it).
+func ReadInstalled(inst Installer, name string) (InstalledUnit, bool) {
+	data, err := inst.Installed(name)
+	if err != nil {
+		return InstalledUnit{}, false
+	}
+	u, err := ParseInstalled(data)
+	if err != nil {
+		return InstalledUnit{}, false
+	}
+	return u, true
+}
+
+// ResolveConfig picks the configuration file: the --config flag when it was
+// given, else the file the installed unit runs with, else the default. So
+// `start` after `register --config /srv/x.config` keeps using /srv/x.config.
+func ResolveConfig(inst Installer, unitName, flagValue string, explicit bool) string {
+	if !explicit {
+		if u, ok := ReadInstalled(inst, unitName); ok && u.ConfigPath != "" {
+			return u.ConfigPath
+		}
+	}
+	return flagValue
+}
+
+// Setup is how the unit is rendered.
+type Setup struct {
+	Unit       string
+	ConfigPath string // absolute
+	Binary     string // the orbit executable for ExecStart
+}
+
+// Prepared says what prepare did.
+type Prepared struct {
+	UnitFile string `json:"unit_file"`
+	// Written: the unit file was created or changed.
+	Written bool `json:"unit_written"`
+	// Reloaded: systemd re-read its unit files (daemon-reload).
+	Reloaded bool `json:"daemon_reloaded"`
+	// Foreign: an existing unit runs another engine and was left as it is.
+	Foreign bool `json:"foreign_engine"`
+}
+
+// prepare installs or refreshes the unit and its user, gives the user the
+// configuration file, and reloads systemd when the unit file changed (or
+// systemd says it changed behind its back).
+func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared, error) {
+	res := Prepared{UnitFile: systemd.UnitPath("", s.Unit)}
+	user := systemd.DefaultUser
+	if cur, ok := ReadInstalled(inst, s.Unit); ok && cur.Foreign {
+		res.Foreign = true
+		if cur.User != "" {
+			user = cur.User
+		}
+	}
+	if !res.Foreign {
+		if _, err := os.Stat(s.ConfigPath); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return res, exitcode.Withf(exitcode.Invalid, "the configuration file %s does not exist: write it first with orbit email-oauth2-proxy register (or name it with --config)", s.ConfigPath)
+			}
+			if errors.Is(err, fs.ErrPermission) {
+				return res, exitcode.Withf(exitcode.Permission, "cannot read %s: permission denied; run as root (sudo orbit ...)", s.ConfigPath)
+			}
+			return res, fmt.Errorf("checking the configuration file: %w", err)
+		}
+		u, err := systemd.Render(systemd.UnitOptions{Name: s.Unit, ConfigFile: s.ConfigPath, Binary: s.Binary})
+		if err != nil {
+			return res, exitcode.With(exitcode.Invalid, err)
+		}
+		if err := inst.EnsureUser(ctx, user); err != nil {
+			return res, permissionOr(err)
+		}
+		if res.Written, err = inst.Install(ctx, u); err != nil {
+			return res, permissionOr(err)
+		}
+	} else if err := inst.EnsureUser(ctx, user); err != nil {
+		return res, permissionOr(err)
+	}
+	if _, err := os.Stat(s.ConfigPath); err == nil {
+		if err := inst.GrantConfigAccess(ctx, s.ConfigPath, user); err != nil {
+			return res, permissionOr(err)
+		}
+	}
+	reload := res.Written
+	if !reload {
+		p, err := m.Properties(ctx, s.Unit)
+		if err != nil {
+			return res, err
+		}
+		reload = p.NeedDaemonReload || p.LoadState == "not-found"
+	}
+	if reload {
+		if err := m.DaemonReload(ctx); err != nil {
+			return res, err
+		}
+		res.Reloaded = true
+	}
+	return res, nil
+}
+
+func permissionOr(err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return exitcode.Withf(exitcode.Permission, "%v\nRun as root (sudo orbit ...).", err)
+	}
+	return err
+}
+
+// binaryPath resolves the running orbit for ExecStart: symlinks are
+// followed so that the unit keeps working when a "current" link moves.
+func binaryPath(executable func() (string, error)) (string, error) {
+	exe, err := executable()
+	if err != nil {
+		return "", fmt.Errorf("finding the orbit binary for the unit's ExecStart: %w", err)
+	}
+	if r, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = r
+	}
+	return exe, nil
+}
