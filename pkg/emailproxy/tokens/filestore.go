@@ -123,11 +123,16 @@ func (s *FileStore) LockPath() string { return s.lockPath }
 // Get returns; if that write fails the tokens are still returned and the
 // failure is logged, since the login itself can go on.
 func (s *FileStore) Get(ctx context.Context, account, password string) (Record, error) {
-	doc, err := s.read()
+	snap, err := s.read()
 	if err != nil {
 		return Record{}, err
 	}
-	cur, err := entryOf(doc, account)
+	if snap.bad != nil {
+		// Treated as no tokens, so that the engine authorises again and
+		// the save that follows replaces the file (keeping it aside).
+		return Record{}, fmt.Errorf("%w: %w", ErrNotFound, s.badFile(snap.bad))
+	}
+	cur, err := entryOf(snap, account)
 	if err != nil {
 		return Record{}, s.wrap(account, err)
 	}
@@ -149,14 +154,13 @@ func (s *FileStore) rotate(ctx context.Context, account, password string, old Se
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(doc *iniDoc) (bool, error) {
-		now, err := entryOf(doc, account)
+	return s.update(ctx, func(e *config.Editor) (bool, error) {
+		now, err := entryOf(e, account)
 		if err != nil || now != old {
 			// Someone wrote the entry since we read it; theirs is newer.
 			return false, nil
 		}
-		setEntry(doc, account, fresh)
-		return true, nil
+		return true, setEntry(e, account, fresh)
 	})
 }
 
@@ -172,8 +176,8 @@ func (s *FileStore) Put(ctx context.Context, account, password string, rec Recor
 		rec.LastActivity = s.now()
 	}
 	salt := ""
-	if doc, err := s.read(); err == nil {
-		if cur, err := entryOf(doc, account); err == nil {
+	if snap, err := s.read(); err == nil {
+		if cur, err := entryOf(snap, account); err == nil {
 			salt = s.codec.reusableSalt(account, password, cur)
 		}
 	}
@@ -181,9 +185,8 @@ func (s *FileStore) Put(ctx context.Context, account, password string, rec Recor
 	if err != nil {
 		return s.wrap(account, err)
 	}
-	return s.update(ctx, func(doc *iniDoc) (bool, error) {
-		setEntry(doc, account, sealed)
-		return true, nil
+	return s.update(ctx, func(e *config.Editor) (bool, error) {
+		return true, setEntry(e, account, sealed)
 	})
 }
 
@@ -191,13 +194,15 @@ func (s *FileStore) Put(ctx context.Context, account, password string, rec Recor
 // the section, when nothing else is left in it). Deleting an account that
 // has no entry is not an error.
 func (s *FileStore) Delete(ctx context.Context, account string) error {
-	return s.update(ctx, func(doc *iniDoc) (bool, error) {
-		if doc.section(account) == nil {
-			return false, nil
+	return s.update(ctx, func(e *config.Editor) (bool, error) {
+		changed := false
+		for _, k := range managedKeys {
+			changed = e.Delete(account, k) || changed
 		}
-		doc.setKeys(account, managedKeys, nil)
-		doc.removeIfEmpty(account)
-		return true, nil
+		if e.HasSection(account) && len(e.Keys(account)) == 0 {
+			changed = e.DeleteSection(account) || changed
+		}
+		return changed, nil
 	})
 }
 
@@ -258,8 +263,8 @@ func (s *FileStore) Import(ctx context.Context, account string, t config.InlineT
 		return ImportNone, fmt.Errorf("config section [%s]: %w: %w", account, ErrCorrupt, err)
 	}
 	result := ImportNone
-	err := s.update(ctx, func(doc *iniDoc) (bool, error) {
-		cur, err := entryOf(doc, account)
+	err := s.update(ctx, func(e *config.Editor) (bool, error) {
+		cur, err := entryOf(e, account)
 		if err == nil {
 			switch {
 			case cur == in:
@@ -270,7 +275,9 @@ func (s *FileStore) Import(ctx context.Context, account string, t config.InlineT
 				return false, nil
 			}
 		}
-		setEntry(doc, account, in)
+		if err := setEntry(e, account, in); err != nil {
+			return false, err
+		}
 		result = Imported
 		return true, nil
 	})
@@ -303,11 +310,14 @@ type Summary struct {
 
 // Summary describes one account's entry; ErrNotFound when it has none.
 func (s *FileStore) Summary(account string) (Summary, error) {
-	doc, err := s.read()
+	snap, err := s.read()
 	if err != nil {
 		return Summary{}, err
 	}
-	e, err := entryOf(doc, account)
+	if snap.bad != nil {
+		return Summary{}, s.badFile(snap.bad)
+	}
+	e, err := entryOf(snap, account)
 	if err != nil {
 		return Summary{}, s.wrap(account, err)
 	}
@@ -317,14 +327,17 @@ func (s *FileStore) Summary(account string) (Summary, error) {
 // Summaries describes every account that has an entry, sorted by name.
 // Unreadable entries are skipped here; Summary(account) reports why.
 func (s *FileStore) Summaries() ([]Summary, error) {
-	doc, err := s.read()
+	snap, err := s.read()
 	if err != nil {
 		return nil, err
 	}
-	names := accountsIn(doc)
+	if snap.bad != nil {
+		return nil, s.badFile(snap.bad)
+	}
+	names := accountsIn(snap)
 	out := make([]Summary, 0, len(names))
 	for _, n := range names {
-		if e, err := entryOf(doc, n); err == nil {
+		if e, err := entryOf(snap, n); err == nil {
 			out = append(out, summarise(n, e))
 		}
 	}
@@ -333,22 +346,24 @@ func (s *FileStore) Summaries() ([]Summary, error) {
 
 // Accounts lists the accounts whose sections hold encrypted tokens, sorted.
 func (s *FileStore) Accounts() ([]string, error) {
-	doc, err := s.read()
+	snap, err := s.read()
 	if err != nil {
 		return nil, err
 	}
-	return accountsIn(doc), nil
+	if snap.bad != nil {
+		return nil, s.badFile(snap.bad)
+	}
+	return accountsIn(snap), nil
 }
 
-func accountsIn(doc *iniDoc) []string {
+func accountsIn(snap *snapshot) []string {
 	var names []string
-	for _, sec := range doc.sections {
-		if !config.IsAccountSection(sec.name) || slices.Contains(names, sec.name) {
+	for _, name := range snap.ini.Sections() {
+		if !config.IsAccountSection(name) {
 			continue
 		}
-		v := sec.values()
-		if v[keyAccess] != "" || v[keyRefresh] != "" || v[keyClientSecret] != "" {
-			names = append(names, sec.name)
+		if own(snap, name, keyAccess) != "" || own(snap, name, keyRefresh) != "" || own(snap, name, keyClientSecret) != "" {
+			names = append(names, name)
 		}
 	}
 	slices.Sort(names)
@@ -380,21 +395,70 @@ func (s *FileStore) wrap(account string, err error) error {
 	return fmt.Errorf("token store %s, account %s: %w", s.path, account, err)
 }
 
-// read loads the file without locking; a missing file is an empty store.
-func (s *FileStore) read() (*iniDoc, error) {
-	data, err := os.ReadFile(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &iniDoc{}, nil
+// snapshot is the cache file as one lock-free read saw it. The file is read
+// with the config package's reader, the one reader of configparser's
+// dialect in orbit, so it means the same to both engines.
+type snapshot struct {
+	ini *config.Config
+	// bad is set when the Python proxy's configparser would refuse the file
+	// too (a torn write of its non-atomic writer, a hand edit gone wrong);
+	// ini is then empty.
+	bad error
+
+	// keysOf and keys remember the last section's key list, since an
+	// entry is read key by key from one section.
+	keysOf string
+	keys   []string
+}
+
+// Get returns a section's own value for key. [DEFAULT] is not consulted:
+// the cache file holds per-account keys only, and the editor that writes
+// it sees own keys only, so reads and writes agree on what a section holds.
+func (p *snapshot) Get(section, key string) (string, bool) {
+	if p.keys == nil || p.keysOf != section {
+		p.keysOf, p.keys = section, p.ini.Keys(section)
 	}
-	if err != nil {
+	if !slices.Contains(p.keys, key) {
+		return "", false
+	}
+	return p.ini.Get(section, key)
+}
+
+// sectionReader is what an entry is read from: a snapshot, or the editor
+// of a write under the lock.
+type sectionReader interface {
+	Get(section, key string) (string, bool)
+}
+
+func own(r sectionReader, section, key string) string {
+	v, _ := r.Get(section, key)
+	return v
+}
+
+// read loads the file without locking; a missing file is an empty store.
+func (s *FileStore) read() (*snapshot, error) {
+	data, err := os.ReadFile(s.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading token store: %w (the proxy needs read access to it; check its owner and mode)", err)
 	}
-	return parseINI(string(data)), nil
+	c, err := config.Parse(data, s.path)
+	if err != nil {
+		empty, _ := config.Parse(nil, s.path)
+		return &snapshot{ini: empty, bad: err}, nil
+	}
+	return &snapshot{ini: c}, nil
+}
+
+// badFile explains a cache file that cannot be read and what happens next.
+func (s *FileStore) badFile(err error) error {
+	return fmt.Errorf("token store %s cannot be read as an INI file (%w); its tokens count as missing and the next token save moves it aside to %s.unreadable-<time> and starts a new one (or fix the lines named)", s.path, err, s.path)
 }
 
 // update runs change on the file's current content under the write lock
 // and, when change reports a modification, replaces the file atomically.
-func (s *FileStore) update(ctx context.Context, change func(*iniDoc) (bool, error)) error {
+// The editor changes only the lines change asks it to; every other byte of
+// the file is written back as it was.
+func (s *FileStore) update(ctx context.Context, change func(*config.Editor) (bool, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
@@ -412,15 +476,42 @@ func (s *FileStore) update(ctx context.Context, change func(*iniDoc) (bool, erro
 		return fmt.Errorf("waiting for the token store lock %s: %w (another orbit process may be writing; if none is running, the lock file can be removed)", s.lockPath, err)
 	}
 	defer fl.Unlock()
-	doc, err := s.read()
+	data, err := os.ReadFile(s.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reading token store: %w (the proxy needs read access to it; check its owner and mode)", err)
+	}
+	changed, ran := false, false
+	edit := func(e *config.Editor) error {
+		ran = true
+		var err error
+		changed, err = change(e)
+		return err
+	}
+	out, err := config.Edit(data, s.path, edit)
+	var bad error
+	if err != nil && !ran {
+		// Not one section of the file can be told from another, so none
+		// can be changed alone: start afresh, keeping the old file aside.
+		bad = err
+		out, err = config.Edit(nil, s.path, edit)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("updating token store %s: %w", s.path, err)
 	}
-	changed, err := change(doc)
-	if err != nil || !changed {
-		return err
+	if !changed {
+		return nil
 	}
-	if err := s.writeFile(s.path, doc.render()); err != nil {
+	if bad != nil {
+		aside := s.path + ".unreadable-" + s.now().UTC().Format("20060102T150405.000000000Z")
+		// A hard link, so the store itself is only ever replaced by the
+		// atomic rename below and a crash in between loses nothing.
+		if err := os.Link(s.path, aside); err != nil {
+			return fmt.Errorf("token store %s cannot be read (%w) and could not be kept aside before starting a new one: %w", s.path, bad, err)
+		}
+		s.log.Warn("token store: the file could not be read as INI; it was kept aside and a new one started, so accounts in it must be authorised again",
+			"path", s.path, "kept_as", aside, "error", bad)
+	}
+	if err := s.writeFile(s.path, out); err != nil {
 		return fmt.Errorf("writing token store %s: %w (the previous file is unchanged)", s.path, err)
 	}
 	return nil
@@ -437,24 +528,19 @@ func writeAtomic(path string, data []byte) error {
 // entryOf reads an account's section. ErrNotFound when there is none or it
 // holds no encrypted value; ErrCorrupt when token_iterations is not a
 // positive number.
-func entryOf(doc *iniDoc, account string) (Sealed, error) {
-	sec := doc.section(account)
-	if sec == nil {
-		return Sealed{}, ErrNotFound
-	}
-	v := sec.values()
+func entryOf(r sectionReader, account string) (Sealed, error) {
 	e := Sealed{
-		Salt:                  v[keySalt],
-		AccessToken:           v[keyAccess],
-		RefreshToken:          v[keyRefresh],
-		ClientSecretEncrypted: v[keyClientSecret],
-		AccessTokenExpiry:     epochValue(v[keyAccessExpiry]),
-		LastActivity:          epochValue(v[keyLastActivity]),
+		Salt:                  own(r, account, keySalt),
+		AccessToken:           own(r, account, keyAccess),
+		RefreshToken:          own(r, account, keyRefresh),
+		ClientSecretEncrypted: own(r, account, keyClientSecret),
+		AccessTokenExpiry:     epochValue(own(r, account, keyAccessExpiry)),
+		LastActivity:          epochValue(own(r, account, keyLastActivity)),
 	}
 	if !e.HasSecrets() {
 		return Sealed{}, ErrNotFound
 	}
-	if it := v[keyIterations]; it != "" {
+	if it := own(r, account, keyIterations); it != "" {
 		n, err := strconv.Atoi(it)
 		if err != nil || n <= 0 {
 			return Sealed{}, fmt.Errorf("%w: token_iterations is %q, not a positive whole number", ErrCorrupt, it)
@@ -479,25 +565,41 @@ func epochValue(v string) int64 {
 	return 0
 }
 
-func setEntry(doc *iniDoc, account string, e Sealed) {
-	set := make(map[string]string, len(managedKeys))
-	put := func(k, v string) {
-		if v != "" {
-			set[k] = v
+// setEntry gives the account's section exactly e's token keys: each one in
+// place when present, new ones after the section's last key, absent ones
+// removed. The section's other keys and comments stay.
+func setEntry(ed *config.Editor, account string, e Sealed) error {
+	vals := [...]struct{ key, value string }{
+		{keySalt, e.Salt},
+		{keyIterations, positive(int64(e.Iterations))},
+		{keyAccess, e.AccessToken},
+		{keyAccessExpiry, nonZero(e.AccessTokenExpiry)},
+		{keyRefresh, e.RefreshToken},
+		{keyLastActivity, nonZero(e.LastActivity)},
+		{keyClientSecret, e.ClientSecretEncrypted},
+	}
+	for _, kv := range vals {
+		if kv.value == "" {
+			ed.Delete(account, kv.key)
+			continue
+		}
+		if err := ed.Set(account, kv.key, kv.value); err != nil {
+			return fmt.Errorf("account %s: %w", account, err)
 		}
 	}
-	put(keySalt, e.Salt)
-	if e.Iterations > 0 {
-		set[keyIterations] = strconv.Itoa(e.Iterations)
+	return nil
+}
+
+func positive(n int64) string {
+	if n <= 0 {
+		return ""
 	}
-	put(keyAccess, e.AccessToken)
-	if e.AccessTokenExpiry != 0 {
-		set[keyAccessExpiry] = strconv.FormatInt(e.AccessTokenExpiry, 10)
+	return strconv.FormatInt(n, 10)
+}
+
+func nonZero(n int64) string {
+	if n == 0 {
+		return ""
 	}
-	put(keyRefresh, e.RefreshToken)
-	if e.LastActivity != 0 {
-		set[keyLastActivity] = strconv.FormatInt(e.LastActivity, 10)
-	}
-	put(keyClientSecret, e.ClientSecretEncrypted)
-	doc.setKeys(account, managedKeys, set)
+	return strconv.FormatInt(n, 10)
 }

@@ -29,6 +29,26 @@ func newTestStore(t testing.TB, path string, c *Codec) *FileStore {
 	return NewFileStore(path, WithCodec(c), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 }
 
+// parseCache reads a cache file the way the store does.
+func parseCache(t testing.TB, data string) *snapshot {
+	t.Helper()
+	c, err := config.Parse([]byte(data), "cache")
+	if err != nil {
+		t.Fatalf("the cache file is not configparser INI: %v\n%s", err, data)
+	}
+	return &snapshot{ini: c}
+}
+
+// cacheWith is a cache file holding one entry, written as the store writes.
+func cacheWith(t testing.TB, account string, e Sealed) []byte {
+	t.Helper()
+	out, err := config.Edit(nil, "cache", func(ed *config.Editor) error { return setEntry(ed, account, e) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func mustRead(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -114,7 +134,7 @@ func TestFileStoreSaltFollowsPassword(t *testing.T) {
 	c := fastCodec()
 	s := newTestStore(t, path, c)
 	saltOf := func() string {
-		return parseINI(mustRead(t, path)).section("a@x").values()[keySalt]
+		return own(parseCache(t, mustRead(t, path)), "a@x", keySalt)
 	}
 	if err := s.Put(ctx, "a@x", "pw", sampleRecord()); err != nil {
 		t.Fatal(err)
@@ -270,9 +290,7 @@ func TestFileStoreLegacyEntryIsRotated(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.Iterations = 0 // written before token_iterations existed
-	doc := parseINI("")
-	setEntry(doc, "a@x", old)
-	if err := os.WriteFile(path, doc.render(), 0o600); err != nil {
+	if err := os.WriteFile(path, cacheWith(t, "a@x", old), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := newTestStore(t, path, c)
@@ -283,7 +301,7 @@ func TestFileStoreLegacyEntryIsRotated(t *testing.T) {
 	if err != nil || !sameRecord(got, sampleRecord()) {
 		t.Fatalf("legacy Get = %+v, %v", got, err)
 	}
-	rotated, err := entryOf(parseINI(mustRead(t, path)), "a@x")
+	rotated, err := entryOf(parseCache(t, mustRead(t, path)), "a@x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,6 +363,59 @@ func TestFileStoreUnreadableEntries(t *testing.T) {
 			}
 			if got, err := s.Get(ctx, "a@x", "pw"); err != nil || got.RefreshToken != "new" {
 				t.Errorf("after Put: %+v, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestFileStoreUnreadableFileIsKeptAside: a file configparser refuses (so
+// the Python proxy cannot use it either) reads as "no tokens" with the line
+// named, a Delete leaves it alone, and the next save keeps it aside byte for
+// byte before starting a file both engines read.
+func TestFileStoreUnreadableFileIsKeptAside(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct{ name, file, line string }{
+		{"torn by a non-atomic writer mid-header", "[a@x]\ntoken_salt = AAAAAAAAAAAAAAAAAAAAAA==\nrefresh_token = gAAAAAx\n\n[b@ex", ":5:"},
+		{"section twice", "[a@x]\nrefresh_token = gAAAAAx\n[a@x]\naccess_token = gAAAAAy\n", ":3:"},
+		{"key before any section", "refresh_token = gAAAAAsecret\n[a@x]\n", ":1:"},
+		{"not UTF-8", "[a@x]\nrefresh_token = \xff\n", ":2:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "tokens.cache")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			s := NewFileStore(path, WithCodec(fastCodec()), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			_, err := s.Get(ctx, "a@x", "pw")
+			if !errors.Is(err, ErrNotFound) || !errors.Is(err, config.ErrSyntax) || !strings.Contains(err.Error(), tt.line) {
+				t.Errorf("Get = %v, want ErrNotFound naming line %s", err, tt.line)
+			}
+			if _, err := s.Accounts(); !errors.Is(err, config.ErrSyntax) {
+				t.Errorf("Accounts = %v, want the syntax error", err)
+			}
+			if err := s.Delete(ctx, "a@x"); err != nil || mustRead(t, path) != tt.file {
+				t.Errorf("Delete on an unreadable file: %v; the file changed", err)
+			}
+			if err := s.Put(ctx, "a@x", "pw", Record{RefreshToken: "new"}); err != nil {
+				t.Fatal(err)
+			}
+			aside, _ := filepath.Glob(path + ".unreadable-*")
+			if len(aside) != 1 || mustRead(t, aside[0]) != tt.file {
+				t.Fatalf("old file not kept aside as it was: %v", aside)
+			}
+			if fi, err := os.Stat(aside[0]); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("kept-aside file: %v, %v", fi.Mode(), err)
+			}
+			if _, err := config.Parse([]byte(mustRead(t, path)), path); err != nil {
+				t.Errorf("new file is not configparser INI: %v", err)
+			}
+			if got, err := s.Get(ctx, "a@x", "pw"); err != nil || got.RefreshToken != "new" {
+				t.Errorf("after Put: %+v, %v", got, err)
+			}
+			if !strings.Contains(logs.String(), aside[0]) || strings.Contains(logs.String(), "gAAAAA") {
+				t.Errorf("warning does not name the kept file, or carries a token: %s", logs.String())
 			}
 		})
 	}
@@ -579,9 +650,7 @@ func TestFileStoreRotationFailureStillLogsIn(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.cache")
 	legacy := &Codec{Keys: NewKeyCache(0), Iterations: 500}
 	old, _ := legacy.Seal(ctx, "a@x", "pw", Record{RefreshToken: "r"}, "")
-	doc := parseINI("")
-	setEntry(doc, "a@x", old)
-	if err := os.WriteFile(path, doc.render(), 0o600); err != nil {
+	if err := os.WriteFile(path, cacheWith(t, "a@x", old), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
@@ -719,41 +788,70 @@ func TestDefaultPath(t *testing.T) {
 	}
 }
 
-// FuzzCacheFile feeds arbitrary file contents to the reader and writer:
-// nothing panics, an untouched file renders back as it was read, and after
-// setting an entry the same entry reads back while other sections keep
-// their values.
+// FuzzCacheFile feeds arbitrary file contents to the store's write path:
+// nothing panics; a file configparser reads keeps every byte before the
+// account's section and every other section's values, and the entry reads
+// back; a file it refuses is kept aside byte for byte and replaced by one
+// holding the entry.
 func FuzzCacheFile(f *testing.F) {
 	f.Add(fmt.Sprintf(pythonStyleFile, "AAAAAAAAAAAAAAAAAAAAAA==", "gAAAAAx"))
+	f.Add("[fuzz@x]\ntoken_salt=\n\trefresh_token: gAAAA\n  cont\n[b@x]\nK = v\n")
 	f.Add("[a@x]\ntoken_salt=\n\trefresh_token: gAAAA\n  cont\n[a@x]\n")
 	f.Add("[]\n[[a@x]]\n=\n:\n; c\n")
-	f.Add("\ufeff[a@x]\r\nrefresh_token = r\r\n")
+	f.Add("\ufeff[a@x]\r\nrefresh_token = r\r\n[fuzz@x]\r\nx = 1")
+	f.Add("[DEFAULT]\naccess_token = d\n[fuzz@x]\n# keep\n")
 	want := Sealed{Salt: "AQIDBAUGBwgJCgsMDQ4PEA==", Iterations: 7, AccessToken: "gAAAAAat", AccessTokenExpiry: 99,
 		RefreshToken: "gAAAAArt", LastActivity: 98, ClientSecretEncrypted: "gAAAAAcs"}
+	const acct = "fuzz@x"
 	f.Fuzz(func(t *testing.T, data string) {
-		doc := parseINI(data)
-		norm := strings.ReplaceAll(strings.TrimPrefix(data, "\ufeff"), "\r\n", "\n")
-		if norm != "" && !strings.HasSuffix(norm, "\n") {
-			norm += "\n"
+		dir := t.TempDir()
+		path := filepath.Join(dir, "tokens.cache")
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		if got := string(doc.render()); got != norm {
-			t.Fatalf("untouched file re-rendered differently:\n%q\n%q", norm, got)
+		before, parseErr := config.Parse([]byte(data), path)
+		s := newTestStore(t, path, nil)
+		err := s.update(context.Background(), func(e *config.Editor) (bool, error) { return true, setEntry(e, acct, want) })
+		if err != nil {
+			t.Fatalf("update: %v", err)
 		}
-		others := map[string]map[string]string{}
-		for _, s := range doc.sections {
-			if s.name != "fuzz@x" {
-				others[s.name] = doc.section(s.name).values()
-			}
-		}
-		setEntry(doc, "fuzz@x", want)
-		back := parseINI(string(doc.render()))
-		if got, err := entryOf(back, "fuzz@x"); err != nil || got != want {
+		out := mustRead(t, path)
+		after := parseCache(t, out)
+		if got, err := entryOf(after, acct); err != nil || got != want {
 			t.Fatalf("entry read back as %+v, %v", got, err)
 		}
-		for name, vals := range others {
-			got := back.section(name).values()
-			if fmt.Sprint(got) != fmt.Sprint(vals) {
-				t.Fatalf("section [%s] changed: %v -> %v", name, vals, got)
+		aside, _ := filepath.Glob(path + ".unreadable-*")
+		if parseErr != nil {
+			if len(aside) != 1 || mustRead(t, aside[0]) != data {
+				t.Fatalf("unreadable file not kept aside as it was: %v", aside)
+			}
+			return
+		}
+		if len(aside) != 0 {
+			t.Fatalf("a readable file was set aside: %v", aside)
+		}
+		// The writer spells every line end the way the file does (\r\n if
+		// any line has it), so bytes are kept when the file's line ends
+		// agree; a lone \r or a mix is normalised.
+		crlf := strings.Count(data, "\r\n")
+		if crlf == strings.Count(data, "\r") && (crlf == 0 || crlf == strings.Count(data, "\n")) {
+			keep := data
+			if n := before.Line(acct, ""); n > 0 {
+				lines := strings.SplitAfter(data, "\n")
+				keep = strings.Join(lines[:n-1], "")
+			}
+			if !strings.HasPrefix(out, keep) {
+				t.Fatalf("bytes before [%s] changed:\n%q\n%q", acct, keep, out)
+			}
+		}
+		for _, name := range before.Sections() {
+			if name == acct {
+				continue
+			}
+			for _, k := range before.Keys(name) {
+				if v, _ := before.Get(name, k); own(after, name, k) != v {
+					t.Fatalf("[%s] %s changed from %q to %q", name, k, v, own(after, name, k))
+				}
 			}
 		}
 	})
