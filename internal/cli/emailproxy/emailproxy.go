@@ -4,9 +4,11 @@ package emailproxy
 
 import (
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/configcmd"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/logs"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/register"
-	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/serve"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/status"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/family"
 	"github.com/spf13/cobra"
@@ -33,6 +35,7 @@ Typical use:
 	}
 	cmd.AddCommand(register.NewWithService(f, service.NewHook(f), nil))
 	cmd.AddCommand(service.NewStart(f, nil), service.NewStop(f, nil), service.NewRestart(f, nil))
+	cmd.AddCommand(status.New(f, nil), logs.New(f, nil))
 	cmd.AddCommand(configcmd.New(f))
 	cmd.AddCommand(serve.New(f))
 	return cmd

@@ -1,0 +1,281 @@
+package status
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
+)
+
+// tone is how a value is styled on a terminal.
+type tone int
+
+const (
+	plain tone = iota
+	good
+	warn
+	bad
+	faint
+)
+
+// row is a line of the listing: aligned columns, then a free tail that
+// carries the tone.
+type row struct {
+	cols []string
+	tail string
+	tone tone
+}
+
+func (o *Options) print(rep Report) error {
+	if o.Output == output.JSON {
+		return output.WriteJSON(o.IO.Out, rep)
+	}
+	style := func(t tone, s string) string { return s }
+	tty := o.IO.IsStdoutTTY()
+	var r *lipgloss.Renderer
+	if tty {
+		r = o.IO.Renderer()
+		colours := map[tone]lipgloss.Style{
+			good:  r.NewStyle().Foreground(lipgloss.Color("10")).Bold(true),
+			warn:  r.NewStyle().Foreground(lipgloss.Color("11")).Bold(true),
+			bad:   r.NewStyle().Foreground(lipgloss.Color("9")).Bold(true),
+			faint: r.NewStyle().Faint(true),
+		}
+		style = func(t tone, s string) string {
+			if st, ok := colours[t]; ok {
+				return st.Render(s)
+			}
+			return s
+		}
+	}
+
+	var b strings.Builder
+	head := o.headRows(rep)
+	writeRows(&b, head, "", style)
+
+	b.WriteString("\nListeners:\n")
+	if rep.Config.Error != "" {
+		fmt.Fprintf(&b, "  %s\n", style(bad, "cannot read the configuration: "+rep.Config.Error))
+	} else if len(rep.Listeners) == 0 {
+		fmt.Fprintf(&b, "  %s\n", style(warn, "none configured (no [IMAP-n], [POP-n] or [SMTP-n] section)"))
+	}
+	var lrows []row
+	for _, l := range rep.Listeners {
+		rw := row{cols: []string{l.Protocol, l.Address, "-> " + l.Upstream}, tail: "listening", tone: good}
+		if !l.Listening {
+			rw.tail, rw.tone = "not listening: "+l.Error, bad
+			if !rep.Running {
+				rw.tone = warn
+			}
+		}
+		lrows = append(lrows, rw)
+	}
+	writeRows(&b, lrows, "  ", style)
+
+	b.WriteString("\nAccounts:\n")
+	if len(rep.Accounts) == 0 {
+		fmt.Fprintf(&b, "  %s\n", style(faint, "none configured and none used"))
+	}
+	var arows []row
+	for _, a := range rep.Accounts {
+		arows = append(arows, o.accountRow(a))
+	}
+	writeRows(&b, arows, "  ", style)
+
+	if sf := rep.StatusFile; sf.Updated != nil && sf.Stale {
+		fmt.Fprintf(&b, "\n%s\n", style(faint, fmt.Sprintf("Account states as of %s, written by PID %d, which is no longer the running engine.", o.when(*sf.Updated), sf.PID)))
+	}
+	if next := o.nextStep(rep); next != "" {
+		fmt.Fprintf(&b, "\n%s\n", next)
+	}
+
+	if !tty {
+		_, err := fmt.Fprint(o.IO.Out, b.String())
+		return err
+	}
+	title := style(good, "email-oauth2-proxy")
+	if !rep.Running {
+		title = style(bad, "email-oauth2-proxy")
+	}
+	box := r.NewStyle().Border(lipgloss.RoundedBorder()).Padding(0, 1)
+	_, err := fmt.Fprintln(o.IO.Out, box.Render(title+"\n"+strings.TrimRight(b.String(), "\n")))
+	return err
+}
+
+func (o *Options) headRows(rep Report) []row {
+	u := rep.Unit
+	rows := []row{{cols: []string{"Unit:"}, tail: u.Name}}
+	state := row{cols: []string{"State:"}}
+	switch {
+	case !u.Systemd:
+		state.tail, state.tone = "unknown: "+u.Error, bad
+	case u.Error != "":
+		state.tail, state.tone = "unknown: "+u.Error, bad
+	case u.LoadState == "not-found":
+		state.tail, state.tone = "not installed", bad
+	default:
+		state.tail = fmt.Sprintf("%s (%s)", u.ActiveState, u.SubState)
+		if u.Since != nil {
+			state.tail += " since " + o.when(*u.Since) + "; " + ago(o.Now().Sub(*u.Since)) + " ago"
+		}
+		switch {
+		case rep.Running:
+			state.tone = good
+		case u.ActiveState == "failed" || u.SubState == "auto-restart":
+			state.tone = bad
+			if u.Result != "" && u.Result != "success" {
+				state.tail += ", result " + u.Result
+			}
+		default:
+			state.tone = warn
+		}
+	}
+	rows = append(rows, state)
+	if u.MainPID != 0 {
+		rows = append(rows, row{cols: []string{"Main PID:"}, tail: fmt.Sprint(u.MainPID)})
+	}
+	if u.MemoryBytes != nil {
+		rows = append(rows, row{cols: []string{"Memory:"}, tail: bytesText(*u.MemoryBytes)})
+	}
+	if u.Restarts > 0 {
+		rows = append(rows, row{cols: []string{"Restarts:"}, tail: fmt.Sprint(u.Restarts), tone: warn})
+	}
+	if u.UnitFileState != "" {
+		rows = append(rows, row{cols: []string{"At boot:"}, tail: u.UnitFileState})
+	}
+	rows = append(rows, row{cols: []string{"Config:"}, tail: rep.Config.Path})
+	return rows
+}
+
+func (o *Options) accountRow(a Account) row {
+	rw := row{cols: []string{a.Name}}
+	flow := ""
+	if a.Flow != "" {
+		flow = " (" + a.Flow + ")"
+	}
+	activity := ""
+	if a.LastActivity != nil {
+		activity = "; last activity " + o.when(*a.LastActivity)
+	}
+	switch a.State {
+	case string(oauth.StateAuthorised):
+		rw.tone = good
+		rw.tail = "authorised" + flow
+		if a.TokenExpiry != nil {
+			rw.tail = "authorised, token valid until " + o.when(*a.TokenExpiry) + flow
+		}
+		if a.Source == SourceTokenStore {
+			rw.tail += ", from the token store"
+		}
+	case string(oauth.StateWaiting):
+		rw.tone = warn
+		rw.tail = "waiting for authorisation" + flow + ": open " + a.AuthURL
+		if a.UserCode != "" {
+			rw.tail += " and enter the code " + a.UserCode
+		}
+	case string(oauth.StateFailing):
+		rw.tone = bad
+		rw.tail = "failing" + flow + ": " + a.Reason
+	case StateExpired:
+		rw.tone = warn
+		rw.tail = "token expired, no refresh token: the next login authorises again" + flow
+	case StateNotUsed:
+		rw.tone = faint
+		rw.tail = "not used yet" + flow
+	default:
+		rw.tail = a.State + flow
+	}
+	rw.tail += activity
+	return rw
+}
+
+func (o *Options) nextStep(rep Report) string {
+	u := rep.Unit
+	switch {
+	case !u.Systemd:
+		return ""
+	case u.LoadState == "not-found":
+		return "Install and start it: orbit email-oauth2-proxy start" + unitFlag(u.Name)
+	case u.ActiveState == "failed" || u.SubState == "auto-restart":
+		return "Why it failed: orbit email-oauth2-proxy logs -n 50" + unitFlag(u.Name)
+	case !rep.Running:
+		return "Start it: orbit email-oauth2-proxy start" + unitFlag(u.Name)
+	}
+	for _, a := range rep.Accounts {
+		if a.State == string(oauth.StateWaiting) {
+			return "An administrator must open the URL above once (orbit email-oauth2-proxy logs --auth-url prints it alone)."
+		}
+	}
+	return ""
+}
+
+func unitFlag(name string) string {
+	if name == "" || name == "email-oauth2-proxy.service" {
+		return ""
+	}
+	return " --unit " + name
+}
+
+// writeRows aligns the columns; styling is applied after padding so escape
+// codes do not upset the widths.
+func writeRows(b *strings.Builder, rows []row, indent string, style func(tone, string) string) {
+	var widths []int
+	for _, r := range rows {
+		for i, c := range r.cols {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	for _, r := range rows {
+		b.WriteString(indent)
+		for i, c := range r.cols {
+			b.WriteString(c)
+			b.WriteString(strings.Repeat(" ", widths[i]-len([]rune(c))+2))
+		}
+		b.WriteString(style(r.tone, r.tail))
+		b.WriteByte('\n')
+	}
+}
+
+func (o *Options) when(t time.Time) string {
+	loc := o.Location
+	if loc == nil {
+		loc = time.Local
+	}
+	return t.In(loc).Format("2006-01-02 15:04:05 MST")
+}
+
+// ago is a short duration for people: 45s, 12m, 3h5m, 2d4h.
+func ago(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	days := int(d.Hours()) / 24
+	return fmt.Sprintf("%dd%dh", days, int(d.Hours())%24)
+}
+
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

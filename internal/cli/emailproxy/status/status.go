@@ -1,0 +1,427 @@
+// Package status is `orbit email-oauth2-proxy status`: the unit's state from
+// systemd over D-Bus, each configured listener probed on its port, and each
+// account's state from the engine's status file (or, where that has
+// nothing, from the token store's plain timestamps).
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
+	"github.com/senhasegura/orbit/internal/cli/factory"
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
+	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
+	"github.com/spf13/cobra"
+)
+
+// DefaultDialTimeout bounds each listener probe: a local port answers in
+// microseconds or not at all.
+const DefaultDialTimeout = 500 * time.Millisecond
+
+// queryTimeout bounds the whole D-Bus conversation, so status never hangs.
+const queryTimeout = 10 * time.Second
+
+// Options are status's inputs and dependencies.
+type Options struct {
+	IO        *iostreams.IOStreams
+	Connector service.Connector
+	Installer service.Installer
+	// Dial probes a listener; net.Dialer.DialContext unless a test swaps it.
+	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	DialTimeout time.Duration
+	Now         func() time.Time
+	Location    *time.Location
+
+	Unit           string
+	ConfigPath     string
+	ConfigExplicit bool
+	StatusFile     string
+	TokenCache     string
+	Output         output.Format
+}
+
+// New builds the command. runF replaces Run in tests.
+func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	var d net.Dialer
+	opts := &Options{
+		IO:          f.IO,
+		Connector:   service.SystemConnector{},
+		Installer:   service.SystemInstaller{},
+		Dial:        d.DialContext,
+		DialTimeout: DefaultDialTimeout,
+		Now:         f.Now,
+	}
+	cmd := &cobra.Command{
+		Use:   "status [flags]",
+		Short: "Show the proxy's unit, listeners and accounts",
+		Long: `Show whether the proxy runs (the systemd unit's state, main PID, since when,
+memory), whether each listener of the configuration file really accepts
+connections on its port, and each account's state: authorised (token valid
+until ...), waiting for authorisation (with the URL to open), or failing (and
+why), with its last activity.
+
+Account states come from the status file the engine keeps (no secrets in
+it); accounts it does not know yet are described from the token store's plain
+timestamps, and configured accounts nobody used yet are listed as such.
+
+A panel on a terminal, plain text otherwise, JSON with --output json
+(schema in docs/status-json.md).
+
+Exit status, as systemctl status: 0 the unit is running; 3 it is not (stopped,
+failed or not installed; the state is printed first); 6 there is no systemd
+here (the file's listeners and accounts are still shown).`,
+		Example: `  orbit email-oauth2-proxy status
+  orbit email-oauth2-proxy status --output json | jq '.accounts[] | select(.state != "authorised")'`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			opts.ConfigExplicit = c.Flags().Changed("config")
+			if runF != nil {
+				return runF(c.Context(), opts)
+			}
+			return Run(c.Context(), opts)
+		},
+	}
+	service.AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
+	cmd.Flags().StringVar(&opts.StatusFile, "status-file", oauth.DefaultStatusFile, "the engine's per-account status file")
+	cmd.Flags().StringVar(&opts.TokenCache, "token-cache", tokens.DefaultPath, "the engine's token store (only plain timestamps are read)")
+	output.AddFlag(cmd, &opts.Output)
+	return cmd
+}
+
+// Report is status's result and its --output json document.
+type Report struct {
+	Running    bool       `json:"running"`
+	Unit       Unit       `json:"unit"`
+	Config     Config     `json:"config"`
+	Listeners  []Listener `json:"listeners"`
+	Accounts   []Account  `json:"accounts"`
+	StatusFile StatusFile `json:"status_file"`
+}
+
+// Unit is the systemd unit's state.
+type Unit struct {
+	Name string `json:"name"`
+	// Systemd is false when there is no service manager to ask; Error says
+	// why, and the other fields are empty.
+	Systemd       bool       `json:"systemd"`
+	Error         string     `json:"error,omitempty"`
+	LoadState     string     `json:"load_state,omitempty"`
+	ActiveState   string     `json:"active_state,omitempty"`
+	SubState      string     `json:"sub_state,omitempty"`
+	UnitFileState string     `json:"unit_file_state,omitempty"`
+	MainPID       uint32     `json:"main_pid"`
+	Since         *time.Time `json:"since,omitempty"`
+	MemoryBytes   *uint64    `json:"memory_bytes,omitempty"`
+	Result        string     `json:"result,omitempty"`
+	Restarts      uint32     `json:"restarts"`
+}
+
+// Config names the file and whether it could be read.
+type Config struct {
+	Path  string `json:"path"`
+	Error string `json:"error,omitempty"`
+}
+
+// Listener is one [IMAP-n], [POP-n] or [SMTP-n] section and its probe.
+type Listener struct {
+	Section   string `json:"section"`
+	Protocol  string `json:"protocol"`
+	Address   string `json:"address"`
+	Upstream  string `json:"upstream"`
+	Listening bool   `json:"listening"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Account states besides the status file's authorised, waiting, failing.
+const (
+	// StateExpired: the token store holds only an access token that has
+	// expired and no refresh token; the next login authorises again.
+	StateExpired = "expired"
+	// StateNotUsed: configured, but no login has used it yet.
+	StateNotUsed = "not-used"
+)
+
+// Account sources.
+const (
+	SourceStatusFile = "status-file"
+	SourceTokenStore = "token-store"
+	SourceConfig     = "config"
+)
+
+// Account is one account's state.
+type Account struct {
+	Name         string     `json:"name"`
+	State        string     `json:"state"`
+	Source       string     `json:"source"`
+	Flow         string     `json:"flow,omitempty"`
+	Since        *time.Time `json:"since,omitempty"`
+	TokenExpiry  *time.Time `json:"token_expiry,omitempty"`
+	AuthURL      string     `json:"auth_url,omitempty"`
+	UserCode     string     `json:"user_code,omitempty"`
+	Reason       string     `json:"reason,omitempty"`
+	LastActivity *time.Time `json:"last_activity,omitempty"`
+}
+
+// StatusFile says where account states came from.
+type StatusFile struct {
+	Path    string     `json:"path"`
+	Updated *time.Time `json:"updated,omitempty"`
+	PID     int        `json:"pid,omitempty"`
+	// Stale: written by an engine that is no longer the unit's main process.
+	Stale bool   `json:"stale"`
+	Error string `json:"error,omitempty"`
+}
+
+// Run gathers the report, prints it, and returns the exit status.
+func Run(ctx context.Context, o *Options) error {
+	if o.Unit == "" {
+		o.Unit = service.DefaultUnit
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	cfgPath := o.ConfigPath
+	if o.Installer != nil {
+		cfgPath = service.ResolveConfig(o.Installer, o.Unit, o.ConfigPath, o.ConfigExplicit)
+	}
+	rep := Report{Unit: Unit{Name: o.Unit}, Config: Config{Path: cfgPath}, Listeners: []Listener{}, Accounts: []Account{}}
+
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var connErr error
+	if m, err := o.Connector.Connect(qctx); err != nil {
+		connErr = err
+		rep.Unit.Error = err.Error()
+	} else {
+		p, err := m.Properties(qctx, o.Unit)
+		m.Close()
+		if err != nil {
+			connErr = err
+			rep.Unit.Error = err.Error()
+		} else {
+			rep.Unit = unitOf(p)
+		}
+		rep.Unit.Systemd = true
+	}
+	rep.Running = rep.Unit.ActiveState == "active" || rep.Unit.ActiveState == "reloading"
+
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		rep.Config.Error = configError(cfgPath, err)
+	} else {
+		rep.Listeners = o.probe(ctx, cfg)
+	}
+	rep.Accounts, rep.StatusFile = o.accounts(cfg, cfgPath, rep.Unit)
+
+	if err := o.print(rep); err != nil {
+		return err
+	}
+	switch {
+	case connErr != nil && errors.Is(connErr, systemd.ErrNoSystemd) && !errors.Is(connErr, fs.ErrPermission):
+		return service.NoSystemdError("cannot read the state of "+o.Unit, cfgPath, connErr)
+	case connErr != nil:
+		if rep.Unit.Systemd {
+			return exitcode.Withf(exitcode.Error, "reading the state of %s: %v", o.Unit, connErr)
+		}
+		return service.ConnectError("cannot read the state of "+o.Unit, cfgPath, connErr)
+	case !rep.Running:
+		return exitcode.Silent(exitcode.NotRunning)
+	}
+	return nil
+}
+
+func configError(path string, err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("%s does not exist: write it with orbit email-oauth2-proxy register", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("cannot read %s: permission denied (run as root)", path)
+	}
+	return err.Error()
+}
+
+func unitOf(p systemd.Properties) Unit {
+	u := Unit{
+		Name: p.Name, LoadState: p.LoadState, ActiveState: p.ActiveState, SubState: p.SubState,
+		UnitFileState: p.UnitFileState, MainPID: p.MainPID, Result: p.Result, Restarts: p.NRestarts,
+	}
+	since := p.ActiveEnterTimestamp
+	if p.ActiveState != "active" || since.IsZero() {
+		since = p.StateChangeTimestamp
+	}
+	if !since.IsZero() {
+		t := since.UTC()
+		u.Since = &t
+	}
+	if p.MemoryKnown {
+		m := p.MemoryCurrent
+		u.MemoryBytes = &m
+	}
+	return u
+}
+
+// probeAddress is where a listener bound to addr can be reached from here:
+// a wildcard bind is probed on IPv4 loopback (a dual-stack "::" accepts it).
+func probeAddress(addr string, port int) string {
+	switch addr {
+	case "", "::", "0.0.0.0", "[::]":
+		addr = "127.0.0.1"
+	}
+	return net.JoinHostPort(addr, strconv.Itoa(port))
+}
+
+func (o *Options) probe(ctx context.Context, cfg *config.Config) []Listener {
+	out := make([]Listener, len(cfg.Servers))
+	var wg sync.WaitGroup
+	for i, s := range cfg.Servers {
+		out[i] = Listener{
+			Section:  s.Section,
+			Protocol: string(s.Protocol),
+			Address:  net.JoinHostPort(s.LocalAddress, strconv.Itoa(s.LocalPort)),
+			Upstream: net.JoinHostPort(s.ServerAddress, strconv.Itoa(s.ServerPort)),
+		}
+		target := probeAddress(s.LocalAddress, s.LocalPort)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+			defer cancel()
+			c, err := o.Dial(dctx, "tcp", target)
+			if err != nil {
+				out[i].Error = dialError(err)
+				return
+			}
+			c.Close()
+			out[i].Listening = true
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// dialError keeps the reason and drops Go's "dial tcp 127.0.0.1:2993:"
+// preamble, which the address column already says.
+func dialError(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "no answer within the probe time-out"
+	}
+	var se interface{ Unwrap() error }
+	if errors.As(err, &se) {
+		if inner := se.Unwrap(); inner != nil {
+			return inner.Error()
+		}
+	}
+	return err.Error()
+}
+
+// accounts merges the status file, the token stores and the configuration.
+func (o *Options) accounts(cfg *config.Config, cfgPath string, unit Unit) ([]Account, StatusFile) {
+	sf := StatusFile{Path: o.StatusFile}
+	byName := map[string]Account{}
+	if o.StatusFile != "" {
+		st, err := oauth.ReadStatus(o.StatusFile)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			sf.Error = "the engine has not written it yet"
+		case errors.Is(err, fs.ErrPermission):
+			sf.Error = "permission denied (run as root)"
+		case err != nil:
+			sf.Error = err.Error()
+		default:
+			up := st.Updated.UTC()
+			sf.Updated, sf.PID = &up, st.PID
+			sf.Stale = unit.Systemd && (unit.MainPID == 0 || uint32(st.PID) != unit.MainPID)
+			for name, a := range st.Accounts {
+				byName[name] = Account{
+					Name: name, State: string(a.State), Source: SourceStatusFile, Flow: string(a.Flow),
+					Since: tp(a.Since), TokenExpiry: tp(a.TokenExpiry), AuthURL: a.AuthURL,
+					UserCode: a.UserCode, Reason: a.Reason, LastActivity: tp(a.LastActivity),
+				}
+			}
+		}
+	}
+	// Token summaries: the cache file, and tokens written back into the
+	// configuration file itself (the Python proxy's default).
+	summaries := map[string]tokens.Summary{}
+	for _, p := range []string{o.TokenCache, cfgPath} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		list, err := tokens.NewFileStore(p).Summaries()
+		if err != nil {
+			continue
+		}
+		for _, s := range list {
+			if cur, ok := summaries[s.Account]; !ok || s.LastActivity.After(cur.LastActivity) {
+				summaries[s.Account] = s
+			}
+		}
+	}
+	now := o.Now()
+	for name, s := range summaries {
+		if _, ok := byName[name]; ok {
+			continue
+		}
+		a := Account{Name: name, Source: SourceTokenStore, State: string(oauth.StateAuthorised),
+			TokenExpiry: tp(s.AccessTokenExpiry), LastActivity: tp(s.LastActivity)}
+		if !s.HasRefreshToken && (!s.HasAccessToken || (!s.AccessTokenExpiry.IsZero() && s.AccessTokenExpiry.Before(now))) {
+			a.State = StateExpired
+		}
+		byName[name] = a
+	}
+	if cfg != nil {
+		for _, sec := range cfg.AccountSections() {
+			if _, ok := byName[sec]; ok {
+				continue
+			}
+			if config.IsCatchAllSection(sec) && len(byName) > 0 {
+				continue // its accounts are listed by name
+			}
+			a := Account{Name: sec, State: StateNotUsed, Source: SourceConfig}
+			if acct, ok := cfg.Account(sec); ok {
+				a.Flow = string(acct.EffectiveFlow())
+			} else if acct, ok := cfg.Account("user" + sec); ok && config.IsCatchAllSection(sec) {
+				a.Flow = string(acct.EffectiveFlow())
+			}
+			byName[sec] = a
+		}
+	}
+	out := make([]Account, 0, len(byName))
+	for _, a := range byName {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, sf
+}
+
+func tp(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
