@@ -188,7 +188,7 @@ func Run(ctx context.Context, o *Options) error {
 			return o.report(res)
 		}
 		if err := m.Stop(ctx, o.Unit); err != nil {
-			return o.failed(ctx, what, err, time.Time{}, cfgPath)
+			return o.failed(ctx, "", err, time.Time{}, cfgPath)
 		}
 	case Start, Restart:
 		bin, err := binaryPath(o.Executable)
@@ -215,7 +215,7 @@ func Run(ctx context.Context, o *Options) error {
 			op = m.Restart
 		}
 		if err := op(ctx, o.Unit); err != nil {
-			return o.failed(ctx, what, err, issued, cfgPath)
+			return o.failed(ctx, "", err, issued, cfgPath)
 		}
 	default:
 		return fmt.Errorf("unknown action %q", o.Action)
@@ -263,6 +263,10 @@ func (o *Options) failed(ctx context.Context, what string, err error, since time
 		return exitcode.Withf(exitcode.Permission, "%s: %v\nRun as root (sudo orbit ...).", what, err)
 	}
 	var b strings.Builder
+	if what != "" {
+		// The job's error already names the operation and the unit.
+		fmt.Fprintf(&b, "%s: ", what)
+	}
 	fmt.Fprintf(&b, "%v", err)
 	if code == exitcode.Timeout {
 		fmt.Fprintf(&b, "\nsystemd may still be working on it (raise --timeout, or see: orbit email-oauth2-proxy status).")
