@@ -22,12 +22,12 @@ import (
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 type env struct {
-	opts   *service.Options
-	mgr    *servicetest.Manager
-	conn   *servicetest.Connector
-	inst   *servicetest.Installer
-	jrnl   *servicetest.Journal
-	out    func() (stdout, stderr string)
+	opts *service.Options
+	mgr  *servicetest.Manager
+	conn *servicetest.Connector
+	inst *servicetest.Installer
+	jrnl *servicetest.Journal
+	out  func() (stdout, stderr string)
 }
 
 func newEnv(t *testing.T, a service.Action, cfg string) *env {
@@ -153,8 +153,10 @@ func TestStartStopRestart(t *testing.T) {
 		},
 		{
 			name: "stop a running unit", action: service.Stop,
-			setup: func(e *env) { e.mgr.Props.ActiveState, e.mgr.Props.SubState, e.mgr.Props.MainPID = "active", "running", 7 },
-			code:  exitcode.OK, calls: []string{"stop " + service.DefaultUnit},
+			setup: func(e *env) {
+				e.mgr.Props.ActiveState, e.mgr.Props.SubState, e.mgr.Props.MainPID = "active", "running", 7
+			},
+			code: exitcode.OK, calls: []string{"stop " + service.DefaultUnit},
 			stdout:  []string{"Stopped email-oauth2-proxy.service (inactive)."},
 			noCalls: []string{"daemon-reload", "enable " + service.DefaultUnit},
 		},
