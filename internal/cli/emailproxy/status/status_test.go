@@ -1,0 +1,337 @@
+package status_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service/servicetest"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/status"
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/internal/systemd"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var now = time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)
+
+const statusJSON = `{
+  "version": 1,
+  "pid": 4242,
+  "updated": "2026-01-02T08:59:00Z",
+  "accounts": {
+    "alice@example.com": {"state": "authorised", "flow": "client_credentials", "since": "2026-01-02T08:00:00Z",
+      "token_expiry": "2026-01-02T09:55:00Z", "last_activity": "2026-01-02T08:58:00Z"},
+    "bob@example.com": {"state": "waiting", "flow": "authorization_code", "since": "2026-01-02T08:30:00Z",
+      "auth_url": "https://login.microsoftonline.com/t/oauth2/v2.0/authorize?client_id=c&state=s", "last_activity": "2026-01-02T08:30:00Z"},
+    "carol@example.com": {"state": "failing", "flow": "client_credentials", "since": "2026-01-02T08:40:00Z",
+      "reason": "invalid_client: AADSTS7000215 invalid client secret", "last_activity": "2026-01-02T08:40:00Z"}
+  }
+}
+`
+
+// dave's tokens are in the cache file only (the status file was reset);
+// erin's access token has expired and she has no refresh token.
+const tokenCache = `[dave@example.com]
+token_salt = c2FsdA==
+access_token = gAAAAAfake
+access_token_expiry = 1767347100
+refresh_token = gAAAAAfake
+last_activity = 1767340800
+
+[erin@example.com]
+token_salt = c2FsdA==
+access_token = gAAAAAfake
+access_token_expiry = 1767300000
+last_activity = 1767290000
+`
+
+type fixture struct {
+	opts *status.Options
+	mgr  *servicetest.Manager
+	conn *servicetest.Connector
+	out  func() (string, string)
+}
+
+// listening says which probe addresses answer; the rest are refused.
+func newFixture(t *testing.T, listening ...string) *fixture {
+	t.Helper()
+	cfg := servicetest.WriteConfig(t, servicetest.MinimalConfig)
+	dir := t.TempDir()
+	sf := filepath.Join(dir, "status.json")
+	tc := filepath.Join(dir, "tokens.cache")
+	for p, c := range map[string]string{sf: statusJSON, tc: tokenCache} {
+		if err := os.WriteFile(p, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	io, _, out, errOut := iostreams.Test()
+	mgr := servicetest.NewManager()
+	mgr.Props = systemd.Properties{Name: service.DefaultUnit, LoadState: "loaded", ActiveState: "active", SubState: "running",
+		UnitFileState: "enabled", MainPID: 4242, ActiveEnterTimestamp: now.Add(-2*time.Hour - 5*time.Minute),
+		StateChangeTimestamp: now.Add(-2*time.Hour - 5*time.Minute), MemoryCurrent: 13_000_000, MemoryKnown: true, Result: "success"}
+	conn := &servicetest.Connector{Manager: mgr}
+	var mu sync.Mutex
+	var dialed []string
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		sort.Strings(dialed)
+		if want := "127.0.0.1:2465 127.0.0.1:2993"; strings.Join(dialed, " ") != want {
+			t.Errorf("probed %q, want %q", dialed, want)
+		}
+	})
+	f := &fixture{mgr: mgr, conn: conn, out: func() (string, string) { return out.String(), errOut.String() }}
+	f.opts = &status.Options{
+		IO: io, Connector: conn, Installer: &servicetest.Installer{},
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
+			dialed = append(dialed, addr)
+			mu.Unlock()
+			for _, l := range listening {
+				if l == addr {
+					a, b := net.Pipe()
+					b.Close()
+					return a, nil
+				}
+			}
+			return nil, &net.OpError{Op: "dial", Net: network, Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+		},
+		Now: func() time.Time { return now }, Location: time.UTC,
+		Unit: service.DefaultUnit, ConfigPath: cfg, ConfigExplicit: true, StatusFile: sf, TokenCache: tc,
+		Output: output.Text,
+	}
+	return f
+}
+
+func (f *fixture) run(t *testing.T) (exitcode.Code, string, string) {
+	t.Helper()
+	err := status.Run(context.Background(), f.opts)
+	o, e := f.out()
+	var ee *exitcode.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.Err == nil) {
+		e += err.Error() // what Main would print
+	}
+	return exitcode.Of(err), o, e
+}
+
+// normalise replaces the per-run configuration path.
+func (f *fixture) normalise(s string) string {
+	return strings.ReplaceAll(s, f.opts.ConfigPath, "/etc/orbit/email-oauth2-proxy/emailproxy.config")
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update once)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
+	}
+}
+
+func TestStatusPlainGolden(t *testing.T) {
+	tests := []struct {
+		name   string
+		setup  func(f *fixture)
+		listen []string
+		code   exitcode.Code
+	}{
+		{name: "running", listen: []string{"127.0.0.1:2993"}, code: exitcode.OK},
+		{name: "stopped", code: exitcode.NotRunning, setup: func(f *fixture) {
+			f.mgr.Props = systemd.Properties{LoadState: "loaded", ActiveState: "inactive", SubState: "dead", UnitFileState: "enabled",
+				StateChangeTimestamp: now.Add(-10 * time.Minute)}
+		}},
+		{name: "failed", code: exitcode.NotRunning, setup: func(f *fixture) {
+			f.mgr.Props = systemd.Properties{LoadState: "loaded", ActiveState: "failed", SubState: "failed", UnitFileState: "enabled",
+				Result: "exit-code", NRestarts: 5, StateChangeTimestamp: now.Add(-90 * time.Second)}
+		}},
+		{name: "not-installed", code: exitcode.NotRunning, setup: func(f *fixture) {
+			f.mgr.Props = systemd.Properties{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
+		}},
+		{name: "no-systemd", code: exitcode.NoSystemd, setup: func(f *fixture) { f.conn.Err = servicetest.NoSystemd }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, tt.listen...)
+			if tt.setup != nil {
+				tt.setup(f)
+			}
+			code, stdout, stderr := f.run(t)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr)
+			}
+			golden(t, "status-"+tt.name+".txt", f.normalise(stdout))
+			if strings.Contains(stdout+stderr, "gAAAAA") || strings.Contains(stdout+stderr, "not-a-real-secret") {
+				t.Error("a token or secret was printed")
+			}
+			if strings.Contains(stdout, "\x1b[") {
+				t.Error("escape codes in plain output")
+			}
+			if tt.code == exitcode.NoSystemd && !strings.Contains(stderr, "orbit email-oauth2-proxy serve --config") {
+				t.Errorf("no-systemd error does not show the foreground command:\n%s", stderr)
+			}
+			if tt.code == exitcode.NotRunning && stderr != "" {
+				t.Errorf("a stopped unit is a state, not an error; stderr:\n%s", stderr)
+			}
+		})
+	}
+}
+
+func TestStatusTTYPanel(t *testing.T) {
+	f := newFixture(t, "127.0.0.1:2993", "127.0.0.1:2465")
+	f.opts.IO.SetTTY(true, true, true)
+	code, stdout, _ := f.run(t)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, s := range []string{"╭", "email-oauth2-proxy", "listening", "authorised, token valid until 2026-01-02 09:55:00 UTC"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("panel lacks %q:\n%s", s, stdout)
+		}
+	}
+}
+
+// TestStatusJSONSchema pins the documented --output json schema
+// (docs/status-json.md): every key, and the values of a known state.
+func TestStatusJSONSchema(t *testing.T) {
+	f := newFixture(t, "127.0.0.1:2993")
+	f.opts.Output = output.JSON
+	code, stdout, _ := f.run(t)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	wantKeys(t, "top", doc, "running", "unit", "config", "listeners", "accounts", "status_file")
+	unit := doc["unit"].(map[string]any)
+	wantKeys(t, "unit", unit, "name", "systemd", "load_state", "active_state", "sub_state", "unit_file_state",
+		"main_pid", "since", "memory_bytes", "result", "restarts")
+	if unit["active_state"] != "active" || unit["main_pid"] != float64(4242) || unit["memory_bytes"] != float64(13_000_000) ||
+		unit["since"] != "2026-01-02T06:55:00Z" || doc["running"] != true {
+		t.Errorf("unit = %v", unit)
+	}
+	ls := doc["listeners"].([]any)
+	if len(ls) != 2 {
+		t.Fatalf("listeners = %v", ls)
+	}
+	l0, l1 := ls[0].(map[string]any), ls[1].(map[string]any)
+	wantKeys(t, "listener", l0, "section", "protocol", "address", "upstream", "listening")
+	wantKeys(t, "listener", l1, "section", "protocol", "address", "upstream", "listening", "error")
+	if l0["listening"] != true || l1["listening"] != false || l1["error"] != "connection refused" || l0["address"] != "127.0.0.1:2993" {
+		t.Errorf("listeners = %v", ls)
+	}
+	accts := map[string]map[string]any{}
+	for _, a := range doc["accounts"].([]any) {
+		m := a.(map[string]any)
+		accts[m["name"].(string)] = m
+	}
+	for name, want := range map[string]string{
+		"alice@example.com": "authorised/status-file", "bob@example.com": "waiting/status-file",
+		"carol@example.com": "failing/status-file", "dave@example.com": "authorised/token-store",
+		"erin@example.com": "expired/token-store",
+	} {
+		a := accts[name]
+		if got := fmt.Sprintf("%v/%v", a["state"], a["source"]); got != want {
+			t.Errorf("%s: %s, want %s", name, got, want)
+		}
+	}
+	if _, ok := accts["@"]; ok {
+		t.Error("the catch-all section is listed although its accounts are")
+	}
+	wantKeys(t, "waiting account", accts["bob@example.com"], "name", "state", "source", "flow", "since", "auth_url", "last_activity")
+	wantKeys(t, "status_file", doc["status_file"].(map[string]any), "path", "updated", "pid", "stale")
+}
+
+func wantKeys(t *testing.T, what string, m map[string]any, keys ...string) {
+	t.Helper()
+	var got []string
+	for k := range m {
+		got = append(got, k)
+	}
+	sort.Strings(got)
+	sort.Strings(keys)
+	if strings.Join(got, ",") != strings.Join(keys, ",") {
+		t.Errorf("%s keys = %v, want %v", what, got, keys)
+	}
+}
+
+func TestStatusWithoutStatusFileOrConfig(t *testing.T) {
+	f := newFixture(t)
+	f.opts.StatusFile = filepath.Join(t.TempDir(), "none.json")
+	f.opts.TokenCache = ""
+	// Probes still happen: the config is there. Only the account sources vary.
+	code, stdout, _ := f.run(t)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(stdout, "@  not used yet (client_credentials)") {
+		t.Errorf("the configured catch-all is not listed as unused:\n%s", stdout)
+	}
+}
+
+func TestProbeRealListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	cfg := servicetest.WriteConfig(t, fmt.Sprintf("[IMAP-%d]\nserver_address = a.example\nserver_port = 993\n\n[SMTP-%d]\nserver_address = b.example\nserver_port = 587\nlocal_address = 127.0.0.1\n", port, closedPort))
+	io, _, out, _ := iostreams.Test()
+	var d net.Dialer
+	o := &status.Options{IO: io, Connector: &servicetest.Connector{Err: servicetest.NoSystemd}, Dial: d.DialContext,
+		ConfigPath: cfg, ConfigExplicit: true, Output: output.JSON, Now: func() time.Time { return now }}
+	err = status.Run(context.Background(), o)
+	if exitcode.Of(err) != exitcode.NoSystemd {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	var rep status.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Listeners) != 2 || !rep.Listeners[0].Listening || rep.Listeners[1].Listening {
+		t.Errorf("listeners = %+v (the first listens on the wildcard default, the second is closed)", rep.Listeners)
+	}
+	if rep.Listeners[0].Address != net.JoinHostPort("::", fmt.Sprint(port)) {
+		t.Errorf("address %q: the configured bind address should be shown", rep.Listeners[0].Address)
+	}
+}
