@@ -191,13 +191,15 @@ func (o *Options) entries(ctx context.Context, since time.Time) error {
 
 // EntryJSON is one line of `logs --output json`.
 type EntryJSON struct {
-	Time       time.Time `json:"time"`
-	Unit       string    `json:"unit,omitempty"`
-	Identifier string    `json:"identifier,omitempty"`
-	PID        int       `json:"pid,omitempty"`
-	Priority   int       `json:"priority"`
-	MessageID  string    `json:"message_id,omitempty"`
-	Message    string    `json:"message"`
+	Time time.Time `json:"time"`
+	// Unit is the unit the entry is about: the one that logged it, or for
+	// systemd's own lines (Starting, Started, Failed) the unit they concern.
+	Unit       string `json:"unit,omitempty"`
+	Identifier string `json:"identifier,omitempty"`
+	PID        int    `json:"pid,omitempty"`
+	Priority   int    `json:"priority"`
+	MessageID  string `json:"message_id,omitempty"`
+	Message    string `json:"message"`
 	// Orbit holds the engine's ORBIT_* fields, named without the prefix in
 	// lower case (account, auth_url, protocol, reason, ...).
 	Orbit  map[string]string `json:"orbit,omitempty"`
@@ -205,7 +207,13 @@ type EntryJSON struct {
 }
 
 func toJSON(e journal.Entry) EntryJSON {
-	j := EntryJSON{Time: e.Time.UTC(), Unit: e.Unit, Identifier: e.Identifier, PID: e.PID,
+	unit := e.Unit
+	if u := e.Fields["UNIT"]; u != "" {
+		// systemd's own lines about the unit ("Started ...") come from
+		// init.scope; the unit they are about is the one that matters here.
+		unit = u
+	}
+	j := EntryJSON{Time: e.Time.UTC(), Unit: unit, Identifier: e.Identifier, PID: e.PID,
 		Priority: e.Priority, MessageID: e.MessageID, Message: e.Message, Cursor: e.Cursor}
 	for k, v := range e.Fields {
 		if name, ok := strings.CutPrefix(k, events.Prefix); ok {

@@ -40,6 +40,9 @@ type Options struct {
 	IO        *iostreams.IOStreams
 	Connector service.Connector
 	Installer service.Installer
+	// Listening lists the listening sockets (ReadListening). When it is nil
+	// or fails, listeners are probed with Dial instead.
+	Listening func() ([]Socket, error)
 	// Dial probes a listener; net.Dialer.DialContext unless a test swaps it.
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	DialTimeout time.Duration
@@ -61,6 +64,7 @@ func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.
 		IO:          f.IO,
 		Connector:   service.SystemConnector{},
 		Installer:   service.SystemInstaller{},
+		Listening:   ReadListening,
 		Dial:        d.DialContext,
 		DialTimeout: DefaultDialTimeout,
 		Now:         f.Now,
@@ -69,8 +73,9 @@ func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.
 		Use:   "status [flags]",
 		Short: "Show the proxy's unit, listeners and accounts",
 		Long: `Show whether the proxy runs (the systemd unit's state, main PID, since when,
-memory), whether each listener of the configuration file really accepts
-connections on its port, and each account's state: authorised (token valid
+memory), whether each listener of the configuration file really listens on
+its port (read from the kernel's socket table, so that asking does not open a
+session with the proxy), and each account's state: authorised (token valid
 until ...), waiting for authorisation (with the URL to open), or failing (and
 why), with its last activity.
 
@@ -289,14 +294,23 @@ func probeAddress(addr string, port int) string {
 
 func (o *Options) probe(ctx context.Context, cfg *config.Config) []Listener {
 	out := make([]Listener, len(cfg.Servers))
+	var socks []Socket
+	var err error = errNoTable
+	if o.Listening != nil {
+		socks, err = o.Listening()
+	}
+	if err == nil {
+		for i, s := range cfg.Servers {
+			out[i] = listenerOf(s)
+			if out[i].Listening = listensFor(socks, s.LocalAddress, s.LocalPort); !out[i].Listening {
+				out[i].Error = "nothing listens on port " + strconv.Itoa(s.LocalPort)
+			}
+		}
+		return out
+	}
 	var wg sync.WaitGroup
 	for i, s := range cfg.Servers {
-		out[i] = Listener{
-			Section:  s.Section,
-			Protocol: string(s.Protocol),
-			Address:  net.JoinHostPort(s.LocalAddress, strconv.Itoa(s.LocalPort)),
-			Upstream: net.JoinHostPort(s.ServerAddress, strconv.Itoa(s.ServerPort)),
-		}
+		out[i] = listenerOf(s)
 		target := probeAddress(s.LocalAddress, s.LocalPort)
 		wg.Add(1)
 		go func() {
@@ -314,6 +328,17 @@ func (o *Options) probe(ctx context.Context, cfg *config.Config) []Listener {
 	}
 	wg.Wait()
 	return out
+}
+
+var errNoTable = errors.New("no socket table")
+
+func listenerOf(s config.Server) Listener {
+	return Listener{
+		Section:  s.Section,
+		Protocol: string(s.Protocol),
+		Address:  net.JoinHostPort(s.LocalAddress, strconv.Itoa(s.LocalPort)),
+		Upstream: net.JoinHostPort(s.ServerAddress, strconv.Itoa(s.ServerPort)),
+	}
 }
 
 // dialError keeps the reason and drops Go's "dial tcp 127.0.0.1:2993:"

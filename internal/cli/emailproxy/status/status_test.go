@@ -316,22 +316,36 @@ func TestProbeRealListener(t *testing.T) {
 	closedPort := closed.Addr().(*net.TCPAddr).Port
 	closed.Close()
 	cfg := servicetest.WriteConfig(t, fmt.Sprintf("[IMAP-%d]\nserver_address = a.example\nserver_port = 993\n\n[SMTP-%d]\nserver_address = b.example\nserver_port = 587\nlocal_address = 127.0.0.1\n", port, closedPort))
-	io, _, out, _ := iostreams.Test()
-	var d net.Dialer
-	o := &status.Options{IO: io, Connector: &servicetest.Connector{Err: servicetest.NoSystemd}, Dial: d.DialContext,
-		ConfigPath: cfg, ConfigExplicit: true, Output: output.JSON, Now: func() time.Time { return now }}
-	err = status.Run(context.Background(), o)
-	if exitcode.Of(err) != exitcode.NoSystemd {
-		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
-	}
-	var rep status.Report
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Listeners) != 2 || !rep.Listeners[0].Listening || rep.Listeners[1].Listening {
-		t.Errorf("listeners = %+v (the first listens on the wildcard default, the second is closed)", rep.Listeners)
-	}
-	if rep.Listeners[0].Address != net.JoinHostPort("::", fmt.Sprint(port)) {
-		t.Errorf("address %q: the configured bind address should be shown", rep.Listeners[0].Address)
+	for _, how := range []string{"socket table", "dial"} {
+		t.Run(how, func(t *testing.T) {
+			io, _, out, _ := iostreams.Test()
+			var d net.Dialer
+			o := &status.Options{IO: io, Connector: &servicetest.Connector{Err: servicetest.NoSystemd}, Dial: d.DialContext,
+				ConfigPath: cfg, ConfigExplicit: true, Output: output.JSON, Now: func() time.Time { return now }}
+			if how == "socket table" {
+				if _, err := status.ReadListening(); err != nil {
+					t.Skipf("no /proc/net/tcp here: %v", err)
+				}
+				o.Listening = status.ReadListening
+				o.Dial = func(context.Context, string, string) (net.Conn, error) {
+					t.Error("dialled a listener although the socket table was readable")
+					return nil, errors.New("no")
+				}
+			}
+			err = status.Run(context.Background(), o)
+			if exitcode.Of(err) != exitcode.NoSystemd {
+				t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+			}
+			var rep status.Report
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Listeners) != 2 || !rep.Listeners[0].Listening || rep.Listeners[1].Listening {
+				t.Errorf("listeners = %+v (the first listens on 127.0.0.1 and is configured on the wildcard default, the second is closed)", rep.Listeners)
+			}
+			if rep.Listeners[0].Address != net.JoinHostPort("::", fmt.Sprint(port)) {
+				t.Errorf("address %q: the configured bind address should be shown", rep.Listeners[0].Address)
+			}
+		})
 	}
 }
