@@ -181,15 +181,16 @@ func TestSandboxLifecycle(t *testing.T) {
 	}
 	imap, smtp, redirect, closed := freePort(t), freePort(t), freePort(t), freePort(t)
 	const secret = "Qx8~R2.vF_kP9sLmN3tZ7wYbC4dE6gH1jK5nA0uV"
-	r := step("register", 0, []string{"ORBIT_OAUTH2_CLIENT_SECRET=" + secret},
-		"register", "--provider", "office365", "--tenant-id", "0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab",
+	registerArgs := []string{"register", "--provider", "office365", "--tenant-id", "0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab",
 		"--oauth2-client-id", "6731de76-14a6-49ae-97bc-6eba6914391e", "--config", cfg, "--force",
 		"--imap-local-port", strconv.Itoa(imap), "--smtp-local-port", strconv.Itoa(smtp),
 		// Upstream on loopback: nothing in this test may reach the network.
 		"--imap-server-address", "127.0.0.1", "--imap-server-port", strconv.Itoa(closed),
 		"--smtp-server-address", "127.0.0.1", "--smtp-server-port", strconv.Itoa(closed),
 		"--redirect-uri", "https://vault.example.com/email-oauth2-proxy-authorize/",
-		"--redirect-listen-address", fmt.Sprintf("http://127.0.0.1:%d/", redirect))
+		"--redirect-listen-address", fmt.Sprintf("http://127.0.0.1:%d/", redirect)}
+	secretEnv := []string{"ORBIT_OAUTH2_CLIENT_SECRET=" + secret}
+	r := step("register", 0, secretEnv, registerArgs...)
 	if !strings.Contains(r.stdout, "/etc/systemd/system/email-oauth2-proxy.service installed") ||
 		!strings.Contains(r.stdout, "is not running (start it") {
 		t.Errorf("register did not report the unit:\n%s", r.stdout)
@@ -232,6 +233,22 @@ func TestSandboxLifecycle(t *testing.T) {
 		if !strings.Contains(r.stdout, "State:") || !strings.Contains(r.stdout, "active (running)") {
 			t.Errorf("status text:\n%s", r.stdout)
 		}
+		r = step("register while running", 0, secretEnv, registerArgs...)
+		if !strings.Contains(r.stdout, "restarted so the new file applies") {
+			t.Errorf("register did not restart the running unit:\n%s", r.stdout)
+		}
+		r = step("register --no-restart while running", 0, secretEnv, append(registerArgs, "--no-restart")...)
+		if !strings.Contains(r.stdout, "was not restarted (--no-restart)") {
+			t.Errorf("register --no-restart:\n%s", r.stdout)
+		}
+		if owner := s.run(ctx, nil, "stat", "-c", "%U", cfg); owner.stdout != "orbit-emailproxy\n" {
+			t.Errorf("after register rewrote the file it belongs to %q", owner.stdout)
+		}
+		r = step("status after register", 0, nil, "status", "--output", "json")
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.Unit.MainPID == pid {
+			t.Errorf("register's restart kept PID %d: %v", pid, err)
+		}
+		pid = rep.Unit.MainPID
 		r = step("restart", 0, nil, "restart", "--output", "json")
 		var res struct {
 			MainPID uint32 `json:"main_pid"`
