@@ -256,7 +256,7 @@ func TestErrors(t *testing.T) {
 		code   exitcode.Code
 		stderr string
 	}{
-		{"no systemd", func(f *fixture) { f.opts.Booted = func() error { return servicetest.NoSystemd } },
+		{"no systemd", func(f *fixture) { f.opts.Booted = func() error { return servicetest.ErrNoSystemd } },
 			exitcode.NoSystemd, "orbit email-oauth2-proxy serve --config"},
 		{"no journalctl", func(f *fixture) {
 			f.jrnl.Err = fmt.Errorf("%w: journalctl is needed to read the journal", journal.ErrNoJournalctl)

@@ -28,7 +28,7 @@ func TestHookAfterWrite(t *testing.T) {
 	}{
 		{
 			name: "no systemd: a message, not an error", restart: true,
-			setup: func(m *servicetest.Manager, c *servicetest.Connector) { c.Err = servicetest.NoSystemd },
+			setup: func(m *servicetest.Manager, c *servicetest.Connector) { c.Err = servicetest.ErrNoSystemd },
 			msg:   []string{"no unit installed", "systemd is not running here", "orbit email-oauth2-proxy serve --config " + cfg},
 		},
 		{

@@ -133,7 +133,7 @@ func TestStartStopRestart(t *testing.T) {
 		},
 		{
 			name: "no systemd: exit 6 and the foreground command", action: service.Start,
-			setup: func(e *env) { e.conn.Err = servicetest.NoSystemd },
+			setup: func(e *env) { e.conn.Err = servicetest.ErrNoSystemd },
 			code:  exitcode.NoSystemd,
 			stderr: []string{"cannot start email-oauth2-proxy.service: systemd is not running here",
 				"orbit email-oauth2-proxy serve --config " + cfg},

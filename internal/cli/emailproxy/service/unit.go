@@ -33,7 +33,7 @@ type InstalledUnit struct {
 
 // ParseInstalled reads a unit file.
 func ParseInstalled(data []byte) (InstalledUnit, error) {
-	opts, err := unit.Deserialize(bytes.NewReader(data))
+	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
 	if err != nil {
 		return InstalledUnit{}, fmt.Errorf("parsing the unit file: %w", err)
 	}

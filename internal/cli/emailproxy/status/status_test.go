@@ -173,7 +173,7 @@ func TestStatusPlainGolden(t *testing.T) {
 		{name: "not-installed", code: exitcode.NotRunning, setup: func(f *fixture) {
 			f.mgr.Props = systemd.Properties{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
 		}},
-		{name: "no-systemd", code: exitcode.NoSystemd, setup: func(f *fixture) { f.conn.Err = servicetest.NoSystemd }},
+		{name: "no-systemd", code: exitcode.NoSystemd, setup: func(f *fixture) { f.conn.Err = servicetest.ErrNoSystemd }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -320,7 +320,7 @@ func TestProbeRealListener(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			io, _, out, _ := iostreams.Test()
 			var d net.Dialer
-			o := &status.Options{IO: io, Connector: &servicetest.Connector{Err: servicetest.NoSystemd}, Dial: d.DialContext,
+			o := &status.Options{IO: io, Connector: &servicetest.Connector{Err: servicetest.ErrNoSystemd}, Dial: d.DialContext,
 				ConfigPath: cfg, ConfigExplicit: true, Output: output.JSON, Now: func() time.Time { return now }}
 			if how == "socket table" {
 				if _, err := status.ReadListening(); err != nil {

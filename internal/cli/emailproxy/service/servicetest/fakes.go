@@ -87,7 +87,7 @@ func (m *Manager) run(ctx context.Context, op, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.Props.LoadState != "loaded" {
-		return fmt.Errorf("%s %s: Unit %s not found.", op, name, name)
+		return fmt.Errorf("%s %s: unit %s not found", op, name, name)
 	}
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	switch op {
@@ -145,8 +145,8 @@ func (c *Connector) Connect(ctx context.Context) (service.Manager, error) {
 	return c.Manager, nil
 }
 
-// NoSystemd is the error Connect gives on a machine without systemd.
-var NoSystemd = fmt.Errorf("%w: /run/systemd/system does not exist, so PID 1 is \"sh\", not systemd", systemd.ErrNoSystemd)
+// ErrNoSystemd is the error Connect gives on a machine without systemd.
+var ErrNoSystemd = fmt.Errorf("%w: /run/systemd/system does not exist, so PID 1 is \"sh\", not systemd", systemd.ErrNoSystemd)
 
 // Installer keeps unit files in memory and records the user work.
 type Installer struct {
