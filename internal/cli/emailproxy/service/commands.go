@@ -143,7 +143,7 @@ func newCmd(f *factory.Factory, a Action, runF func(context.Context, *Options) e
 
 // AddCommonFlags adds --config and --unit, shared by every service command.
 func AddCommonFlags(cmd *cobra.Command, configPath, unit *string) {
-	cmd.Flags().StringVar(configPath, "config", config.DefaultPath, "the proxy's configuration file (default: the one the installed unit runs with, else "+config.DefaultPath+")")
+	cmd.Flags().StringVar(configPath, "config", config.DefaultPath, "the proxy's configuration file; when not given, the one the installed unit runs with, else this default")
 	cmd.Flags().StringVar(unit, "unit", DefaultUnit, "the systemd unit that runs the proxy")
 	_ = cmd.MarkFlagFilename("config")
 	_ = cmd.RegisterFlagCompletionFunc("unit", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
