@@ -67,6 +67,9 @@ func (o *Options) print(rep Report) error {
 		rw := row{cols: []string{l.Protocol, l.Address, "-> " + l.Upstream}, tail: "listening", tone: good}
 		if !l.Listening {
 			rw.tail, rw.tone = "not listening: "+l.Error, bad
+			if l.Error == NothingListens {
+				rw.tail = "not listening"
+			}
 			if !rep.Running {
 				rw.tone = warn
 			}

@@ -303,7 +303,7 @@ func (o *Options) probe(ctx context.Context, cfg *config.Config) []Listener {
 		for i, s := range cfg.Servers {
 			out[i] = listenerOf(s)
 			if out[i].Listening = listensFor(socks, s.LocalAddress, s.LocalPort); !out[i].Listening {
-				out[i].Error = "nothing listens on port " + strconv.Itoa(s.LocalPort)
+				out[i].Error = NothingListens
 			}
 		}
 		return out
@@ -331,6 +331,10 @@ func (o *Options) probe(ctx context.Context, cfg *config.Config) []Listener {
 }
 
 var errNoTable = errors.New("no socket table")
+
+// NothingListens is Listener.Error when the socket table has no listening
+// socket for the listener.
+const NothingListens = "nothing listens on this port"
 
 func listenerOf(s config.Server) Listener {
 	return Listener{
