@@ -74,6 +74,7 @@ func addFlags(cmd *cobra.Command, o *Options) {
 	fl.BoolVar(&o.Force, "force", false, "replace an existing file without asking")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the file that would be written (secrets masked) and change nothing")
 	fl.BoolVar(&o.NoRestart, "no-restart", false, "do not restart the proxy's unit when it is running")
+	fl.BoolVar(&o.NoService, "no-service", false, "only write the file: do not install, refresh or restart the systemd unit")
 	output.AddFlag(cmd, &o.Output)
 
 	_ = cmd.RegisterFlagCompletionFunc("oauth2-flow", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {

@@ -37,6 +37,7 @@ type Options struct {
 	Force      bool
 	DryRun     bool
 	NoRestart  bool
+	NoService  bool
 	Output     output.Format
 
 	Provider   string

@@ -116,7 +116,7 @@ func Run(ctx context.Context, o *Options) error {
 			res.Backup = o.ConfigPath + ".bak"
 		}
 	}
-	if o.Service != nil {
+	if o.Service != nil && !o.NoService {
 		msg, err := o.Service.AfterWrite(ctx, o.ConfigPath, !o.NoRestart)
 		if err != nil {
 			// The file is written; say so before the service error.
