@@ -107,3 +107,25 @@ func TestVersionJSONAndSettingsPrecedence(t *testing.T) {
 		t.Errorf("missing explicit settings file: exit %d, %q", code, errOut)
 	}
 }
+
+func TestFlagValueCompletion(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"__complete", "email-oauth2-proxy", "register", "--oauth2-flow", ""}, []string{"authorization_code", "client_credentials", "device", "password", "service_account"}},
+		{[]string{"__complete", "email-oauth2-proxy", "register", "--provider", ""}, []string{"office365", "google"}},
+		{[]string{"__complete", "version", "--output", ""}, []string{"text", "json"}},
+	}
+	for _, tt := range tests {
+		code, out, errOut := run(t, nil, tt.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s", tt.args, code, errOut)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w+"\n") {
+				t.Errorf("%v: completion lacks %q:\n%s", tt.args[1:], w, out)
+			}
+		}
+	}
+}
