@@ -56,14 +56,19 @@ type Diagnostic struct {
 
 // Where is the location part of String: "--flag", or "[section] key (line n)".
 func (d Diagnostic) Where() string {
+	// A message that opens with the flag or key already says where; the
+	// location then only adds the section and line.
+	names := func(n string) bool { return n != "" && !strings.HasPrefix(d.Message, n+" ") }
 	var parts []string
 	if d.Flag != "" {
-		parts = append(parts, d.Flag)
+		if names(d.Flag) {
+			parts = append(parts, d.Flag)
+		}
 	} else {
 		if d.Section != "" {
 			parts = append(parts, "["+d.Section+"]")
 		}
-		if d.Key != "" {
+		if names(d.Key) {
 			parts = append(parts, d.Key)
 		}
 	}
