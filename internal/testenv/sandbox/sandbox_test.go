@@ -1,0 +1,230 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/senhasegura/orbit/internal/testenv"
+)
+
+func randomName(prefix string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// eventually retries f until it succeeds or 10 s pass: the journal gets a
+// unit's output asynchronously.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func TestSandbox(t *testing.T) {
+	Require(t)
+	// The DANGER the recipe warns about: systemd-tmpfiles in the sandbox
+	// must not clean the host's /tmp.
+	sentinel, err := os.CreateTemp("", "orbit-sandbox-sentinel-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sentinel.Close()
+	defer os.Remove(sentinel.Name())
+
+	s := Boot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	t.Run("is running", func(t *testing.T) {
+		out, err := s.Run(ctx, "systemctl", "is-system-running")
+		if state := strings.TrimSpace(out); state != "running" && state != "degraded" {
+			t.Fatalf("is-system-running = %q (%v)", state, err)
+		}
+		if s.State == "degraded" {
+			failed, _ := s.Run(ctx, "systemctl", "--failed", "--no-legend")
+			t.Logf("degraded; failed units:\n%s", failed)
+		}
+		pid1, err := s.Run(ctx, "cat", "/proc/1/comm")
+		if err != nil || strings.TrimSpace(pid1) != "systemd" {
+			t.Fatalf("PID 1 inside is %q (%v), want systemd", pid1, err)
+		}
+	})
+
+	t.Run("private mounts", func(t *testing.T) {
+		for _, d := range []string{"/run", "/tmp", "/var/tmp", "/var/log", "/etc/systemd/system"} {
+			out, err := s.Run(ctx, "stat", "-f", "-c", "%T", d)
+			if err != nil || strings.TrimSpace(out) != "tmpfs" {
+				t.Errorf("%s inside is %q (%v), want tmpfs", d, strings.TrimSpace(out), err)
+			}
+		}
+		if _, err := s.Run(ctx, "test", "-e", sentinel.Name()); err == nil {
+			t.Error("the host's /tmp is visible inside the sandbox")
+		}
+	})
+
+	t.Run("shared dir is visible inside", func(t *testing.T) {
+		dir := testenv.SharedDir(t)
+		f := filepath.Join(dir, "hello.txt")
+		if err := os.WriteFile(f, []byte("from the host\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := s.Run(ctx, "cat", f)
+		if err != nil || out != "from the host\n" {
+			t.Fatalf("cat %s inside: %q %v", f, out, err)
+		}
+	})
+
+	t.Run("transient unit and its journal", func(t *testing.T) {
+		unit := randomName("orbit-probe-")
+		marker := randomName("marker-")
+		if _, err := s.Run(ctx, "systemd-run", "--unit", unit, "--wait", "--quiet", "/bin/echo", marker); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "journal of "+unit, func() error {
+			out, err := s.Run(ctx, "journalctl", "--no-pager", "-u", unit, "-o", "cat")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(out, marker) {
+				return errString("marker not in journal yet: " + out)
+			}
+			return nil
+		})
+	})
+
+	t.Run("installed unit stays inside", func(t *testing.T) {
+		unit := randomName("orbit-installed-") + ".service"
+		marker := randomName("installed-")
+		content := "[Unit]\nDescription=orbit testenv probe\n\n[Service]\nType=simple\nExecStart=/bin/sh -c 'echo " + marker + "; exec sleep 300'\n"
+		if err := s.InstallUnit(ctx, unit, content); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join("/etc/systemd/system", unit)); !os.IsNotExist(err) {
+			t.Fatalf("the unit file reached the host's /etc/systemd/system (%v)", err)
+		}
+		if _, err := s.Run(ctx, "systemctl", "start", unit); err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := s.Run(ctx, "systemctl", "is-active", unit); strings.TrimSpace(out) != "active" {
+			t.Fatalf("is-active = %q", out)
+		}
+		mainPID, err := s.Run(ctx, "systemctl", "show", "-P", "MainPID", unit)
+		if err != nil || strings.TrimSpace(mainPID) == "0" {
+			t.Fatalf("MainPID = %q %v", mainPID, err)
+		}
+		eventually(t, "journal of "+unit, func() error {
+			out, err := s.Run(ctx, "journalctl", "--no-pager", "-u", unit, "-o", "json")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(out, marker) || !strings.Contains(out, `"_SYSTEMD_UNIT":"`+unit+`"`) {
+				return errString("not in the journal yet: " + out)
+			}
+			return nil
+		})
+		if _, err := s.Run(ctx, "systemctl", "stop", unit); err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := s.Run(ctx, "systemctl", "is-active", unit); strings.TrimSpace(out) != "inactive" {
+			t.Fatalf("after stop is-active = %q", out)
+		}
+	})
+
+	t.Run("system bus", func(t *testing.T) {
+		out, err := s.Run(ctx, "busctl", "--system", "--no-pager", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+			"org.freedesktop.DBus.Properties", "Get", "ss", "org.freedesktop.systemd1.Manager", "Version")
+		if err != nil || !strings.Contains(out, "252") {
+			t.Fatalf("systemd's Version over the system bus: %q %v", out, err)
+		}
+	})
+
+	begin := time.Now()
+	if err := s.Poweroff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("powered off in %v", time.Since(begin).Round(time.Millisecond))
+	select {
+	case <-s.Exited():
+	default:
+		t.Fatal("Poweroff returned with the sandbox still there")
+	}
+	if _, err := os.Stat(sentinel.Name()); err != nil {
+		t.Fatalf("the host's /tmp lost a file while the sandbox ran: %v", err)
+	}
+}
+
+func TestRunReportsFailure(t *testing.T) {
+	s := Boot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := s.Run(ctx, "systemctl", "start", "no-such-unit-orbit.service")
+	if err == nil || !strings.Contains(err.Error(), "no-such-unit-orbit.service") || !strings.Contains(err.Error(), "exit status") {
+		t.Fatalf("err = %v, want the command, its exit status and its stderr", err)
+	}
+	if err := s.InstallUnit(ctx, "../escape.service", ""); err == nil {
+		t.Fatal("InstallUnit accepted a path")
+	}
+}
+
+func BenchmarkBoot(b *testing.B) {
+	Require(b)
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		s, err := boot(ctx, b.TempDir())
+		if err != nil {
+			cancel()
+			if s != nil {
+				s.Poweroff(context.Background())
+			}
+			b.Fatal(err)
+		}
+		if err := s.Poweroff(ctx); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+	}
+}
+
+// TestTwoAtOnce boots two sandboxes side by side (go test runs packages in
+// parallel, so e2e tests of different packages may do this) and checks each
+// runs its own units.
+func TestTwoAtOnce(t *testing.T) {
+	Require(t)
+	boxes := make([]*Sandbox, 2)
+	for i := range boxes {
+		t.Run("boot", func(t *testing.T) {
+			t.Parallel()
+			boxes[i] = Boot(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			unit := randomName("orbit-twin-")
+			if _, err := boxes[i].Run(ctx, "systemd-run", "--unit", unit, "--quiet", "/bin/sleep", "30"); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := boxes[i].Run(ctx, "systemctl", "list-units", "--no-legend", "--plain", "orbit-twin-*")
+			if n := strings.Count(out, "orbit-twin-"); n != 1 {
+				t.Fatalf("sandbox %d sees %d orbit-twin units, want only its own:\n%s", i, n, out)
+			}
+		})
+	}
+}
