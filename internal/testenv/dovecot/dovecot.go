@@ -192,7 +192,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.running = true
 	for _, addr := range []string{s.IMAPAddr(), s.POP3Addr(), s.SubmissionAddr()} {
 		if err := testenv.WaitPort(ctx, addr); err != nil {
-			return fmt.Errorf("Dovecot started but does not listen: %w%s", err, s.logHint())
+			return fmt.Errorf("dovecot started but does not listen: %w%s", err, s.logHint())
 		}
 	}
 	// A listening port is not a serving login process: wait for a greeting
@@ -203,7 +203,7 @@ func (s *Server) Start(ctx context.Context) error {
 		tls        bool
 	}{{s.IMAPAddr(), "* OK", true}, {s.POP3Addr(), "+OK", true}, {s.SubmissionAddr(), "220", false}} {
 		if err := waitGreeting(ctx, g.addr, g.want, g.tls, s.TLS); err != nil {
-			return fmt.Errorf("Dovecot listens but does not greet: %w%s", err, s.logHint())
+			return fmt.Errorf("dovecot listens but does not greet: %w%s", err, s.logHint())
 		}
 	}
 	s.StartTook = time.Since(begin)
@@ -240,7 +240,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			return fmt.Errorf("Dovecot master %d did not exit after SIGTERM: %w%s", pid, ctx.Err(), s.logHint())
+			return fmt.Errorf("dovecot master %d did not exit after SIGTERM: %w%s", pid, ctx.Err(), s.logHint())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
