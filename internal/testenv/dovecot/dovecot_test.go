@@ -427,3 +427,28 @@ func BenchmarkStart(b *testing.B) {
 		}
 	}
 }
+
+// TestIntrospectionOverTLS has Dovecot check tokens at an https provider,
+// as with a real identity provider, trusting the test CA.
+func TestIntrospectionOverTLS(t *testing.T) {
+	files := testenv.NewTLS(t)
+	cfg, err := files.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := fakeoauth.Start(t, fakeoauth.WithTLS(cfg))
+	p.AddUser(alice, "alice-pw")
+	dc := Start(t, Options{IntrospectURL: p.IntrospectURL(), IntrospectCAFile: files.CAFile, TLS: files})
+	e := env{p: p, dc: dc}
+	token, _ := p.IssueToken("app", alice, "s")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := imapLogin(ctx, e, alice, token)
+	if err != nil {
+		t.Fatalf("login with introspection over https: %v", err)
+	}
+	c.Close()
+	if !strings.HasPrefix(p.IntrospectURL(), "https://") || p.Count(fakeoauth.EndpointIntrospect) != 1 {
+		t.Fatalf("introspection at %s was asked %d times, want once over https", p.IntrospectURL(), p.Count(fakeoauth.EndpointIntrospect))
+	}
+}
