@@ -34,8 +34,10 @@ func SharedDir(t testing.TB) string {
 		}
 	}
 	name := unsafeName.ReplaceAllString(t.Name(), "_")
-	if len(name) > 60 {
-		name = name[:60]
+	// Short: Dovecot puts unix sockets under the directory, and a socket
+	// path longer than 108 bytes cannot be bound.
+	if len(name) > 24 {
+		name = name[:24]
 	}
 	dir, err := os.MkdirTemp(base, name+"-")
 	if err != nil {
