@@ -9,6 +9,7 @@ import (
 	"fmt"
 	_ "github.com/senhasegura/orbit/internal/cli/emailproxy" // registers the family
 	"io/fs"
+	"path/filepath"
 	"strings"
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
@@ -155,6 +156,9 @@ func applySettings(c *cobra.Command, f *factory.Factory, explicit string) error 
 		}
 	}
 	v.SetConfigFile(path)
+	if filepath.Ext(path) == "" {
+		v.SetConfigType("yaml") // e.g. /dev/null, or a file named without extension
+	}
 	if err := v.ReadInConfig(); err != nil {
 		var pe *fs.PathError
 		notFound := errors.As(err, &pe) && errors.Is(pe.Err, fs.ErrNotExist)
