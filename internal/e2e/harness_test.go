@@ -42,9 +42,9 @@ type env struct {
 	prov  *fakeoauth.Provider
 	dc    *dovecot.Server
 
-	config, tokens, status string
+	config, tokens, status      string
 	imapPort, popPort, smtpPort int
-	redirectPort           int
+	redirectPort                int
 
 	proc *proxyProcess
 }
