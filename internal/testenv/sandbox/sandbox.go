@@ -5,16 +5,26 @@
 //
 // What the sandbox sees: the host's file system, except that /run, /tmp,
 // /var/tmp, /var/log and /etc/systemd/system are fresh tmpfs mounts inside
-// it. So:
+// it, /etc is an overlay whose changes stay inside (so code under test may
+// create users and groups), and Options.Tmpfs adds more tmpfs mounts (a
+// unit's StateDirectory, say). So:
 //
 //   - files a test wants visible inside must NOT live under /tmp or
 //     /var/tmp (t.TempDir() is under /tmp): use testenv.SharedDir, which is
 //     under /var/lib/orbit-testenv, or the package's own directory;
-//   - unit files go to /etc/systemd/system inside (InstallUnit), never on
-//     the host;
-//   - each sandbox starts with an empty journal;
+//   - unit files and drop-ins go to /etc/systemd/system inside (InstallUnit,
+//     InstallDropIn), never on the host;
+//   - each sandbox starts with an empty journal, which also holds systemd's
+//     own lines about its units ("Started ...", "Failed with result ..."),
+//     as on a real machine;
 //   - systemd-tmpfiles inside cleans the sandbox's /tmp, not the host's (it
 //     wiped the host's /tmp before the tmpfs was there).
+//
+// The network namespace is the host's: a unit inside reaches servers a test
+// started on 127.0.0.1, and the test reaches the unit's listeners.
+//
+// A test can also run its own test binary inside (CopyTestBinary, RunTest),
+// for code that must talk to the sandbox's systemd and journal directly.
 //
 // Boot needs root, unshare and nsenter (util-linux), and /lib/systemd/systemd;
 // without them it skips the test and says why.
@@ -44,17 +54,51 @@ import (
 const SystemdPath = "/lib/systemd/systemd"
 
 // bootScript runs as PID 1 of the new namespaces before systemd replaces
-// it. Every mount is checked before exec: a systemd that started without
-// its tmpfs over /tmp would let systemd-tmpfiles empty the host's /tmp.
+// it; its arguments are the extra tmpfs mount points. Every mount is
+// checked before exec: a systemd that started without its tmpfs over /tmp
+// would let systemd-tmpfiles empty the host's /tmp.
+//
+// systemd logs to the journal (not to null) so that a unit's journal has
+// the manager's own lines about it, which is what an administrator sees and
+// what tools reading that journal must cope with.
 const bootScript = `set -eu
-for d in /run /tmp /var/tmp /var/log /etc/systemd/system; do
-  mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$d"
-  [ "$(stat -f -c %T "$d")" = tmpfs ] || { echo "sandbox: $d is not a tmpfs after mounting one" >&2; exit 97; }
-done
+fresh() {
+  mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$1"
+  [ "$(stat -f -c %T "$1")" = tmpfs ] || { echo "sandbox: $1 is not a tmpfs after mounting one" >&2; exit 97; }
+}
+for d in /run /tmp /var/tmp /var/log; do fresh "$d"; done
 chmod 1777 /tmp /var/tmp
-mkdir -p /run/lock
-exec env container=other ` + SystemdPath + ` --system --unit=basic.target --log-target=null
+mkdir -p /run/lock /run/sandbox-etc/upper /run/sandbox-etc/work
+mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/sandbox-etc/upper,workdir=/run/sandbox-etc/work /etc
+[ "$(stat -f -c %T /etc)" = overlayfs ] || { echo "sandbox: /etc is not an overlay after mounting one" >&2; exit 97; }
+fresh /etc/systemd/system
+for d in "$@"; do fresh "$d"; done
+exec env container=other ` + SystemdPath + ` --system --unit=basic.target --log-target=journal
 `
+
+// Options change what BootWith sets up.
+type Options struct {
+	// Tmpfs lists more absolute directories to hide behind a fresh tmpfs
+	// inside, so that what the code under test writes there stays in the
+	// sandbox: for example /var/lib/orbit, the parent of a unit's
+	// StateDirectory. A directory missing on the host is created there
+	// (empty, mode 0755) first, since a mount needs a mount point.
+	Tmpfs []string
+}
+
+func (o Options) check() error {
+	for _, d := range o.Tmpfs {
+		if !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
+			return fmt.Errorf("sandbox: Options.Tmpfs entry %q must be a clean absolute path other than /", d)
+		}
+		for _, own := range []string{"/run", "/tmp", "/var/tmp", "/var/log", "/etc", "/proc", "/sys", "/dev"} {
+			if d == own || strings.HasPrefix(d, own+"/") {
+				return fmt.Errorf("sandbox: Options.Tmpfs entry %q is under %s, which the sandbox sets up itself", d, own)
+			}
+		}
+	}
+	return nil
+}
 
 // Sandbox is a booted systemd.
 type Sandbox struct {
@@ -88,10 +132,16 @@ func Require(t testing.TB) {
 // when t ends.
 func Boot(t testing.TB) *Sandbox {
 	t.Helper()
+	return BootWith(t, Options{})
+}
+
+// BootWith is Boot with opts.
+func BootWith(t testing.TB, opts Options) *Sandbox {
+	t.Helper()
 	Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := boot(ctx, testenv.SharedDir(t))
+	s, err := boot(ctx, testenv.SharedDir(t), opts)
 	if s != nil {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -113,7 +163,15 @@ func Boot(t testing.TB) *Sandbox {
 	return s
 }
 
-func boot(ctx context.Context, dir string) (*Sandbox, error) {
+func boot(ctx context.Context, dir string, opts Options) (*Sandbox, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	for _, d := range opts.Tmpfs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("sandbox: creating the mount point %s for Options.Tmpfs: %w", d, err)
+		}
+	}
 	begin := time.Now()
 	s := &Sandbox{exited: make(chan struct{}), outFile: filepath.Join(dir, "sandbox-boot.out")}
 	out, err := os.Create(s.outFile)
@@ -121,8 +179,9 @@ func boot(ctx context.Context, dir string) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	defer out.Close()
-	s.cmd = exec.Command("unshare", "--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private",
-		"/bin/sh", "-c", bootScript)
+	args := append([]string{"--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private",
+		"/bin/sh", "-c", bootScript, "sandbox-boot"}, opts.Tmpfs...)
+	s.cmd = exec.Command("unshare", args...)
 	// A new session, so the sandbox is not in the test's process group
 	// or tied to its terminal (the recipe's setsid).
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -186,8 +245,45 @@ func (s *Sandbox) bootOutput() string {
 func (s *Sandbox) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	full := append([]string{"-t", strconv.Itoa(s.PID), "-m", "-p", "--", name}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", full...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0"}
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0", "NO_COLOR=1"}
+	// nsenter forks to enter the PID namespace, so killing it when ctx
+	// ends may leave the command holding the output pipes: do not wait
+	// for them forever.
+	cmd.WaitDelay = 5 * time.Second
 	return cmd
+}
+
+// Result is how a command run by Exec ended.
+type Result struct {
+	// Code is the exit status; -1 when the command could not run or was
+	// killed, and then Stderr ends with why.
+	Code           int
+	Stdout, Stderr string
+}
+
+// Exec runs args inside the sandbox with env added to Command's
+// environment (secrets belong there, never in args) and reports how it
+// ended; a non-zero exit is not an error but a Result.
+func (s *Sandbox) Exec(ctx context.Context, env []string, args ...string) Result {
+	if len(args) == 0 {
+		return Result{Code: -1, Stderr: "sandbox: Exec needs a command"}
+	}
+	cmd := s.Command(ctx, args[0], args[1:]...)
+	cmd.Env = append(cmd.Env, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit) && exit.ExitCode() >= 0:
+		r.Code = exit.ExitCode()
+	default:
+		r.Code = -1
+		r.Stderr += fmt.Sprintf("\nsandbox: %s: %v", strings.Join(args, " "), err)
+	}
+	return r
 }
 
 // Run runs args inside the sandbox and returns its standard output; a
@@ -215,11 +311,41 @@ func (s *Sandbox) Path(path string) string {
 // InstallUnit writes a unit file into the sandbox's /etc/systemd/system (a
 // tmpfs: never the host's) and reloads systemd.
 func (s *Sandbox) InstallUnit(ctx context.Context, name, content string) error {
-	if name == "" || strings.ContainsRune(name, '/') || !strings.Contains(name, ".") {
-		return fmt.Errorf("sandbox: unit name %q must be a file name such as orbit-x.service", name)
+	if err := checkUnitName(name); err != nil {
+		return err
 	}
 	if err := renameio.WriteFile(s.Path(filepath.Join("/etc/systemd/system", name)), []byte(content), 0o644); err != nil {
 		return fmt.Errorf("sandbox: installing %s: %w", name, err)
+	}
+	if _, err := s.Run(ctx, "systemctl", "daemon-reload"); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkUnitName(name string) error {
+	if name == "" || strings.ContainsRune(name, '/') || !strings.Contains(name, ".") {
+		return fmt.Errorf("sandbox: unit name %q must be a file name such as orbit-x.service", name)
+	}
+	return nil
+}
+
+// InstallDropIn writes a drop-in name (such as "ca.conf") for unit into
+// the sandbox's /etc/systemd/system/UNIT.d and reloads systemd: the way an
+// administrator adds to a unit that a tool under test wrote.
+func (s *Sandbox) InstallDropIn(ctx context.Context, unit, name, content string) error {
+	if err := checkUnitName(unit); err != nil {
+		return err
+	}
+	if !strings.HasSuffix(name, ".conf") || strings.ContainsRune(name, '/') {
+		return fmt.Errorf("sandbox: drop-in name %q must be a file name ending in .conf (systemd ignores others)", name)
+	}
+	dir := s.Path(filepath.Join("/etc/systemd/system", unit+".d"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("sandbox: creating %s.d: %w", unit, err)
+	}
+	if err := renameio.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		return fmt.Errorf("sandbox: installing drop-in %s for %s: %w", name, unit, err)
 	}
 	if _, err := s.Run(ctx, "systemctl", "daemon-reload"); err != nil {
 		return err

@@ -41,6 +41,9 @@ type errString string
 func (e errString) Error() string { return string(e) }
 
 func TestSandbox(t *testing.T) {
+	if Inside() {
+		t.Skip("inside a sandbox already")
+	}
 	Require(t)
 	// The DANGER the recipe warns about: systemd-tmpfiles in the sandbox
 	// must not clean the host's /tmp.
@@ -174,6 +177,9 @@ func TestSandbox(t *testing.T) {
 }
 
 func TestRunReportsFailure(t *testing.T) {
+	if Inside() {
+		t.Skip("inside a sandbox already")
+	}
 	s := Boot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -190,7 +196,7 @@ func BenchmarkBoot(b *testing.B) {
 	Require(b)
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		s, err := boot(ctx, b.TempDir())
+		s, err := boot(ctx, b.TempDir(), Options{})
 		if err != nil {
 			cancel()
 			if s != nil {
@@ -209,6 +215,9 @@ func BenchmarkBoot(b *testing.B) {
 // parallel, so e2e tests of different packages may do this) and checks each
 // runs its own units.
 func TestTwoAtOnce(t *testing.T) {
+	if Inside() {
+		t.Skip("inside a sandbox already")
+	}
 	Require(t)
 	boxes := make([]*Sandbox, 2)
 	for i := range boxes {
@@ -226,5 +235,110 @@ func TestTwoAtOnce(t *testing.T) {
 				t.Fatalf("sandbox %d sees %d orbit-twin units, want only its own:\n%s", i, n, out)
 			}
 		})
+	}
+}
+
+func TestOptionsRejected(t *testing.T) {
+	for _, d := range []string{"relative/dir", "/", "/var/lib/../lib/x", "/tmp/x", "/etc/orbit", "/run", "/proc/1"} {
+		if err := (Options{Tmpfs: []string{d}}).check(); err == nil {
+			t.Errorf("Tmpfs %q accepted", d)
+		}
+	}
+	if err := (Options{Tmpfs: []string{"/var/lib/orbit", "/srv/x"}}).check(); err != nil {
+		t.Errorf("plain directories refused: %v", err)
+	}
+}
+
+// TestPrivateState: /etc changes, extra tmpfs mounts, drop-ins, Exec's
+// environment and exit codes, and a test binary run inside all stay in the
+// sandbox.
+func TestPrivateState(t *testing.T) {
+	if Inside() {
+		t.Skip("inside a sandbox already")
+	}
+	Require(t)
+	state := filepath.Join(testenv.SharedDir(t), "state")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hostFile := filepath.Join(state, "host-only")
+	if err := os.WriteFile(hostFile, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := BootWith(t, Options{Tmpfs: []string{state}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	user := randomName("orbitsb")[:16]
+	if r := s.Exec(ctx, nil, "useradd", "--system", "--no-create-home", user); r.Code != 0 {
+		t.Fatalf("useradd inside: %+v", r)
+	}
+	if r := s.Exec(ctx, nil, "id", "-u", user); r.Code != 0 {
+		t.Errorf("the user made inside is not there inside: %+v", r)
+	}
+	if b, _ := os.ReadFile("/etc/passwd"); strings.Contains(string(b), user+":") {
+		t.Fatalf("useradd inside the sandbox reached the host's /etc/passwd")
+	}
+
+	if r := s.Exec(ctx, nil, "test", "-e", hostFile); r.Code != 1 {
+		t.Errorf("%s is visible inside although its directory is a Tmpfs: %+v", hostFile, r)
+	}
+	if r := s.Exec(ctx, nil, "touch", filepath.Join(state, "inside-only")); r.Code != 0 {
+		t.Fatal(r)
+	}
+	if _, err := os.Stat(filepath.Join(state, "inside-only")); !os.IsNotExist(err) {
+		t.Errorf("a file written inside a Tmpfs reached the host (%v)", err)
+	}
+
+	r := s.Exec(ctx, []string{"ORBIT_PROBE=from-env"}, "sh", "-c", `echo "$ORBIT_PROBE"; echo oops >&2; exit 3`)
+	if r.Code != 3 || r.Stdout != "from-env\n" || r.Stderr != "oops\n" {
+		t.Errorf("Exec = %+v, want exit 3, the environment's value and stderr", r)
+	}
+	if r := s.Exec(ctx, nil, "/no/such/program"); r.Code == 0 {
+		t.Errorf("Exec of a missing program: %+v", r)
+	}
+
+	unit := randomName("orbit-dropin-") + ".service"
+	if err := s.InstallUnit(ctx, unit, "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo \"probe=$PROBE\"'\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InstallDropIn(ctx, unit, "env.conf", "[Service]\nEnvironment=PROBE=dropped-in\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InstallDropIn(ctx, unit, "env.txt", ""); err == nil {
+		t.Error("InstallDropIn accepted a name systemd ignores")
+	}
+	if _, err := s.Run(ctx, "systemctl", "start", unit); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the drop-in's environment in the journal", func() error {
+		out, err := s.Run(ctx, "journalctl", "--no-pager", "-u", unit, "-o", "cat")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "probe=dropped-in") {
+			return errString("not yet: " + out)
+		}
+		// systemd logs its own lines about the unit to the journal.
+		if !strings.Contains(out, "Finished") && !strings.Contains(out, "Deactivated") {
+			return errString("no line of systemd's about the unit yet: " + out)
+		}
+		return nil
+	})
+
+	bin := CopyTestBinary(t, filepath.Join(testenv.SharedDir(t), "bin", "sandbox.test"))
+	s.RunTest(ctx, t, bin, "TestInner", "ORBIT_PROBE=passed-on")
+}
+
+// TestInner runs inside the sandbox, started by TestPrivateState.
+func TestInner(t *testing.T) {
+	if !Inside() {
+		t.Skip("runs inside the sandbox only; TestPrivateState starts it there")
+	}
+	if b, _ := os.ReadFile("/proc/1/comm"); strings.TrimSpace(string(b)) != "systemd" {
+		t.Errorf("PID 1 is %q, want the sandbox's systemd", b)
+	}
+	if v := os.Getenv("ORBIT_PROBE"); v != "passed-on" {
+		t.Errorf("ORBIT_PROBE = %q, want RunTest's env", v)
 	}
 }
