@@ -325,7 +325,7 @@ func checkFlow(in accountInput, at func(key string) loc) []Diagnostic {
 		if b, ok := ParseBool(in.usePKCE); ok && !b {
 			ds = append(ds, at("use_pkce").diag(Warning,
 				fmt.Sprintf("use_pkce = %s: the Python proxy turns PKCE on for any non-empty value, even this one; orbit turns it off, so the two engines disagree", in.usePKCE),
-				"remove the use_pkce line to turn PKCE off in both engines"))
+				"set use_pkce = True to use PKCE in both engines (orbit uses it when the line is absent too); keep False only if the provider refuses PKCE"))
 		}
 		if eff != FlowAuthorizationCode {
 			ds = append(ds, at("use_pkce").diag(Warning,

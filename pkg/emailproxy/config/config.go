@@ -292,12 +292,13 @@ func (c *Config) Account(username string) (Account, bool) {
 		JWTCertificatePath:    get("jwt_certificate_path"),
 		JWTKeyPath:            get("jwt_key_path"),
 	}
-	if v := get("use_pkce"); v != "" {
-		// The Python proxy turns PKCE on for any non-empty value, even
-		// "False"; orbit honours an explicit false (Validate warns).
-		if b, ok := ParseBool(v); !ok || b {
-			a.UsePKCE = true
-		}
+	// PKCE costs nothing and protects the code, so orbit uses it unless
+	// told not to. The Python proxy uses it only when use_pkce is set, but
+	// for any non-empty value, even "False"; orbit honours an explicit
+	// false (Validate warns).
+	a.UsePKCE = true
+	if b, ok := ParseBool(get("use_pkce")); ok && !b {
+		a.UsePKCE = false
 	}
 	a.Tokens.TokenSalt = get("token_salt")
 	a.Tokens.TokenIterations, _ = strconv.Atoi(get("token_iterations"))

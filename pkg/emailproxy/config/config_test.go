@@ -117,7 +117,7 @@ oauth2_scope = default-scope
 }
 
 func TestUsePKCE(t *testing.T) {
-	for v, want := range map[string]bool{"": false, "True": true, "yes": true, "False": false, "off": false, "anything": true} {
+	for v, want := range map[string]bool{"": true, "True": true, "yes": true, "False": false, "off": false, "anything": true} {
 		s := "[a@b.c]\n"
 		if v != "" {
 			s += "use_pkce = " + v + "\n"
