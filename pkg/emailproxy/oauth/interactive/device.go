@@ -82,7 +82,13 @@ func (s *Server) startDevice(ctx context.Context, key, name string, acct config.
 // runDevice asks for a device code, announces it and polls until the
 // provider answers with tokens or a final error.
 func (s *Server) runDevice(ctx context.Context, r *request, acct config.Account) (oauth.TokenResponse, error) {
-	form := url.Values{"client_id": {acct.ClientID}, "scope": {strings.Join(strings.Fields(acct.Scope), " ")}}
+	// RFC 8628 3.1: a confidential client authenticates here as it does
+	// at the token endpoint, so the request carries what the polls carry.
+	form := url.Values{}
+	if err := oauth.SetClientAuth(form, acct, s.opts.Signer); err != nil {
+		return oauth.TokenResponse{}, err
+	}
+	form.Set("scope", strings.Join(strings.Fields(acct.Scope), " "))
 	rctx, cancel := context.WithTimeout(ctx, s.opts.ExchangeTimeout)
 	da, err := s.requestDeviceCode(rctx, acct.PermissionURL, form)
 	cancel()

@@ -96,8 +96,8 @@ func TestDeviceFlow(t *testing.T) {
 	p.mu.Lock()
 	df := p.deviceForms
 	p.mu.Unlock()
-	if len(df) != 1 || df[0].Get("client_id") != "client-1" || df[0].Get("scope") != acct.Scope || df[0].Has("client_secret") {
-		t.Errorf("device code requests = %v, want one with client_id and scope only", df)
+	if len(df) != 1 || df[0].Get("client_id") != "client-1" || df[0].Get("scope") != acct.Scope || df[0].Get("client_secret") != acct.ClientSecret {
+		t.Errorf("device code requests = %v, want one with client_id, client_secret and scope (RFC 8628 3.1)", df)
 	}
 	forms := p.forms()
 	if len(forms) != 4 {
