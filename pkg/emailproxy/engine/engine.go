@@ -162,11 +162,16 @@ func (e *Engine) Reload(ctx context.Context) error {
 	return err
 }
 
-// Shutdown stops accepting, lets running sessions finish until ctx ends,
-// then closes what is left and the redirect listeners.
+// Shutdown ends the logins that wait for a person, stops accepting, lets
+// running sessions finish until ctx ends, then closes what is left.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	// Waiting logins go first, with a reply saying the authorisation is
+	// still needed: nobody completes one during the drain, and otherwise
+	// each of them would hold every stop and restart for the whole drain
+	// time-out and then be cut off without a reply.
+	aerr := e.auth.Shutdown(ctx)
 	err := e.proxy.Shutdown(ctx)
-	if aerr := e.auth.Shutdown(ctx); aerr != nil && err == nil {
+	if err == nil {
 		err = aerr
 	}
 	return err

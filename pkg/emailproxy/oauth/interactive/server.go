@@ -433,7 +433,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	for _, r := range reqs {
-		s.finish(r, oauth.TokenResponse{}, fmt.Errorf("account %s: %w", r.account, ErrClosed))
+		// Still ErrNeedsAuthorization for the mail client: a temporary
+		// failure to retry, not a wrong password.
+		s.finish(r, oauth.TokenResponse{}, fmt.Errorf("%w: the proxy is stopping before anyone completed the authorisation of account %s; log in again once it runs, and open the new URL (%w)",
+			oauth.ErrNeedsAuthorization, r.account, ErrClosed))
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
