@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/internal/testenv/fakeoauth"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
 
 // The interactive scenarios: a mailer's login needs a person, the engine
@@ -614,4 +619,160 @@ func summarize(ps []fakeoauth.TokenRequest) []string {
 		out = append(out, fmt.Sprintf("%s %d %s", p.At.Format("15:04:05.000"), p.Status, p.Error))
 	}
 	return out
+}
+
+// statusCLI runs `orbit email-oauth2-proxy status --output json` on this
+// world's files and returns the report and the exit status.
+func (e *env) statusCLI() (statusReport, int) {
+	e.t.Helper()
+	out, err := e.run("email-oauth2-proxy", "status", "--config", e.config, "--status-file", e.status,
+		"--token-cache", e.tokens, "--output", "json")
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			e.t.Fatalf("status: %v\n%s", err, out)
+		}
+		code = ee.ExitCode()
+	}
+	// Only standard output is JSON; the exit's explanation goes to
+	// standard error, which run merges: take the JSON object.
+	start, end := strings.Index(out, "{"), strings.LastIndex(out, "}")
+	var rep statusReport
+	if start < 0 || end < start {
+		e.t.Fatalf("status printed no JSON (exit %d):\n%s", code, out)
+	}
+	if err := json.Unmarshal([]byte(out[start:end+1]), &rep); err != nil {
+		e.t.Fatalf("status JSON: %v\n%s", err, out)
+	}
+	return rep, code
+}
+
+// statusReport is the part of status's JSON document these tests read.
+type statusReport struct {
+	Accounts   []statusAccount `json:"accounts"`
+	StatusFile struct {
+		Path  string `json:"path"`
+		PID   int    `json:"pid"`
+		Error string `json:"error"`
+	} `json:"status_file"`
+}
+
+// TestE2EStatus: while a login waits, the engine's status file and
+// `orbit email-oauth2-proxy status` show the account waiting with the URL;
+// after the authorisation, authorised with the token's expiry. Neither the
+// file nor serve's log holds a secret, including the refresh token the
+// next login spends.
+func TestE2EStatus(t *testing.T) {
+	e := newEnv(t)
+	e.addClient("")
+	e.registerCode(alice)
+	// Short-lived access tokens: the second login must refresh (the
+	// proxy refreshes 600 s before expiry), so a refresh token travels.
+	e.prov.SetAccessTokenLifetime(5 * time.Minute)
+	serve := e.serve()
+
+	login := e.imapLoginAsync(alice)
+	authURL := e.waitAuthURL(alice, 1)
+	// The engine reports before it logs: the file is current already.
+	st, err := oauth.ReadStatus(e.status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := st.Accounts[alice]
+	if a.State != oauth.StateWaiting || a.AuthURL != authURL || a.Flow != "authorization_code" {
+		t.Errorf("status file while waiting: %+v, want waiting with the logged URL", a)
+	}
+	if st.PID != serve.cmd.Process.Pid {
+		t.Errorf("status file pid %d, serve is %d", st.PID, serve.cmd.Process.Pid)
+	}
+	rep, code := e.statusCLI()
+	if code != 6 {
+		t.Errorf("status exit %d, want 6 (no systemd here)", code)
+	}
+	if got := findAccount(rep, alice); got == nil || got.State != "waiting" || got.AuthURL != authURL || got.Source != "status-file" {
+		t.Errorf("status --output json while waiting: %+v", got)
+	}
+
+	res := e.authorize(alice, authURL)
+	if res.Status != 200 {
+		t.Fatalf("authorisation: %d\n%s", res.Status, res.Body)
+	}
+	if out := e.awaitLogin(login, "the waiting LOGIN"); out != "LOGGED-IN" {
+		t.Fatalf("the waiting LOGIN: %s", out)
+	}
+	authorisedAt := time.Now()
+	if out, err := e.imapLogin(alice, mailerPassword); err != nil || out != "LOGGED-IN" {
+		t.Fatalf("the login that refreshes: %v %s", err, out)
+	}
+	var refreshTokens []string
+	var verifier string
+	for _, r := range e.prov.TokenRequests() {
+		switch r.GrantType {
+		case fakeoauth.GrantRefreshToken:
+			if r.Status == 200 {
+				refreshTokens = append(refreshTokens, r.Form.Get("refresh_token"))
+			}
+		case fakeoauth.GrantAuthorizationCode:
+			verifier = r.Form.Get("code_verifier")
+		}
+	}
+	if len(refreshTokens) != 1 {
+		t.Fatalf("refreshes = %d, want 1 (lifetime 5 min is inside the 10 min margin)", len(refreshTokens))
+	}
+
+	st, err = oauth.ReadStatus(e.status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = st.Accounts[alice]
+	if a.State != oauth.StateAuthorised || a.AuthURL != "" {
+		t.Errorf("status file after authorisation: %+v, want authorised without a URL", a)
+	}
+	if d := a.TokenExpiry.Sub(authorisedAt); d < 4*time.Minute || d > 6*time.Minute {
+		t.Errorf("token_expiry %v is %v after the authorisation, want about 5 min (the provider's lifetime)", a.TokenExpiry, d)
+	}
+	rep, code = e.statusCLI()
+	if code != 6 {
+		t.Errorf("status exit %d, want 6", code)
+	}
+	if got := findAccount(rep, alice); got == nil || got.State != "authorised" || got.TokenExpiry == nil || !got.TokenExpiry.Equal(a.TokenExpiry) {
+		t.Errorf("status --output json after authorisation: %+v, want authorised until %v", got, a.TokenExpiry)
+	}
+
+	raw, err := os.ReadFile(e.status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := append([]string{clientSecret, mailerPassword, res.Code, verifier}, refreshTokens...)
+	for i, s := range secrets {
+		if s != "" && strings.Contains(string(raw), s) {
+			t.Errorf("the status file holds secret #%d (client secret, mailer password, code, verifier, refresh tokens)", i)
+		}
+	}
+	for _, run := range tokenish.FindAllString(string(raw), -1) {
+		if _, active := e.prov.Introspect(run); active {
+			t.Errorf("the status file holds an access token")
+		}
+	}
+	e.checkNoSecrets(append([]string{res.Code, verifier}, refreshTokens...)...)
+}
+
+// statusAccount is one account of status's JSON document.
+type statusAccount struct {
+	Name        string     `json:"name"`
+	State       string     `json:"state"`
+	Source      string     `json:"source"`
+	Flow        string     `json:"flow"`
+	AuthURL     string     `json:"auth_url"`
+	TokenExpiry *time.Time `json:"token_expiry"`
+}
+
+func findAccount(rep statusReport, name string) *statusAccount {
+	for i := range rep.Accounts {
+		if rep.Accounts[i].Name == name {
+			return &rep.Accounts[i]
+		}
+	}
+	return nil
 }
