@@ -253,7 +253,11 @@ func jobError(what string, err error) error {
 // failed explains a start, stop or restart that did not work: the unit's
 // last journal lines on stderr, then an error that says what to do.
 func (o *Options) failed(ctx context.Context, what string, err error, since time.Time, cfgPath string) error {
-	printTail(ctx, o.IO.ErrOut, o.Journal, o.Unit, since, o.Location)
+	// Only a start or restart whose job systemd ended (not one we gave up
+	// waiting for) is sure to get systemd's failure line to wait for.
+	var opErr *systemd.OpError
+	settle := o.Action != Stop && errors.As(err, &opErr) && !errors.Is(err, context.DeadlineExceeded)
+	printTail(ctx, o.IO.ErrOut, o.Journal, o.Unit, since, settle, o.Location)
 	code := exitcode.Failed
 	var de dbus.Error
 	switch {

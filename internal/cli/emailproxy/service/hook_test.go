@@ -11,6 +11,7 @@ import (
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/journal"
 )
 
 func TestHookAfterWrite(t *testing.T) {
@@ -75,7 +76,7 @@ func TestHookAfterWrite(t *testing.T) {
 			c := &servicetest.Connector{Manager: m}
 			inst := &servicetest.Installer{}
 			tt.setup(m, c)
-			h := &service.Hook{IO: io, Connector: c, Installer: inst, Journal: &servicetest.Journal{},
+			h := &service.Hook{IO: io, Connector: c, Installer: inst, Journal: &servicetest.Journal{History: []journal.Entry{unitFailed(t0, "c1")}},
 				Executable: func() (string, error) { return "/usr/local/bin/orbit", nil },
 				Now:        func() time.Time { return t0 }, Timeout: 5 * time.Second}
 			msg, err := h.AfterWrite(context.Background(), cfg, tt.restart)

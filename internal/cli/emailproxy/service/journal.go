@@ -53,22 +53,54 @@ func Tail(ctx context.Context, r JournalReader, unit string, n int, since time.T
 		}
 		return out, nil
 	}
-	q := journal.Query{Units: []string{unit}, Lines: n}
 	if !since.IsZero() {
-		q.Since = since
-		got, err := read(q)
+		// Not Lines with Since: journalctl --since=T --lines=N prints the
+		// first N entries after T, not the newest N, and a window that
+		// holds the previous run's last lines would then end before this
+		// start's. The window is short, so keep its newest n here.
+		got, err := read(journal.Query{Units: []string{unit}, Since: since})
+		if len(got) > n {
+			got = got[len(got)-n:]
+		}
 		if err != nil || len(got) > 0 {
 			return got, err
 		}
-		q.Since = time.Time{}
 	}
-	return read(q)
+	return read(journal.Query{Units: []string{unit}, Lines: n})
+}
+
+// The catalog IDs of the lines systemd logs when a unit fails ("...: Failed
+// with result 'exit-code'.") and when a start job fails ("Failed to start
+// ..."): once one of them is in the journal, so is what the engine said
+// before it died.
+const (
+	msgUnitFailureResult = "d9b373ed55a64feb8242e02dbe79a49c"
+	msgStartJobFailed    = "be02cf6855d2428ba40df7e9d022f03d"
+)
+
+// FailureSettle bounds how long a failed start waits for journald to take
+// in the unit's last lines: journald reads its sockets on its own time, and
+// right after the job failed it may not have read even systemd's
+// "Starting" line, let alone the engine's reason.
+const FailureSettle = 2 * time.Second
+
+// hasFailure reports whether entries hold systemd's word, at or after
+// since, that the unit or its start job failed.
+func hasFailure(entries []journal.Entry, since time.Time) bool {
+	for _, e := range entries {
+		if (e.MessageID == msgUnitFailureResult || e.MessageID == msgStartJobFailed) && !e.Time.Before(since) {
+			return true
+		}
+	}
+	return false
 }
 
 // printTail writes the unit's last journal lines to w, for a failed start.
-// Journal trouble is reported in place of the lines, never instead of the
-// failure itself.
-func printTail(ctx context.Context, w io.Writer, r JournalReader, unit string, since time.Time, loc *time.Location) {
+// With settle, it first waits (up to FailureSettle) until systemd's failure
+// line is in the journal, so the lines shown are the ones that explain the
+// failure. Journal trouble is reported in place of the lines, never instead
+// of the failure itself.
+func printTail(ctx context.Context, w io.Writer, r JournalReader, unit string, since time.Time, settle bool, loc *time.Location) {
 	if r == nil {
 		return
 	}
@@ -76,6 +108,13 @@ func printTail(ctx context.Context, w io.Writer, r JournalReader, unit string, s
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	entries, err := Tail(ctx, r, unit, FailureLines, since)
+	for deadline := time.Now().Add(FailureSettle); settle && err == nil && !hasFailure(entries, since) && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+		entries, err = Tail(ctx, r, unit, FailureLines, since)
+	}
 	if len(entries) > 0 {
 		fmt.Fprintf(w, "Last %d journal lines of %s:\n", len(entries), unit)
 		for _, e := range entries {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,29 @@ func (e *env) run(t *testing.T) (exitcode.Code, string, string, error) {
 	return exitcode.Of(err), o, eo, err
 }
 
+// unitFailed is the line systemd logs when the unit fails.
+func unitFailed(at time.Time, cursor string) journal.Entry {
+	return servicetest.Entry(at, cursor, "email-oauth2-proxy.service: Failed with result 'exit-code'.",
+		"SYSLOG_IDENTIFIER=systemd", "UNIT="+service.DefaultUnit, "MESSAGE_ID=d9b373ed55a64feb8242e02dbe79a49c")
+}
+
+// lateJournal takes in its late entries only after readsBefore reads, as a
+// busy journald does.
+type lateJournal struct {
+	servicetest.Journal
+	readsBefore int
+	reads       int
+	late        []journal.Entry
+}
+
+func (j *lateJournal) Entries(ctx context.Context, q journal.Query) iter.Seq2[journal.Entry, error] {
+	j.reads++
+	if j.reads == j.readsBefore {
+		j.History = append(j.History, j.late...)
+	}
+	return j.Journal.Entries(ctx, q)
+}
+
 func TestStartStopRestart(t *testing.T) {
 	cfg := servicetest.WriteConfig(t, servicetest.MinimalConfig)
 	opErr := &systemd.OpError{Op: "start", Unit: service.DefaultUnit, JobResult: "failed",
@@ -106,13 +130,30 @@ func TestStartStopRestart(t *testing.T) {
 					servicetest.Entry(t0.Add(-time.Hour), "c1", "an old line that is not about this start"),
 					servicetest.Entry(t0.Add(100*time.Millisecond), "c2", "Starting orbit email OAuth 2.0 proxy...", "SYSLOG_IDENTIFIER=systemd", "UNIT="+service.DefaultUnit),
 					servicetest.Entry(t0.Add(200*time.Millisecond), "c3", "config: [IMAP-2993] server_port: \"x\" is not a port"),
+					unitFailed(t0.Add(300*time.Millisecond), "c4"),
 				}
 			},
 			code: exitcode.Failed,
-			stderr: []string{"Last 2 journal lines of email-oauth2-proxy.service:",
+			stderr: []string{"Last 3 journal lines of email-oauth2-proxy.service:",
 				"2026-01-02 03:04:05 orbit[4242]: config: [IMAP-2993] server_port",
+				"email-oauth2-proxy.service: Failed with result 'exit-code'.",
 				`start email-oauth2-proxy.service: the job ended "failed"`, "main process exited with status 4",
 				"orbit email-oauth2-proxy config validate " + cfg, "orbit email-oauth2-proxy logs -n 100"},
+		},
+		{
+			// journald reads its sockets on its own time: right after the
+			// job failed the journal may not hold the engine's reason yet.
+			name: "failed start waits for journald to take in why", action: service.Start,
+			setup: func(e *env) {
+				e.mgr.Fail = map[string]error{"start " + service.DefaultUnit: opErr}
+				e.opts.Journal = &lateJournal{readsBefore: 3, late: []journal.Entry{
+					servicetest.Entry(t0.Add(200*time.Millisecond), "c3", "invalid configuration: emailproxy.config:1: this line comes before any [section] header"),
+					unitFailed(t0.Add(300*time.Millisecond), "c4"),
+				}}
+			},
+			code: exitcode.Failed,
+			stderr: []string{"Last 2 journal lines of email-oauth2-proxy.service:", "invalid configuration: emailproxy.config:1:",
+				"Failed with result 'exit-code'."},
 		},
 		{
 			name: "failed start with no journalctl still explains", action: service.Start,
@@ -369,6 +410,28 @@ func TestSplitExecUndoesRenderQuoting(t *testing.T) {
 		}
 		if got.ConfigPath != cfg || got.Argv[0] != "/opt/orbit dir/orbit%1" || got.Foreign {
 			t.Errorf("%q: parsed %q (config %q)", cfg, got.Argv, got.ConfigPath)
+		}
+	}
+}
+
+// TestTailNewestOfWindow: journalctl --since=T --lines=N prints the first N
+// entries after T, so Tail must not ask for both; it keeps the window's
+// newest n itself.
+func TestTailNewestOfWindow(t *testing.T) {
+	j := &servicetest.Journal{}
+	for i := range 25 {
+		j.History = append(j.History, servicetest.Entry(t0.Add(time.Duration(i)*time.Millisecond), fmt.Sprintf("c%d", i), fmt.Sprintf("line %d", i)))
+	}
+	got, err := service.Tail(context.Background(), j, service.DefaultUnit, 20, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 20 || got[0].Message != "line 5" || got[19].Message != "line 24" {
+		t.Fatalf("Tail = %d entries, %q .. %q, want line 5 .. line 24", len(got), got[0].Message, got[len(got)-1].Message)
+	}
+	for _, q := range j.Queries {
+		if !q.Since.IsZero() && q.Lines > 0 {
+			t.Errorf("query %+v combines Since and Lines, which journalctl answers with the oldest lines", q)
 		}
 	}
 }
