@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/status"
 	"github.com/senhasegura/orbit/internal/testenv/fakeoauth"
 	"github.com/senhasegura/orbit/internal/testenv/sandbox"
+	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 )
 
 // unitWorld is the harness's world with the proxy run by a real systemd
@@ -131,6 +133,24 @@ func (w *unitWorld) journalSecretFree(known map[string]string) {
 	w.t.Logf("%d journal entries of %s hold no secret", n, unitName)
 }
 
+// authURLLogged is when journald took in the unit's authorisation URL
+// entry (its __REALTIME_TIMESTAMP).
+func (w *unitWorld) authURLLogged() (time.Time, bool) {
+	r := w.box.Exec(w.ctx, nil, "journalctl", "--no-pager", "-o", "json", "-u", unitName, "MESSAGE_ID="+events.AuthURL)
+	var entry struct {
+		Realtime string `json:"__REALTIME_TIMESTAMP"`
+	}
+	if r.Code != 0 || json.Unmarshal([]byte(strings.SplitN(r.Stdout, "\n", 2)[0]), &entry) != nil {
+		w.t.Errorf("the unit's journal has no entry with MESSAGE_ID=%s (the authorisation URL): exit %d %s", events.AuthURL, r.Code, r.Stderr)
+		return time.Time{}, false
+	}
+	us, err := strconv.ParseInt(entry.Realtime, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(us), true
+}
+
 // journalWord is a run of base64url characters as long as the provider's
 // access tokens.
 var journalWord = regexp.MustCompile(`[A-Za-z0-9_-]{43,}`)
@@ -191,9 +211,18 @@ func TestE2ESystemd(t *testing.T) {
 
 	// A provisioning script waits for the URL before the mailer logs in.
 	followed := make(chan sandbox.Result, 1)
+	var returned time.Time
 	go func() {
-		followed <- box.Exec(ctx, nil, e.orbit, "email-oauth2-proxy", "logs", "--auth-url", "--follow", "--timeout", "60s")
+		r := box.Exec(ctx, nil, e.orbit, "email-oauth2-proxy", "logs", "--auth-url", "--follow", "--timeout", "60s")
+		returned = time.Now()
+		followed <- r
 	}()
+	// Nothing is pending yet, so it must wait rather than answer.
+	select {
+	case r := <-followed:
+		t.Fatalf("logs --auth-url --follow returned before any login: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	case <-time.After(300 * time.Millisecond):
+	}
 
 	login := w.login()
 	var authURL string
@@ -203,6 +232,11 @@ func TestE2ESystemd(t *testing.T) {
 			t.Fatalf("logs --auth-url --follow: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
 		authURL = strings.TrimSpace(r.Stdout)
+		// journald tells followers about new entries at most every 250 ms
+		// (it coalesces its change notifications), so expect about that.
+		if logged, ok := w.authURLLogged(); ok {
+			t.Logf("measure: logs --auth-url --follow returned %v after journald took in the URL", returned.Sub(logged).Round(time.Millisecond))
+		}
 	case out := <-login:
 		t.Fatalf("the login finished (%q) without an authorisation", out)
 	case <-time.After(30 * time.Second):
@@ -241,6 +275,14 @@ func TestE2ESystemd(t *testing.T) {
 		t.Errorf("logs --auth-url still prints %q after the authorisation succeeded", r.Stdout)
 	}
 	known := map[string]string{"client secret": clientSecret, "mailer password": mailerPassword, "authorisation code": res.Code}
+	for _, tr := range e.prov.TokenRequests() {
+		if v := tr.Form.Get("code_verifier"); v != "" {
+			known["PKCE code verifier"] = v
+		}
+	}
+	if known["PKCE code verifier"] == "" {
+		t.Error("the code exchange carried no code_verifier")
+	}
 	w.journalSecretFree(known)
 
 	// restart: the new engine still has the tokens; the next login goes
