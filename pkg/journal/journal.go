@@ -134,6 +134,40 @@ const stderrLimit = 4096
 // ctx's error, so a follow stopped by a timeout is told apart from the end
 // of the journal.
 func (r *Reader) Entries(ctx context.Context, q Query) iter.Seq2[Entry, error] {
+	if q.Lines > 0 && !q.Follow && (!q.Since.IsZero() || q.AfterCursor != "") {
+		return r.newestOfWindow(ctx, q)
+	}
+	return r.entries(ctx, q)
+}
+
+// newestOfWindow keeps the newest q.Lines entries of a bounded window.
+// journalctl given both --since and --lines shows the oldest N entries
+// after --since, the opposite of what "the last N since then" means.
+func (r *Reader) newestOfWindow(ctx context.Context, q Query) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		n := q.Lines
+		q.Lines = 0
+		ring := make([]Entry, 0, n)
+		for e, err := range r.entries(ctx, q) {
+			if err != nil {
+				yield(e, err)
+				return
+			}
+			if len(ring) == n {
+				copy(ring, ring[1:])
+				ring = ring[:n-1]
+			}
+			ring = append(ring, e)
+		}
+		for _, e := range ring {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (r *Reader) entries(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
 		if err := validate(q); err != nil {
 			yield(Entry{}, err)

@@ -154,6 +154,8 @@ func TestReaderOnRealJournalFile(t *testing.T) {
 		{"lines keeps the newest", Query{Units: []string{unit}, Lines: 1}, []string{"Started email-oauth2-proxy.service."}},
 		{"since", Query{Since: base.Add(3 * time.Millisecond)}, []string{"bin\xff\x00ary\nsecond line", "Started email-oauth2-proxy.service."}},
 		{"after cursor", Query{AfterCursor: all[3].Cursor}, []string{"Started email-oauth2-proxy.service."}},
+		// The newest of the window, not journalctl's oldest-after-since.
+		{"since and lines keep the newest", Query{Since: base, Lines: 2}, []string{"bin\xff\x00ary\nsecond line", "Started email-oauth2-proxy.service."}},
 		{"no match", Query{Units: []string{"nothing.service"}}, nil},
 	}
 	for _, tt := range tests {
