@@ -155,6 +155,11 @@ func Render(opts UnitOptions) (Unit, error) {
 	add("Service", "ExecStart", exec)
 	add("Service", "Restart", "on-failure")
 	add("Service", "RestartSec", seconds(o.RestartDelay))
+	if notify {
+		// serve exits 4 on an invalid file: restarting cannot fix that,
+		// and a restart loop would bury the error in the journal.
+		add("Service", "RestartPreventExitStatus", "4")
+	}
 	if notify && o.Watchdog > 0 {
 		add("Service", "WatchdogSec", seconds(o.Watchdog))
 	}
