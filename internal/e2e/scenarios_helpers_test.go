@@ -154,22 +154,19 @@ func (e *env) popLoginReply(user, password string) string {
 	if g, err := c.line(); err != nil || !strings.HasPrefix(g, "+OK") {
 		e.t.Fatalf("POP3 greeting %q: %v", g, err)
 	}
-	for _, cmd := range []string{"USER " + user, "PASS " + password} {
-		if err := c.send(cmd); err != nil {
-			e.t.Fatal(err)
-		}
-		r, err := c.line()
-		if err != nil {
-			e.t.Fatalf("POP3 %s: %v", strings.Fields(cmd)[0], err)
-		}
-		if strings.HasPrefix(cmd, "PASS") || !strings.HasPrefix(r, "+OK") {
-			if strings.HasPrefix(r, "+OK") {
-				c.send("QUIT")
-			}
-			return r
-		}
+	c.send("USER " + user)
+	if r, err := c.line(); err != nil || !strings.HasPrefix(r, "+OK") {
+		e.t.Fatalf("POP3 USER: %q %v", r, err)
 	}
-	return ""
+	c.send("PASS " + password)
+	r, err := c.line()
+	if err != nil {
+		e.t.Fatalf("POP3 PASS: %v", err)
+	}
+	if strings.HasPrefix(r, "+OK") {
+		c.send("QUIT")
+	}
+	return r
 }
 
 // smtpReply reads one (possibly multi-line) SMTP reply; the result is the
