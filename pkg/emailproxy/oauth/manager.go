@@ -107,6 +107,9 @@ type Manager struct {
 
 	cacheMu sync.RWMutex
 	cache   map[string]cachedToken
+	// rejected is, per account, the last access token the upstream server
+	// refused: a stored token equal to it is not used again.
+	rejected map[string]string
 
 	locksMu sync.Mutex
 	locks   map[string]*accountLock
@@ -146,6 +149,7 @@ func NewManager(opts Options) (*Manager, error) {
 		onSecret:    opts.OnClientSecretEncrypted,
 		reqTimeout:  opts.RequestTimeout,
 		cache:       map[string]cachedToken{},
+		rejected:    map[string]string{},
 		locks:       map[string]*accountLock{},
 	}
 	if m.reqTimeout <= 0 {
@@ -269,6 +273,29 @@ func (m *Manager) remember(account string, c cachedToken) {
 	m.cacheMu.Unlock()
 }
 
+// TokenRejected is told by the proxy that the upstream server refused
+// token for username (revoked before its expiry): it is dropped from memory
+// and never used again, so the next login refreshes or re-runs the flow.
+func (m *Manager) TokenRejected(username, token string) {
+	name := username
+	if acct, ok := m.src.Account(username); ok && acct.Name != "" {
+		name = acct.Name
+	}
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	if c, ok := m.cache[name]; ok && c.token == token {
+		delete(m.cache, name)
+	}
+	m.rejected[name] = token
+	m.log.Info("the upstream server refused the access token; the next login gets a new one", "account", name)
+}
+
+func (m *Manager) isRejected(account, token string) bool {
+	m.cacheMu.RLock()
+	defer m.cacheMu.RUnlock()
+	return m.rejected[account] == token
+}
+
 func (m *Manager) forget(account string) {
 	m.cacheMu.Lock()
 	delete(m.cache, account)
@@ -388,7 +415,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 	}
 
 	now := m.now()
-	if rec.AccessToken != "" && fresh(rec.AccessTokenExpiry, now) {
+	if rec.AccessToken != "" && fresh(rec.AccessTokenExpiry, now) && !m.isRejected(acct.Name, rec.AccessToken) {
 		m.remember(acct.Name, cachedToken{mac: mac, token: rec.AccessToken, expiry: rec.AccessTokenExpiry, flow: flow})
 		m.status.authorised(acct.Name, flow, rec.AccessTokenExpiry)
 		return rec.AccessToken, nil

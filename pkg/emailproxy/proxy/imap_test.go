@@ -121,7 +121,8 @@ func TestIMAPFailureReplies(t *testing.T) {
 		t.Errorf("bad password reply\n got %q\nwant %q", got, want)
 	}
 	c.send(`a3 LOGIN nobody@example.com "x"`)
-	c.expect("a3 NO LOGIN Email OAuth 2.0 Proxy: Login failed for account nobody@example.com - no section for nobody@example.com: unknown account")
+	// The Authenticator's text is written for the client: shown as it is.
+	c.expect("a3 NO LOGIN Email OAuth 2.0 Proxy: no section for nobody@example.com: unknown account")
 	c.send(`a4 LOGIN refused@example.com pw`)
 	got := c.expect("a4 NO LOGIN Email OAuth 2.0 Proxy: Login failed for account refused@example.com - the upstream server ")
 	if !strings.Contains(got, "NO [AUTHENTICATIONFAILED] Invalid credentials") || !strings.Contains(got, `"status":"401"`) {

@@ -274,7 +274,8 @@ func TestTemporaryFailures(t *testing.T) {
 			popUp := startFake(t, e.ca, true, servePOP)
 			smtpUp := startFake(t, e.ca, true, serveSMTP)
 			e.apply(section("IMAP-1", config.IMAP, imapUp), section("POP-1", config.POP, popUp), section("SMTP-1", config.SMTP, smtpUp))
-			msg := "Email OAuth 2.0 Proxy: Login failed for account alice@example.com - " + cause.Error()
+			// The Authenticator's text is written for the client (auth.go).
+			msg := "Email OAuth 2.0 Proxy: " + cause.Error()
 
 			c := dialClient(t, e.addr("IMAP-1"))
 			c.expect("* OK")

@@ -49,6 +49,9 @@ type session struct {
 	ur     *bufio.Reader
 
 	loginDeadline time.Time
+	// token is the access token of the current login attempt, handed back
+	// to the Authenticator when the upstream refuses it.
+	token string
 
 	mu     sync.Mutex
 	closed bool
@@ -271,9 +274,24 @@ func (s *session) accessToken(user, pass string) (string, error) {
 	}
 	if err != nil {
 		s.loginFailed(user, err)
-		return "", err
+		return "", &tokenError{err}
 	}
+	s.token = tok
 	return tok, nil
+}
+
+// tokenError marks an Authenticator's error: its text is already written
+// for the mail client (auth.go), so replies use it as it is.
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string { return e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
+
+// TokenRejecter is implemented by an Authenticator that wants to know when
+// the upstream server refused an access token it returned (revoked before
+// its expiry), so that the next login gets a new one instead of the same.
+type TokenRejecter interface {
+	TokenRejected(username, token string)
 }
 
 func (s *session) loginOK(user string) {
@@ -281,6 +299,12 @@ func (s *session) loginOK(user string) {
 }
 
 func (s *session) loginFailed(user string, err error) {
+	var refused *authRefusedError
+	if errors.As(err, &refused) && s.token != "" {
+		if r, ok := s.srv.opts.Authenticator.(TokenRejecter); ok {
+			r.TokenRejected(user, s.token)
+		}
+	}
 	s.srv.log.Warn("login failed", "message_id", events.LoginFailed, "account", user,
 		"protocol", s.proto, "client", s.peer, "reason", err.Error())
 }
@@ -382,9 +406,9 @@ func describe(user string, err error) failure {
 		// admin completes the authorisation, so mailers should queue and
 		// retry rather than report the credentials as wrong.
 		f.temporary = true
-		f.text = fmt.Sprintf("Login failed for account %s - %v", user, err)
+		f.text = loginFailedText(user, err)
 	default:
-		f.text = fmt.Sprintf("Login failed for account %s - %v", user, err)
+		f.text = loginFailedText(user, err)
 	}
 	f.text = ReplyPrefix + oneLine(f.text)
 	return f
@@ -445,4 +469,14 @@ func (s *session) pipe() {
 		}
 	}
 	s.closeAll()
+}
+
+// loginFailedText: the token layer's errors are already written for the
+// client ("Login failed for account ..."); the proxy's own get that frame.
+func loginFailedText(user string, err error) string {
+	var te *tokenError
+	if errors.As(err, &te) {
+		return te.Error()
+	}
+	return fmt.Sprintf("Login failed for account %s - %v", user, err)
 }
