@@ -501,7 +501,9 @@ func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff con
 		// a second event would make `logs` show every failure twice.
 		log.Info("interactive authorisation did not complete", "reason", err.Error())
 		m.status.failing(acct.Name, flow, err.Error())
-		return TokenResponse{}, &loginError{msg: fmt.Sprintf("Login failed for account %s: %v", printable(acct.Name), err), err: err}
+		// The Authorizer's errors name the account already.
+		why := strings.TrimPrefix(err.Error(), "account "+acct.Name+": ")
+		return TokenResponse{}, &loginError{msg: fmt.Sprintf("Login failed for account %s - %s", printable(acct.Name), why), err: err}
 	}
 	if tr.AccessToken == "" {
 		e := &loginError{
