@@ -59,7 +59,7 @@ func (s *session) runPOP() {
 				bad++
 				continue
 			}
-			done, err := s.popLogin(user, arg)
+			done, err := popLogin.login(s, user, arg)
 			if done || err != nil {
 				return
 			}
@@ -94,7 +94,7 @@ func (s *session) runPOP() {
 				bad++
 				continue
 			}
-			done, err := s.popLogin(u, p)
+			done, err := popLogin.login(s, u, p)
 			if done || err != nil {
 				return
 			}
@@ -187,67 +187,21 @@ func (s *session) popCapa() error {
 	return s.writeClient(strings.Join(out, "\r\n"))
 }
 
-// popLogin logs in upstream with AUTH XOAUTH2: wait for "+", send the
-// response, expect +OK. An error challenge ("+ <base64>") is answered with
-// an empty line to get the final -ERR.
-func (s *session) popLogin(user, pass string) (done bool, err error) {
-	fail := func(err error) error {
-		f := describe(user, err)
-		if f.temporary {
-			return s.writeClient("-ERR [SYS/TEMP] " + f.text)
-		}
-		return s.writeClient("-ERR Authentication failed. " + f.text)
-	}
-	token, err := s.accessToken(user, pass)
-	if err != nil {
-		return false, fail(err)
-	}
-	lost := func(err error) (bool, error) {
-		s.loginFailed(user, err)
-		fail(err)
-		return true, err
-	}
-	if err := s.writeUp("AUTH XOAUTH2", ""); err != nil {
-		return lost(err)
-	}
-	cont, err := s.readUp()
-	if err != nil {
-		return lost(err)
-	}
-	refused := func(reply string) (bool, error) {
-		rerr := &authRefusedError{server: hostPort(s.cfg.srv), reply: reply}
-		s.loginFailed(user, rerr)
-		return false, fail(rerr)
-	}
-	if !isContinuation(cont) {
-		return refused(cont)
-	}
-	if err := s.writeUp(xoauth2(user, token), "[redacted]"); err != nil {
-		return lost(err)
-	}
-	reply, err := s.readUp()
-	if err != nil {
-		return lost(err)
-	}
-	if isContinuation(reply) {
-		detail := saslErrorDetail(strings.TrimSpace(strings.TrimPrefix(reply, "+")))
-		if err := s.writeUp("", ""); err != nil {
-			return lost(err)
-		}
-		if reply, err = s.readUp(); err != nil {
-			return lost(err)
-		}
-		return refused(strings.TrimSpace(reply + " " + detail))
-	}
-	if !strings.HasPrefix(reply, "+OK") {
-		return refused(reply)
-	}
-	if err := s.writeClient(reply); err != nil {
-		return true, err
-	}
-	s.loginOK(user)
-	s.pipe()
-	return true, nil
+// popLogin logs in upstream with AUTH XOAUTH2: "+" is the continuation,
+// +OK the success, anything else a refusal.
+var popLogin = saslLogin{
+	temporary: "-ERR [SYS/TEMP] ",
+	permanent: "-ERR Authentication failed. ",
+	read: func(s *session) (saslReply, error) {
+		l, err := s.readUp()
+		return saslReply{
+			challenge: isContinuation(l),
+			ok:        strings.HasPrefix(l, "+OK"),
+			payload:   strings.TrimSpace(strings.TrimPrefix(l, "+")),
+			text:      l,
+			relay:     l,
+		}, err
+	},
 }
 
 // isContinuation matches a SASL continuation "+" or "+ data", not "+OK".

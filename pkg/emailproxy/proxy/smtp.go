@@ -328,67 +328,22 @@ func (s *session) smtpAuth(arg string) (done bool, err error) {
 	if user == "" {
 		return false, s.writeClient("501 5.5.2 " + ReplyPrefix + "empty user name")
 	}
-	return s.smtpLogin(user, pass)
+	return smtpLogin.login(s, user, pass)
 }
 
-// smtpLogin logs in upstream: AUTH XOAUTH2, wait for 334, send the
-// response, expect 235. A 334 error challenge is answered with an empty
-// line to get the final 535.
-func (s *session) smtpLogin(user, pass string) (done bool, err error) {
-	fail := func(err error) error {
-		f := describe(user, err)
-		if f.temporary {
-			return s.writeClient("454 4.7.0 Temporary authentication failure. " + f.text)
-		}
-		return s.writeClient("535 5.7.8  Authentication credentials invalid. " + f.text)
-	}
-	token, err := s.accessToken(user, pass)
-	if err != nil {
-		return false, fail(err)
-	}
-	lost := func(err error) (bool, error) {
-		s.loginFailed(user, err)
-		fail(err)
-		return true, err
-	}
-	refused := func(reply string) (bool, error) {
-		rerr := &authRefusedError{server: hostPort(s.cfg.srv), reply: reply}
-		s.loginFailed(user, rerr)
-		return false, fail(rerr)
-	}
-	if err := s.writeUp("AUTH XOAUTH2", ""); err != nil {
-		return lost(err)
-	}
-	r, err := s.readSMTPReply()
-	if err != nil {
-		return lost(err)
-	}
-	if r.code != 334 {
-		return refused(r.text())
-	}
-	if err := s.writeUp(xoauth2(user, token), "[redacted]"); err != nil {
-		return lost(err)
-	}
-	if r, err = s.readSMTPReply(); err != nil {
-		return lost(err)
-	}
-	if r.code == 334 {
-		detail := saslErrorDetail(strings.Join(r.lines, ""))
-		if err := s.writeUp("", ""); err != nil {
-			return lost(err)
-		}
-		if r, err = s.readSMTPReply(); err != nil {
-			return lost(err)
-		}
-		return refused(strings.TrimSpace(r.text() + " " + detail))
-	}
-	if r.code != 235 {
-		return refused(r.text())
-	}
-	if err := s.writeClient(r.format()); err != nil {
-		return true, err
-	}
-	s.loginOK(user)
-	s.pipe()
-	return true, nil
+// smtpLogin logs in upstream with AUTH XOAUTH2: 334 is the continuation,
+// 235 the success, anything else a refusal.
+var smtpLogin = saslLogin{
+	temporary: "454 4.7.0 Temporary authentication failure. ",
+	permanent: "535 5.7.8  Authentication credentials invalid. ",
+	read: func(s *session) (saslReply, error) {
+		r, err := s.readSMTPReply()
+		return saslReply{
+			challenge: r.code == 334,
+			ok:        r.code == 235,
+			payload:   strings.Join(r.lines, ""),
+			text:      r.text(),
+			relay:     r.format(),
+		}, err
+	},
 }
