@@ -31,34 +31,22 @@ func New(f *factory.Factory) *cobra.Command {
 		Use:   "config <command>",
 		Short: "Show or validate the proxy's configuration file",
 	}
-	cmd.AddCommand(newShow(f, nil), newValidate(f, nil))
+	cmd.AddCommand(newShow(f), newValidate(f))
 	return cmd
 }
 
-func newShow(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO}
-	cmd := &cobra.Command{
+func newShow(f *factory.Factory) *cobra.Command {
+	return newVerb(f, &cobra.Command{
 		Use:   "show",
 		Short: "Print the configuration file with secrets masked",
 		Long: `Print the proxy's configuration file as it is on disk, with client secrets and
 tokens replaced by ********. With --output json, print its sections and keys.`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if runF != nil {
-				return runF(c.Context(), opts)
-			}
-			return Show(c.Context(), opts)
-		},
-	}
-	cmd.Flags().StringVar(&opts.ConfigPath, "config", config.DefaultPath, "the proxy's configuration file")
-	_ = cmd.MarkFlagFilename("config")
-	output.AddFlag(cmd, &opts.Output)
-	return cmd
+	}, "the proxy's configuration file", Show)
 }
 
-func newValidate(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO}
-	cmd := &cobra.Command{
+func newValidate(f *factory.Factory) *cobra.Command {
+	return newVerb(f, &cobra.Command{
 		Use:   "validate [FILE]",
 		Short: "Check a configuration file and explain every problem",
 		Long: `Check a proxy configuration file: written by register, edited by hand, or
@@ -70,17 +58,21 @@ allow_catch_all_accounts, and flows that will not run as written.
 Exits 0 when the file has no errors (warnings allowed) and 4 when it has
 errors (see docs/exit-codes.md).`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.ConfigPath = args[0]
-			}
-			if runF != nil {
-				return runF(c.Context(), opts)
-			}
-			return Validate(c.Context(), opts)
-		},
+	}, "the file to check (or give it as the argument)", Validate)
+}
+
+// newVerb completes show or validate: both read the one file named by
+// --config (or by an argument, where cmd.Args allows one) and print it as
+// text or JSON.
+func newVerb(f *factory.Factory, cmd *cobra.Command, configUsage string, run func(context.Context, *Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO}
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 1 {
+			opts.ConfigPath = args[0]
+		}
+		return run(c.Context(), opts)
 	}
-	cmd.Flags().StringVar(&opts.ConfigPath, "config", config.DefaultPath, "the file to check (or give it as the argument)")
+	cmd.Flags().StringVar(&opts.ConfigPath, "config", config.DefaultPath, configUsage)
 	_ = cmd.MarkFlagFilename("config")
 	output.AddFlag(cmd, &opts.Output)
 	return cmd
