@@ -191,16 +191,8 @@ func Run(ctx context.Context, o *Options) error {
 			return o.failed(ctx, "", err, time.Time{}, cfgPath)
 		}
 	case Start, Restart:
-		bin, err := binaryPath(o.Executable)
-		if err != nil {
+		if res.Prepared, err = install(ctx, o.Installer, m, o.Executable, o.Unit, cfgPath, what); err != nil {
 			return err
-		}
-		res.Prepared, err = prepare(ctx, o.Installer, m, Setup{Unit: o.Unit, ConfigPath: cfgPath, Binary: bin})
-		if err != nil {
-			if exitcode.Of(err) != exitcode.Error {
-				return err
-			}
-			return jobError(what, err)
 		}
 		if !o.NoEnable {
 			if _, err := m.Enable(ctx, o.Unit); err != nil {

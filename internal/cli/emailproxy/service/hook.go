@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
-	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/systemd"
 	"github.com/senhasegura/orbit/pkg/journal"
@@ -70,16 +69,9 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 		return "", ConnectError(what, cfg, err)
 	}
 	defer m.Close()
-	bin, err := binaryPath(h.Executable)
+	prep, err := install(ctx, h.Installer, m, h.Executable, unit, cfg, what)
 	if err != nil {
 		return "", err
-	}
-	prep, err := prepare(ctx, h.Installer, m, Setup{Unit: unit, ConfigPath: cfg, Binary: bin})
-	if err != nil {
-		if exitcode.Of(err) != exitcode.Error {
-			return "", err
-		}
-		return "", jobError(what, err)
 	}
 	p, err := m.Properties(ctx, unit)
 	if err != nil {

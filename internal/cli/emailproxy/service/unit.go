@@ -229,6 +229,22 @@ func permissionOr(err error) error {
 	return err
 }
 
+// install prepares the unit for the running orbit binary and cfgPath.
+// Errors already classified (a missing file, no permission) keep their
+// exit status; the others came from the service manager and are
+// classified by jobError under what.
+func install(ctx context.Context, inst Installer, m Manager, executable func() (string, error), unit, cfgPath, what string) (Prepared, error) {
+	bin, err := binaryPath(executable)
+	if err != nil {
+		return Prepared{}, err
+	}
+	prep, err := prepare(ctx, inst, m, Setup{Unit: unit, ConfigPath: cfgPath, Binary: bin})
+	if err != nil && exitcode.Of(err) == exitcode.Error {
+		err = jobError(what, err)
+	}
+	return prep, err
+}
+
 // binaryPath resolves the running orbit for ExecStart: symlinks are
 // followed so that the unit keeps working when a "current" link moves.
 func binaryPath(executable func() (string, error)) (string, error) {
