@@ -204,6 +204,20 @@ func withQuery(base string, q url.Values) string {
 	return u.String()
 }
 
+// parsePost admits a POSTed form to an OAuth endpoint; otherwise it
+// answers invalid_request as a real provider does and returns false.
+func parsePost(w http.ResponseWriter, r *http.Request, endpoint string) bool {
+	if r.Method != http.MethodPost {
+		writeJSON(w, http.StatusMethodNotAllowed, oauthError{"invalid_request", endpoint + " takes POST"})
+		return false
+	}
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_request", "malformed form body"})
+		return false
+	}
+	return true
+}
+
 // --- /token ---
 
 type tokenAnswer struct {
@@ -215,12 +229,7 @@ type tokenAnswer struct {
 }
 
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeJSON(w, http.StatusMethodNotAllowed, oauthError{"invalid_request", "the token endpoint takes POST"})
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_request", "malformed form body"})
+	if !parsePost(w, r, "the token endpoint") {
 		return
 	}
 	form := r.PostForm
@@ -485,12 +494,7 @@ type deviceAnswer struct {
 }
 
 func (p *Provider) handleDeviceCode(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeJSON(w, http.StatusMethodNotAllowed, oauthError{"invalid_request", "the device authorisation endpoint takes POST"})
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_request", "malformed form body"})
+	if !parsePost(w, r, "the device authorisation endpoint") {
 		return
 	}
 	p.mu.Lock()
