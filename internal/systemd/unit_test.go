@@ -3,7 +3,6 @@ package systemd
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,28 +11,10 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/unit"
+	"github.com/senhasegura/orbit/internal/testenv/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden unit files in testdata")
-
 const testConfig = "/etc/orbit/email-oauth2-proxy/emailproxy.config"
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("rendered unit differs from %s (rerun with -update if intended):\n%s", path, got)
-	}
-}
 
 func TestRenderGolden(t *testing.T) {
 	tests := []struct {
@@ -61,7 +42,7 @@ func TestRenderGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := u.Bytes()
-			golden(t, tt.golden, b)
+			golden.Check(t, tt.golden, b)
 
 			// What go-systemd reads back is what was rendered.
 			back, err := unit.DeserializeOptions(bytes.NewReader(b))

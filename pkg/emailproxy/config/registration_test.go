@@ -3,14 +3,12 @@ package config
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+	"github.com/senhasegura/orbit/internal/testenv/golden"
+)
 
 const (
 	testTenant = "0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab"
@@ -35,29 +33,12 @@ func seedRegistration() *Registration {
 	return r
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
 func TestApplyFreshIsTheSeedExample(t *testing.T) {
 	out, err := seedRegistration().Apply(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "fresh-seed.golden", out)
+	golden.Check(t, "fresh-seed.golden", out)
 
 	// The same file, derived from the seed's own example by the documented
 	// corrections only: this is what "equal to the seed" means.
@@ -116,7 +97,7 @@ func TestApplyPreservesExistingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "reapply-existing.golden", out)
+	golden.Check(t, "reapply-existing.golden", out)
 
 	// Every line of the old file that the registration does not own is
 	// still there, verbatim.

@@ -3,7 +3,6 @@ package register_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,9 +12,8 @@ import (
 	"github.com/senhasegura/orbit/internal/cli/root"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/senhasegura/orbit/internal/testenv/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	tenant = "0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab"
@@ -70,23 +68,6 @@ func runCmd(t *testing.T, tty bool, stdin string, args ...string) result {
 	return result{exitcode.Of(err), out.String(), errOut.String()}
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file:\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
-	}
-}
-
 func TestSeedCommandWithPlaceholdersIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "emailproxy.config")
 	r := runCmd(t, false, "", append(seedArgs(false), "--config", path)...)
@@ -113,7 +94,7 @@ func TestSeedCommandWritesTheDocumentedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "seed.golden", data)
+	golden.Check(t, "seed.golden", data)
 	fi, _ := os.Stat(path)
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600", fi.Mode().Perm())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -23,9 +22,8 @@ import (
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/internal/testenv/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var now = time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)
 
@@ -134,26 +132,6 @@ func (f *fixture) normalise(s string) string {
 	return strings.ReplaceAll(s, f.opts.ConfigPath, "/etc/orbit/email-oauth2-proxy/emailproxy.config")
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
-	}
-}
-
 func TestStatusPlainGolden(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -185,7 +163,7 @@ func TestStatusPlainGolden(t *testing.T) {
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr)
 			}
-			golden(t, "status-"+tt.name+".txt", f.normalise(stdout))
+			golden.Check(t, "status-"+tt.name+".txt", f.normalise(stdout))
 			if strings.Contains(stdout+stderr, "gAAAAA") || strings.Contains(stdout+stderr, "not-a-real-secret") {
 				t.Error("a token or secret was printed")
 			}
