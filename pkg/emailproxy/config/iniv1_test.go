@@ -36,7 +36,7 @@ func TestWhyNotIniV1(t *testing.T) {
 
 	// configparser: a section never inherits from another by its name.
 	_, ok := ours.Get("alice@example.com", "client_id")
-	if inherited := sec.Haskey("client_id") || sec.Key("client_id").String() != ""; inherited != ok {
+	if inherited := sec.HasKey("client_id") || sec.Key("client_id").String() != ""; inherited != ok {
 		diverges++
 		t.Logf("ini.v1 gives [alice@example.com] the client_id of [alice@example]; configparser does not (ours: %v)", ok)
 	}
