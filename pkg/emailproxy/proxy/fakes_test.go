@@ -288,9 +288,7 @@ func serveIMAP(f *fakeUpstream, c net.Conn) {
 				fc.send("%s NO [AUTHENTICATIONFAILED] Invalid credentials", tag)
 				continue
 			}
-			f.mu.Lock()
-			f.logins = append(f.logins, user)
-			f.mu.Unlock()
+			f.loggedIn(user)
 			authed = true
 			fc.send("%s OK [CAPABILITY IMAP4rev1 IDLE] Logged in", tag)
 		case "SELECT", "EXAMINE":
@@ -348,6 +346,29 @@ func serveIMAP(f *fakeUpstream, c net.Conn) {
 	}
 }
 
+func (f *fakeUpstream) loggedIn(user string) {
+	f.mu.Lock()
+	f.logins = append(f.logins, user)
+	f.mu.Unlock()
+}
+
+// acceptXOAUTH2 plays the server side of AUTH XOAUTH2 without an initial
+// response, as POP3 (continuation "+") and SMTP ("334") do: on a refused
+// response an error challenge, the client's empty answer, then refusal.
+func (f *fakeUpstream) acceptXOAUTH2(fc *fakeConn, cont, refusal string) bool {
+	fc.send("%s ", cont)
+	ir, _ := fc.line()
+	user, ok := checkXOAUTH2(ir, f.refused)
+	if !ok {
+		fc.send("%s %s", cont, errChallenge)
+		fc.line()
+		fc.send("%s", refusal)
+		return false
+	}
+	f.loggedIn(user)
+	return true
+}
+
 func servePOP(f *fakeUpstream, c net.Conn) {
 	fc := newFakeConn(c)
 	fc.send("+OK fake POP3 ready <1.2@fake>")
@@ -366,18 +387,9 @@ func servePOP(f *fakeUpstream, c net.Conn) {
 				fc.send("-ERR expected AUTH XOAUTH2 without an initial response")
 				continue
 			}
-			fc.send("+ ")
-			ir, _ := fc.line()
-			user, ok := checkXOAUTH2(ir, f.refused)
-			if !ok {
-				fc.send("+ %s", errChallenge)
-				fc.line()
-				fc.send("-ERR [AUTH] Authentication failed")
+			if !f.acceptXOAUTH2(fc, "+", "-ERR [AUTH] Authentication failed") {
 				continue
 			}
-			f.mu.Lock()
-			f.logins = append(f.logins, user)
-			f.mu.Unlock()
 			authed = true
 			fc.send("+OK Logged in.")
 		case "STAT":
@@ -452,18 +464,9 @@ func serveSMTP(f *fakeUpstream, c net.Conn) {
 				fc.send("504 5.7.4 expected AUTH XOAUTH2 over TLS")
 				continue
 			}
-			fc.send("334 ")
-			ir, _ := fc.line()
-			user, ok := checkXOAUTH2(ir, f.refused)
-			if !ok {
-				fc.send("334 %s", errChallenge)
-				fc.line()
-				fc.send("535 5.7.3 Authentication unsuccessful")
+			if !f.acceptXOAUTH2(fc, "334", "535 5.7.3 Authentication unsuccessful") {
 				continue
 			}
-			f.mu.Lock()
-			f.logins = append(f.logins, user)
-			f.mu.Unlock()
 			authed = true
 			fc.send("235 2.7.0 Authentication successful")
 		case "MAIL", "RCPT":
