@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/senhasegura/orbit/internal/testenv/fakeoauth"
 	"github.com/senhasegura/orbit/internal/testenv/smtpsink"
@@ -21,16 +19,8 @@ func TestE2EClientCredentials(t *testing.T) {
 	e.serve()
 
 	msg := testMessage(alice, alice, "client credentials round trip")
-	if out, err := e.smtpSend(alice, mailerPassword, alice, alice, msg); err != nil || !strings.Contains(out, "SENT") {
-		t.Fatalf("smtplib through the proxy: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	got, err := e.dc.Sink.Wait(ctx, 1)
-	if err != nil {
-		t.Fatalf("Dovecot relayed nothing: %v", err)
-	}
-	if relayed := smtpsink.WithoutTrace(got[0].Data); !bytes.Equal(relayed, msg) {
+	delivered := e.mailThrough("smtplib through the proxy", alice, mailerPassword, alice, alice, msg)
+	if relayed := smtpsink.WithoutTrace(delivered.Data); !bytes.Equal(relayed, msg) {
 		t.Fatalf("relayed message differs:\n%q\nwant\n%q", relayed, msg)
 	}
 
@@ -43,8 +33,8 @@ func TestE2EClientCredentials(t *testing.T) {
 		t.Fatalf("poplib through the proxy: %v, %d messages\n%s", err, len(popMsgs), out)
 	}
 	// What IMAP and POP3 return is exactly what Dovecot stored.
-	if !bytes.Equal(imapMsgs[0], got[0].Data) || !bytes.Equal(popMsgs[0], got[0].Data) {
-		t.Errorf("read back differs from what was delivered:\nIMAP %q\nPOP  %q\nwant %q", imapMsgs[0], popMsgs[0], got[0].Data)
+	if !bytes.Equal(imapMsgs[0], delivered.Data) || !bytes.Equal(popMsgs[0], delivered.Data) {
+		t.Errorf("read back differs from what was delivered:\nIMAP %q\nPOP  %q\nwant %q", imapMsgs[0], popMsgs[0], delivered.Data)
 	}
 
 	// Three logins, one token: the token is stored and reused.

@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/senhasegura/orbit/internal/testenv/smtpsink"
 )
 
 // The mail clients are Python's standard library, the same modules many
@@ -63,6 +67,23 @@ m.logout()
 func (e *env) smtpSend(user, password, from, to string, msg []byte) (string, error) {
 	return e.python(pySMTPSend, "PORT="+strconv.Itoa(e.smtpPort), "USER="+user, "PASS="+password,
 		"FROM="+from, "TO="+to, "MSG="+base64.StdEncoding.EncodeToString(msg))
+}
+
+// mailThrough sends msg with smtplib through the proxy and waits (20 s at
+// most) until Dovecot's submission service relayed it to the sink; what
+// names the step in a failure.
+func (e *env) mailThrough(what, user, password, from, to string, msg []byte) smtpsink.Message {
+	e.t.Helper()
+	if out, err := e.smtpSend(user, password, from, to, msg); err != nil || !strings.Contains(out, "SENT") {
+		e.t.Fatalf("%s: %v\n%s", what, err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got, err := e.dc.Sink.Wait(ctx, 1)
+	if err != nil {
+		e.t.Fatalf("Dovecot relayed nothing: %v", err)
+	}
+	return got[0]
 }
 
 // imapFetchAll returns every message in the INBOX, as the server sent it.

@@ -276,14 +276,7 @@ func TestE2EAuthorizationCode(t *testing.T) {
 
 	// Later logins on every protocol go through on the stored tokens.
 	msg := testMessage(alice, alice, "after interactive authorisation")
-	if out, err := e.smtpSend(alice, mailerPassword, alice, alice, msg); err != nil || !strings.Contains(out, "SENT") {
-		t.Fatalf("smtplib after authorisation: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := e.dc.Sink.Wait(ctx, 1); err != nil {
-		t.Fatalf("Dovecot relayed nothing: %v", err)
-	}
+	e.mailThrough("smtplib after authorisation", alice, mailerPassword, alice, alice, msg)
 	if msgs, out, err := e.imapFetchAll(alice, mailerPassword); err != nil || len(msgs) != 1 {
 		t.Fatalf("imaplib after authorisation: %v, %d messages\n%s", err, len(msgs), out)
 	}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -31,24 +30,16 @@ func TestE2EPassword(t *testing.T) {
 	e.serve()
 
 	msg := testMessage(alice, alice, "password flow round trip")
-	if out, err := e.smtpSend(alice, alicePW, alice, alice, msg); err != nil || !strings.Contains(out, "SENT") {
-		t.Fatalf("smtplib through the proxy: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	got, err := e.dc.Sink.Wait(ctx, 1)
-	if err != nil {
-		t.Fatalf("Dovecot relayed nothing: %v", err)
-	}
-	if relayed := smtpsink.WithoutTrace(got[0].Data); !bytes.Equal(relayed, msg) {
+	delivered := e.mailThrough("smtplib through the proxy", alice, alicePW, alice, alice, msg)
+	if relayed := smtpsink.WithoutTrace(delivered.Data); !bytes.Equal(relayed, msg) {
 		t.Fatalf("relayed message differs:\n%q\nwant\n%q", relayed, msg)
 	}
 	imapMsgs, out, err := e.imapFetchAll(alice, alicePW)
-	if err != nil || len(imapMsgs) != 1 || !bytes.Equal(imapMsgs[0], got[0].Data) {
+	if err != nil || len(imapMsgs) != 1 || !bytes.Equal(imapMsgs[0], delivered.Data) {
 		t.Fatalf("imaplib through the proxy: %v, %d messages\n%s", err, len(imapMsgs), out)
 	}
 	popMsgs, out, err := e.popFetchAll(alice, alicePW)
-	if err != nil || len(popMsgs) != 1 || !bytes.Equal(popMsgs[0], got[0].Data) {
+	if err != nil || len(popMsgs) != 1 || !bytes.Equal(popMsgs[0], delivered.Data) {
 		t.Fatalf("poplib through the proxy: %v, %d messages\n%s", err, len(popMsgs), out)
 	}
 
