@@ -243,17 +243,7 @@ func TestClientAssertionErrors(t *testing.T) {
 				tc.mutate(&a)
 			}
 			_, err := s.ClientAssertion(a)
-			if err == nil {
-				t.Fatal("want an error")
-			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error does not wrap ErrConfig: %v", err)
-			}
-			for _, w := range tc.wantInErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
+			wantConfigError(t, err, tc.wantInErr)
 			if strings.Contains(err.Error(), keyB64[40:80]) {
 				t.Errorf("error leaks key material: %q", err)
 			}
@@ -371,17 +361,7 @@ func TestServiceAccountErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			acct := config.Account{Name: "bob@example.com", Section: "bob@example.com", ClientID: tc.clientID, ClientSecret: tc.secret, Scope: tc.scope}
 			_, err := s.ServiceAccountAssertion(acct, "")
-			if err == nil {
-				t.Fatal("want an error")
-			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error does not wrap ErrConfig: %v", err)
-			}
-			for _, w := range tc.wantInErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
+			wantConfigError(t, err, tc.wantInErr)
 			if strings.Contains(err.Error(), secretPart) || strings.Contains(err.Error(), "PRIVATE KEY-----\n") {
 				t.Errorf("error leaks key material: %q", err)
 			}
@@ -408,3 +388,20 @@ func BenchmarkClientAssertion(b *testing.B) {
 // The token manager holds a Signer through its own interface; this breaks
 // the build if the two drift apart.
 var _ oauth.AssertionSigner = (*Signer)(nil)
+
+// wantConfigError fails t unless err wraps ErrConfig and mentions every
+// string in want.
+func wantConfigError(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	if !errors.Is(err, ErrConfig) {
+		t.Errorf("error does not wrap ErrConfig: %v", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+}
