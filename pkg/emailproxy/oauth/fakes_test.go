@@ -375,4 +375,22 @@ func ccAccount(name string) config.Account {
 	}
 }
 
+// codeAccount is ccAccount with the authorisation-code flow.
+func codeAccount(name string) config.Account {
+	a := ccAccount(name)
+	a.Flow, a.PermissionURL = config.FlowAuthorizationCode, "https://x/authorize"
+	return a
+}
+
+// storedHarness is a harness for alice's authorisation-code account whose
+// store already holds access, expiring after left, and RT-stored.
+func storedHarness(t *testing.T, access string, left time.Duration) *harness {
+	t.Helper()
+	h := newHarness(t, defaultGlobal(), []config.Account{codeAccount(alice)})
+	h.store.set(alice, secretPassword, tokens.Record{
+		AccessToken: access, AccessTokenExpiry: h.clock.Now().Add(left), RefreshToken: "RT-stored",
+	})
+	return h
+}
+
 func defaultGlobal() config.Global { return config.Global{DeleteAccountTokenOnPasswordError: true} }

@@ -234,12 +234,7 @@ func TestRefreshThreshold(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			acct := ccAccount(alice)
-			acct.Flow, acct.PermissionURL = config.FlowAuthorizationCode, "https://x/authorize"
-			h := newHarness(t, defaultGlobal(), []config.Account{acct})
-			h.store.set(alice, secretPassword, tokens.Record{
-				AccessToken: "AT-stored", AccessTokenExpiry: h.clock.Now().Add(tc.left), RefreshToken: "RT-stored",
-			})
+			h := storedHarness(t, "AT-stored", tc.left)
 			// No refresh_token and no expires_in in the answer.
 			h.prov.script(GrantRefreshToken, tokenAnswer("AT-refreshed", "", 0))
 			tok, err := h.m.AccessToken(context.Background(), alice, secretPassword)
@@ -727,8 +722,7 @@ func TestConfigSourceReadsTheCurrentFile(t *testing.T) {
 }
 
 func TestEncryptClientSecretOnFirstUse(t *testing.T) {
-	acct := ccAccount(alice)
-	acct.Flow, acct.PermissionURL = config.FlowAuthorizationCode, "https://x/authorize"
+	acct := codeAccount(alice)
 	var hooked []config.Account
 	fa := &fakeAuthorizer{}
 	g := config.Global{DeleteAccountTokenOnPasswordError: true, EncryptClientSecretOnFirstUse: true}
@@ -764,8 +758,7 @@ func TestEncryptClientSecretOnFirstUse(t *testing.T) {
 }
 
 func TestInteractiveWaitAndStatus(t *testing.T) {
-	acct := ccAccount(alice)
-	acct.Flow, acct.PermissionURL = config.FlowAuthorizationCode, "https://x/authorize"
+	acct := codeAccount(alice)
 	fa := &fakeAuthorizer{release: make(chan struct{})}
 	h := newHarness(t, defaultGlobal(), []config.Account{acct}, func(o *Options) { o.Interactive = fa })
 	fa.reporter = h.m

@@ -4,21 +4,13 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/senhasegura/orbit/pkg/emailproxy/config"
-	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
 )
 
 // TestTokenRejectedIsNotUsedAgain: an access token revoked at the provider
 // is still unexpired in the store; once the proxy reports the upstream's
 // refusal, the next login refreshes instead of presenting it again.
 func TestTokenRejectedIsNotUsedAgain(t *testing.T) {
-	acct := ccAccount(alice)
-	acct.Flow, acct.PermissionURL = config.FlowAuthorizationCode, "https://x/authorize"
-	h := newHarness(t, defaultGlobal(), []config.Account{acct})
-	h.store.set(alice, secretPassword, tokens.Record{
-		AccessToken: "AT-revoked", AccessTokenExpiry: h.clock.Now().Add(time.Hour), RefreshToken: "RT-stored",
-	})
+	h := storedHarness(t, "AT-revoked", time.Hour)
 	h.prov.script(GrantRefreshToken, tokenAnswer("AT-new", "RT-new", 3600))
 	ctx := context.Background()
 
