@@ -124,13 +124,7 @@ func newCmd(f *factory.Factory, a Action, runF func(context.Context, *Options) e
 		Long:    long,
 		Example: example,
 		Args:    cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			opts.ConfigExplicit = c.Flags().Changed("config")
-			if runF != nil {
-				return runF(c.Context(), opts)
-			}
-			return Run(c.Context(), opts)
-		},
+		RunE:    RunE(opts, &opts.ConfigExplicit, runF, Run),
 	}
 	AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", DefaultTimeout, "give up waiting for systemd after this long (exit 8)")
@@ -139,6 +133,19 @@ func newCmd(f *factory.Factory, a Action, runF func(context.Context, *Options) e
 	}
 	output.AddFlag(cmd, &opts.Output)
 	return cmd
+}
+
+// RunE is the RunE of a command with AddCommonFlags: it records whether
+// --config was given (otherwise the installed unit's file wins over the
+// default) and calls run, or runF when a test supplies one.
+func RunE[O any](opts *O, configExplicit *bool, runF, run func(context.Context, *O) error) func(*cobra.Command, []string) error {
+	if runF != nil {
+		run = runF
+	}
+	return func(c *cobra.Command, _ []string) error {
+		*configExplicit = c.Flags().Changed("config")
+		return run(c.Context(), opts)
+	}
 }
 
 // AddCommonFlags adds --config and --unit, shared by every service command.

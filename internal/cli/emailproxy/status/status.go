@@ -92,13 +92,7 @@ here (the file's listeners and accounts are still shown).`,
 		Example: `  orbit email-oauth2-proxy status
   orbit email-oauth2-proxy status --output json | jq '.accounts[] | select(.state != "authorised")'`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			opts.ConfigExplicit = c.Flags().Changed("config")
-			if runF != nil {
-				return runF(c.Context(), opts)
-			}
-			return Run(c.Context(), opts)
-		},
+		RunE: service.RunE(opts, &opts.ConfigExplicit, runF, Run),
 	}
 	service.AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
 	cmd.Flags().StringVar(&opts.StatusFile, "status-file", oauth.DefaultStatusFile, "the engine's per-account status file")
