@@ -28,14 +28,32 @@ const (
 	Restart Action = "restart"
 )
 
-// Options are the inputs and dependencies of start, stop and restart.
-type Options struct {
+// Deps are what start, stop, restart and the register hook use of the
+// system; tests replace them with servicetest's fakes.
+type Deps struct {
 	IO         *iostreams.IOStreams
 	Connector  Connector
 	Installer  Installer
 	Journal    JournalReader
 	Executable func() (string, error)
 	Now        func() time.Time
+}
+
+// SystemDeps are the running system's.
+func SystemDeps(f *factory.Factory) Deps {
+	return Deps{
+		IO:         f.IO,
+		Connector:  SystemConnector{},
+		Installer:  SystemInstaller{},
+		Journal:    &journal.Reader{},
+		Executable: f.Executable,
+		Now:        f.Now,
+	}
+}
+
+// Options are the inputs and dependencies of start, stop and restart.
+type Options struct {
+	Deps
 	// Location formats times (time.Local unless a test pins it).
 	Location *time.Location
 
@@ -69,15 +87,7 @@ type Result struct {
 
 // NewOptions fills the dependencies for the running system.
 func NewOptions(f *factory.Factory, a Action) *Options {
-	return &Options{
-		IO:         f.IO,
-		Connector:  SystemConnector{},
-		Installer:  SystemInstaller{},
-		Journal:    &journal.Reader{},
-		Executable: f.Executable,
-		Now:        f.Now,
-		Action:     a,
-	}
+	return &Options{Deps: SystemDeps(f), Action: a}
 }
 
 // NewStart builds `start`.

@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
-	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/systemd"
-	"github.com/senhasegura/orbit/pkg/journal"
 )
 
 // Hook is what `register` calls after it wrote the file (register.Service):
@@ -18,28 +16,14 @@ import (
 // the service user gets the file back (an atomic write as root made it
 // root's), and a running proxy is restarted so the new file applies.
 type Hook struct {
-	IO         *iostreams.IOStreams
-	Connector  Connector
-	Installer  Installer
-	Journal    JournalReader
-	Executable func() (string, error)
-	Now        func() time.Time
-	Unit       string
-	Timeout    time.Duration
+	Deps
+	Unit    string
+	Timeout time.Duration
 }
 
 // NewHook returns the hook for the running system.
 func NewHook(f *factory.Factory) *Hook {
-	return &Hook{
-		IO:         f.IO,
-		Connector:  SystemConnector{},
-		Installer:  SystemInstaller{},
-		Journal:    &journal.Reader{},
-		Executable: f.Executable,
-		Now:        f.Now,
-		Unit:       DefaultUnit,
-		Timeout:    DefaultTimeout,
-	}
+	return &Hook{Deps: SystemDeps(f), Unit: DefaultUnit, Timeout: DefaultTimeout}
 }
 
 // AfterWrite implements register.Service. Without systemd it returns a
@@ -93,7 +77,7 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	}
 	issued := h.now().Add(-time.Second)
 	if err := m.Restart(ctx, unit); err != nil {
-		o := &Options{IO: h.IO, Journal: h.Journal, Action: Restart, Unit: unit}
+		o := &Options{Deps: h.Deps, Action: Restart, Unit: unit}
 		return "", o.failed(ctx, "the file is written, but restarting "+unit+" failed", err, issued, cfg)
 	}
 	p, err = m.Properties(ctx, unit)

@@ -76,9 +76,9 @@ func TestHookAfterWrite(t *testing.T) {
 			c := &servicetest.Connector{Manager: m}
 			inst := &servicetest.Installer{}
 			tt.setup(m, c)
-			h := &service.Hook{IO: io, Connector: c, Installer: inst, Journal: &servicetest.Journal{History: []journal.Entry{unitFailed(t0, "c1")}},
+			h := &service.Hook{Deps: service.Deps{IO: io, Connector: c, Installer: inst, Journal: &servicetest.Journal{History: []journal.Entry{unitFailed(t0, "c1")}},
 				Executable: func() (string, error) { return "/usr/local/bin/orbit", nil },
-				Now:        func() time.Time { return t0 }, Timeout: 5 * time.Second}
+				Now:        func() time.Time { return t0 }}, Timeout: 5 * time.Second}
 			msg, err := h.AfterWrite(context.Background(), cfg, tt.restart)
 			if got := exitcode.Of(err); got != tt.code {
 				t.Fatalf("exit %d, want %d: %v", got, tt.code, err)

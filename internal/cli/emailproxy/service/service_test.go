@@ -37,11 +37,11 @@ func newEnv(t *testing.T, a service.Action, cfg string) *env {
 	mgr := servicetest.NewManager()
 	e := &env{mgr: mgr, conn: &servicetest.Connector{Manager: mgr}, inst: &servicetest.Installer{}, jrnl: &servicetest.Journal{}}
 	e.opts = &service.Options{
-		IO: io, Connector: e.conn, Installer: e.inst, Journal: e.jrnl,
-		Executable: func() (string, error) { return "/usr/local/bin/orbit", nil },
-		Now:        func() time.Time { return t0 },
-		Location:   time.UTC,
-		Action:     a, Unit: service.DefaultUnit, ConfigPath: cfg, ConfigExplicit: true,
+		Deps: service.Deps{IO: io, Connector: e.conn, Installer: e.inst, Journal: e.jrnl,
+			Executable: func() (string, error) { return "/usr/local/bin/orbit", nil },
+			Now:        func() time.Time { return t0 }},
+		Location: time.UTC,
+		Action:   a, Unit: service.DefaultUnit, ConfigPath: cfg, ConfigExplicit: true,
 		Timeout: 5 * time.Second, Output: output.Text,
 	}
 	t.Cleanup(func() {
