@@ -13,6 +13,7 @@
 //   - dovecot: a real Dovecot per test, TLS on, XOAUTH2/OAUTHBEARER only,
 //     tokens checked at the fake provider's introspection endpoint;
 //   - sandbox: a real systemd as PID 1 of a private PID and mount namespace.
+//   - golden: output compared with testdata/ files (go test -update rewrites them).
 //
 // A typical end-to-end test of the proxy:
 //
