@@ -173,8 +173,15 @@ func TestCodecCorruptEntriesError(t *testing.T) {
 		{"garbage access token", with(func(s *Sealed) { s.AccessToken = "hello world" }), ErrCorrupt},
 		{"truncated refresh token (torn write)", with(func(s *Sealed) { s.RefreshToken = s.RefreshToken[:30] }), ErrCorrupt},
 		{"tampered client secret", with(func(s *Sealed) {
+			// Another valid base64 character, so the token still decodes
+			// and only the HMAC can notice (flipping a bit could make an
+			// invalid character, which is corruption, not tampering).
 			b := []byte(s.ClientSecretEncrypted)
-			b[40] ^= 1
+			if b[40] == 'A' {
+				b[40] = 'B'
+			} else {
+				b[40] = 'A'
+			}
 			s.ClientSecretEncrypted = string(b)
 		}), ErrBadPassword},
 		{"other salt", with(func(s *Sealed) { s.Salt = "AQIDBAUGBwgJCgsMDQ4PEA==" }), ErrBadPassword},
