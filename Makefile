@@ -13,7 +13,7 @@ LDFLAGS := -s -w \
   -X github.com/senhasegura/orbit/internal/buildinfo.Commit=$(COMMIT) \
   -X github.com/senhasegura/orbit/internal/buildinfo.Date=$(DATE)
 
-.PHONY: help build install deps test unit e2e lint bench generate check-generated clean release-check snapshot
+.PHONY: help build install deps test unit e2e lint bench generate check-generated clean release-check snapshot demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -41,7 +41,10 @@ unit: ## the quick tests (those needing root, systemd or Dovecot skip with a rea
 	$(GO) test -short ./...
 
 e2e: ## the end-to-end scenarios against Dovecot, the fake provider and a sandboxed systemd (root)
-	$(GO) test -count=1 -timeout 15m -run 'E2E|Sandbox' ./internal/e2e/... ./internal/systemd/...
+	$(GO) test -count=1 -timeout 15m -run 'E2E|Sandbox' ./internal/e2e/ ./internal/systemd/ ./internal/cli/emailproxy/service/
+
+demo: deps ## play the documentation's scenario once against Dovecot and the fake provider, steps printed (root)
+	$(GO) test -count=1 -v -run 'TestE2EAuthorizationCode$$' ./internal/e2e/
 
 lint: check-generated ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

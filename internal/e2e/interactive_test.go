@@ -210,10 +210,13 @@ func TestE2EAuthorizationCode(t *testing.T) {
 	e := newEnv(t)
 	e.addClient("")
 	e.registerCode(alice)
+	t.Logf("1. registered %s for authorization_code; upstream is Dovecot (XOAUTH2 only, TLS)", e.config)
 	e.serve()
+	t.Logf("2. serve listens on IMAP %d, POP %d, SMTP %d", e.imapPort, e.popPort, e.smtpPort)
 
 	login := e.imapLoginAsync(alice)
 	authURL := e.waitAuthURL(alice, 1)
+	t.Logf("3. the mailer's LOGIN waits; serve logged: Please visit the following URL to authenticate account %s: %s", alice, authURL)
 	log := e.proc.Log()
 	for _, line := range []string{
 		"Authorisation request received for " + alice + " (local server auth mode)",
@@ -250,9 +253,11 @@ func TestE2EAuthorizationCode(t *testing.T) {
 	if u, _ := url.Parse(res.Redirect); u == nil || u.Path != redirectPath || u.Host != "127.0.0.1:"+strconv.Itoa(e.redirectPort) {
 		t.Errorf("the provider redirected to %s, want redirect_uri's path on port %d", res.Redirect, e.redirectPort)
 	}
+	t.Logf("4. the browser signed in at the provider; the redirect listener answered %d: %s", res.Status, successHeading)
 	if out := e.awaitLogin(login, "the waiting LOGIN"); out != "LOGGED-IN" {
 		t.Fatalf("the waiting LOGIN: %s", out)
 	}
+	t.Logf("5. the waiting LOGIN went through to Dovecot with XOAUTH2")
 
 	// The code exchange the proxy made carried the PKCE verifier that
 	// matches the URL's challenge (the provider verified it; check what was
@@ -283,6 +288,7 @@ func TestE2EAuthorizationCode(t *testing.T) {
 	if msgs, out, err := e.popFetchAll(alice, mailerPassword); err != nil || len(msgs) != 1 {
 		t.Fatalf("poplib after authorisation: %v, %d messages\n%s", err, len(msgs), out)
 	}
+	t.Logf("6. a notification sent through SMTP was read back through IMAP and POP3 on the stored tokens")
 	if n := len(authURLs(e.proc.Log(), alice)); n != 1 {
 		t.Errorf("%d URLs announced, want 1", n)
 	}
