@@ -34,8 +34,9 @@ install: build ## install orbit, completions and man pages under $(PREFIX), then
 deps: ## install what the tests need (Dovecot, systemd, curl, python3, staticcheck); needs root
 	bash .ci/install-deps.sh
 
-test: deps lint ## everything CI runs: deps, vet, staticcheck, generated files fresh, all tests
+test: deps lint ## everything CI runs: deps, vet, staticcheck, generated files fresh, all tests, then the race detector on the libraries
 	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -race -short -count=1 -timeout 10m ./pkg/... ./internal/cli/... ./internal/journallog/
 
 unit: ## the quick tests (those needing root, systemd or Dovecot skip with a reason when not root)
 	$(GO) test -short ./...
