@@ -120,6 +120,11 @@ func makeUsageErrors(c *cobra.Command) {
 				return c.Help()
 			}
 			msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+			// cobra leaves the distance at 0 unless its own lookup runs, so
+			// a typo such as "regster" would get no suggestion.
+			if c.SuggestionsMinimumDistance <= 0 {
+				c.SuggestionsMinimumDistance = 2
+			}
 			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 			}

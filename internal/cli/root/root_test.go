@@ -66,6 +66,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--bogus"}, "unknown flag: --bogus"},
 		{[]string{"version", "extra"}, "unknown command"},
 		{[]string{"version", "--output", "yaml"}, `"yaml" is not an output format`},
+		{[]string{"email-oauth2-proxy", "regster"}, "Did you mean this?\n\tregister"},
+		{[]string{"email-oauth2-proxy", "config", "shw"}, "Did you mean this?\n\tshow"},
+		{[]string{"emial-oauth2-proxy"}, "Did you mean this?\n\temail-oauth2-proxy"},
 	}
 	for _, tt := range tests {
 		code, _, errOut := run(t, nil, tt.args...)
