@@ -82,6 +82,18 @@ func TestSeedCommandWithPlaceholdersIsRefused(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("a refused registration created %s", path)
 	}
+	// The count matches the lines listed, and the errors come first.
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if !strings.HasPrefix(lines[0], "4 errors, 2 warnings; nothing was written:") {
+		t.Errorf("headline %q, want the errors and warnings counted", lines[0])
+	}
+	var kinds []string
+	for _, l := range lines[1:] {
+		kinds = append(kinds, strings.Fields(l)[0])
+	}
+	if got := strings.Join(kinds, " "); got != "error: error: error: error: warning: warning:" {
+		t.Errorf("listed %s; want the 4 errors, then the 2 warnings", got)
+	}
 }
 
 func TestSeedCommandWritesTheDocumentedFile(t *testing.T) {

@@ -277,18 +277,33 @@ func notOwned(merged []config.Diagnostic, reg *config.Registration) []config.Dia
 	return out
 }
 
+// invalid lists the errors first (they are why nothing happened), then the
+// warnings, under a count that matches the lines that follow.
 func invalid(ds []config.Diagnostic, tail string) error {
-	var b strings.Builder
-	n := 0
+	var errs, warns []config.Diagnostic
 	for _, d := range ds {
 		if d.Severity == config.Error {
-			n++
+			errs = append(errs, d)
+		} else {
+			warns = append(warns, d)
 		}
 	}
-	fmt.Fprintf(&b, "%d problem(s) found; %s:", n, tail)
-	for _, d := range ds {
+	var b strings.Builder
+	b.WriteString(plural(len(errs), "error"))
+	if len(warns) > 0 {
+		b.WriteString(", " + plural(len(warns), "warning"))
+	}
+	fmt.Fprintf(&b, "; %s:", tail)
+	for _, d := range append(errs, warns...) {
 		b.WriteString("\n  ")
 		b.WriteString(d.String())
 	}
 	return exitcode.With(exitcode.Invalid, errors.New(b.String()))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
