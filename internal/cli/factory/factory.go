@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/cli/panel"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/spf13/viper"
 )
@@ -25,6 +26,9 @@ type Factory struct {
 	Now      func() time.Time
 	// Getenv reads the environment (secrets from ORBIT_OAUTH2_CLIENT_SECRET).
 	Getenv func(string) string
+	// TerminalWidth is standard output's width in columns, 0 when it is not
+	// a terminal: panels are only drawn where they fit.
+	TerminalWidth func() int
 }
 
 // New returns a Factory for the real process.
@@ -36,5 +40,7 @@ func New(io *iostreams.IOStreams) *Factory {
 		Hostname:   os.Hostname,
 		Now:        time.Now,
 		Getenv:     os.Getenv,
+
+		TerminalWidth: panel.TerminalWidth(io.Out),
 	}
 }

@@ -32,6 +32,9 @@ type Options struct {
 	IO       *iostreams.IOStreams
 	Hostname func() (string, error)
 	Service  Service
+	// Width is the terminal's width in columns (0: unknown); the summary
+	// panel is drawn only where it fits.
+	Width func() int
 
 	ConfigPath string
 	Force      bool
@@ -59,7 +62,7 @@ func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.
 // NewWithService builds the command with svc as the service hook (the
 // email-oauth2-proxy family passes the systemd one; nil means none).
 func NewWithService(f *factory.Factory, svc Service, runF func(context.Context, *Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Hostname: f.Hostname, Service: svc}
+	opts := &Options{IO: f.IO, Hostname: f.Hostname, Service: svc, Width: f.TerminalWidth}
 	cmd := &cobra.Command{
 		Use:   "register [flags]",
 		Short: "Write the proxy's configuration file from flags",

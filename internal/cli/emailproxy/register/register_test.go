@@ -51,10 +51,19 @@ type result struct {
 
 func runCmd(t *testing.T, tty bool, stdin string, args ...string) result {
 	t.Helper()
+	return runTerm(t, tty, false, 0, stdin, args...)
+}
+
+// runTerm runs register on a terminal (tty) width columns wide (0:
+// unknown), with NO_COLOR when noColor.
+func runTerm(t *testing.T, tty, noColor bool, width int, stdin string, args ...string) result {
+	t.Helper()
 	io, in, out, errOut := iostreams.Test()
 	io.SetTTY(tty, tty, tty)
+	io.SetNoColor(noColor)
 	in.WriteString(stdin)
 	f := factory.New(io)
+	f.TerminalWidth = func() int { return width }
 	f.Hostname = func() (string, error) { return "vault.example.com", nil }
 	f.Getenv = func(string) string { return "" }
 	t.Setenv("ORBIT_SETTINGS", os.DevNull)
@@ -283,5 +292,38 @@ func TestPresetFillsAndExplicitFlagsWin(t *testing.T) {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("missing %q in:\n%s", want, got)
 		}
+	}
+}
+
+func TestSummaryPanelOnlyWhereItHelps(t *testing.T) {
+	tests := []struct {
+		name         string
+		tty, noColor bool
+		width        int
+		panel        bool
+	}{
+		{"pipe", false, false, 0, false},
+		{"wide terminal", true, false, 200, true},
+		{"terminal with NO_COLOR", true, true, 200, false},
+		{"80-column terminal, too narrow for the panel", true, false, 80, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "emailproxy.config")
+			r := runTerm(t, tt.tty, tt.noColor, tt.width, "", "--config", path, "--provider", "office365",
+				"--tenant-id", tenant, "--oauth2-client-id", client, "--oauth2-client-secret", secret)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if got := strings.Contains(r.stdout, "╭"); got != tt.panel {
+				t.Errorf("panel drawn: %v, want %v:\n%s", got, tt.panel, r.stdout)
+			}
+			if !tt.panel && !strings.Contains(r.stdout, "Next steps:\n  1. ") {
+				t.Errorf("plain layout lacks the numbered next steps:\n%s", r.stdout)
+			}
+			if (tt.noColor || !tt.tty) && strings.Contains(r.stdout, "\x1b[") {
+				t.Errorf("escape codes without colour:\n%q", r.stdout)
+			}
+		})
 	}
 }

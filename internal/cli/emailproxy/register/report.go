@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/charmbracelet/lipgloss"
+	"github.com/senhasegura/orbit/internal/cli/panel"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
@@ -16,7 +17,8 @@ func printWarnings(o *Options, ws []config.Diagnostic) {
 }
 
 // report prints what was written and what to do next: a styled panel on a
-// terminal, plain lines for scripts, or JSON.
+// terminal wide enough for it (and without NO_COLOR), plain lines otherwise
+// and for scripts, or JSON.
 func (o *Options) report(res Result) error {
 	if o.Output == output.JSON {
 		return output.WriteJSON(o.IO.Out, res)
@@ -54,14 +56,6 @@ func (o *Options) report(res Result) error {
 	}
 	next = append(next, "orbit email-oauth2-proxy status            # check listeners and accounts")
 
-	if !o.IO.IsStdoutTTY() {
-		fmt.Fprint(o.IO.Out, b.String())
-		fmt.Fprintln(o.IO.Out, "Next steps:")
-		for i, n := range next {
-			fmt.Fprintf(o.IO.Out, "  %d. %s\n", i+1, n)
-		}
-		return nil
-	}
 	r := o.IO.Renderer()
 	title := r.NewStyle().Bold(true).Foreground(lipgloss.Color("10"))
 	box := r.NewStyle().Border(lipgloss.RoundedBorder()).Padding(0, 1)
@@ -72,6 +66,21 @@ func (o *Options) report(res Result) error {
 	}
 	body := title.Render("email-oauth2-proxy registered") + "\n" + strings.TrimRight(b.String(), "\n") +
 		"\n\n" + dim.Render("Next steps") + "\n" + strings.TrimRight(steps.String(), "\n")
+	if !panel.Fits(o.IO, o.width(), body) {
+		fmt.Fprint(o.IO.Out, b.String())
+		fmt.Fprintln(o.IO.Out, "Next steps:")
+		for i, n := range next {
+			fmt.Fprintf(o.IO.Out, "  %d. %s\n", i+1, n)
+		}
+		return nil
+	}
 	fmt.Fprintln(o.IO.Out, box.Render(body))
 	return nil
+}
+
+func (o *Options) width() int {
+	if o.Width == nil {
+		return 0
+	}
+	return o.Width()
 }

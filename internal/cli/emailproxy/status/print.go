@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/charmbracelet/lipgloss"
+	"github.com/senhasegura/orbit/internal/cli/panel"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
@@ -95,16 +96,18 @@ func (o *Options) print(rep Report) error {
 		fmt.Fprintf(&b, "\n%s\n", next)
 	}
 
-	if !tty {
-		_, err := fmt.Fprint(o.IO.Out, b.String())
-		return err
-	}
 	title := style(good, "email-oauth2-proxy")
 	if !rep.Running {
 		title = style(bad, "email-oauth2-proxy")
 	}
+	body := title + "\n" + strings.TrimRight(b.String(), "\n")
+	if !tty || !panel.Fits(o.IO, o.width(), body) {
+		// Still coloured on a terminal; only the frame is left out.
+		_, err := fmt.Fprint(o.IO.Out, b.String())
+		return err
+	}
 	box := r.NewStyle().Border(lipgloss.RoundedBorder()).Padding(0, 1)
-	_, err := fmt.Fprintln(o.IO.Out, box.Render(title+"\n"+strings.TrimRight(b.String(), "\n")))
+	_, err := fmt.Fprintln(o.IO.Out, box.Render(body))
 	return err
 }
 
@@ -281,4 +284,11 @@ func bytesText(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func (o *Options) width() int {
+	if o.Width == nil {
+		return 0
+	}
+	return o.Width()
 }

@@ -48,6 +48,9 @@ type Options struct {
 	DialTimeout time.Duration
 	Now         func() time.Time
 	Location    *time.Location
+	// Width is the terminal's width in columns (0: unknown); the panel is
+	// drawn only where it fits.
+	Width func() int
 
 	Unit           string
 	ConfigPath     string
@@ -68,6 +71,7 @@ func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.
 		Dial:        d.DialContext,
 		DialTimeout: DefaultDialTimeout,
 		Now:         f.Now,
+		Width:       f.TerminalWidth,
 	}
 	cmd := &cobra.Command{
 		Use:   "status [flags]",

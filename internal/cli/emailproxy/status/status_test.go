@@ -194,6 +194,42 @@ func TestStatusTTYPanel(t *testing.T) {
 	}
 }
 
+// TestStatusPanelOnlyWhereItHelps: NO_COLOR and a terminal narrower than
+// the panel get the plain layout, not a frame the terminal would wrap.
+func TestStatusPanelOnlyWhereItHelps(t *testing.T) {
+	tests := []struct {
+		name    string
+		noColor bool
+		width   int
+		panel   bool
+	}{
+		{"wide terminal", false, 200, true},
+		{"NO_COLOR", true, 200, false},
+		{"narrow terminal", false, 40, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "127.0.0.1:2993", "127.0.0.1:2465")
+			f.opts.IO.SetTTY(true, true, true)
+			f.opts.IO.SetNoColor(tt.noColor)
+			f.opts.Width = func() int { return tt.width }
+			code, stdout, _ := f.run(t)
+			if code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			if got := strings.Contains(stdout, "╭"); got != tt.panel {
+				t.Errorf("panel drawn: %v, want %v:\n%s", got, tt.panel, stdout)
+			}
+			if !strings.Contains(stdout, "Listeners:") {
+				t.Errorf("the listing is missing:\n%s", stdout)
+			}
+			if tt.noColor && strings.Contains(stdout, "\x1b[") {
+				t.Errorf("escape codes with NO_COLOR:\n%q", stdout)
+			}
+		})
+	}
+}
+
 // TestStatusJSONSchema pins the documented --output json schema
 // (docs/status-json.md): every key, and the values of a known state.
 func TestStatusJSONSchema(t *testing.T) {
