@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -74,7 +75,7 @@ Exits 4 when the file is invalid, so Restart=on-failure and the journal show why
 	fl := cmd.Flags()
 	fl.StringVar(&opts.ConfigPath, "config", config.DefaultPath, "the proxy's configuration file")
 	fl.StringVar(&opts.TokenPath, "token-cache", tokens.DefaultPath, "the encrypted token store")
-	fl.StringVar(&opts.StatusPath, "status-file", oauth.DefaultStatusFile, "per-account state for `status` (no secrets); - to keep it in memory")
+	fl.StringVar(&opts.StatusPath, "status-file", oauth.DefaultStatusFile, "per-account state that orbit's status command reads (no secrets); - to keep it in memory")
 	fl.DurationVar(&opts.AuthTimeout, "auth-timeout", interactive.DefaultTimeout, "how long a login waits for an admin to complete an authorisation")
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long running sessions may take to finish")
 	fl.BoolVar(&opts.Debug, "debug", false, "trace protocol lines (credentials redacted)")
@@ -102,6 +103,9 @@ func logMode(s string) (journallog.Mode, error) {
 
 // Run serves until ctx ends (SIGTERM/SIGINT in the real process).
 func Run(ctx context.Context, o *Options) error {
+	if err := o.checkFlags(); err != nil {
+		return err
+	}
 	mode, err := logMode(o.LogFormat)
 	if err != nil {
 		return err
@@ -173,14 +177,36 @@ func Run(ctx context.Context, o *Options) error {
 	}
 }
 
+// startError gives each way the engine can fail to start its exit code and
+// a fix: a file that cannot be read is not an invalid file, and sending the
+// admin to config validate for it would not help.
 func startError(path string, err error) error {
-	if errors.Is(err, engine.ErrInvalidConfig) {
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrPermission) && errors.As(err, &pe):
+		return exitcode.Withf(exitcode.Permission, "cannot read %s: permission denied; run as root (as the unit does), or give --config, --token-cache and --status-file paths this user may use", pe.Path)
+	case errors.Is(err, fs.ErrPermission):
+		return exitcode.With(exitcode.Permission, fmt.Errorf("%w; run as root (as the unit does)", err))
+	case errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Path == path:
+		return exitcode.Withf(exitcode.Invalid, "%s does not exist; write it with `orbit email-oauth2-proxy register`, or name another file with --config", path)
+	case errors.Is(err, engine.ErrInvalidConfig):
 		return exitcode.With(exitcode.Invalid, fmt.Errorf("%w\nFix the file (orbit email-oauth2-proxy config validate %s shows every problem), then start again", err, path))
 	}
-	if errors.Is(err, os.ErrPermission) {
-		return exitcode.With(exitcode.Permission, err)
-	}
 	return err
+}
+
+// checkFlags refuses values that would make the engine misbehave rather
+// than fail: a zero or negative wait.
+func (o *Options) checkFlags() error {
+	for _, d := range []struct {
+		flag string
+		val  time.Duration
+	}{{"auth-timeout", o.AuthTimeout}, {"drain-timeout", o.DrainTimeout}} {
+		if d.val <= 0 {
+			return exitcode.Withf(exitcode.Usage, "--%s %s: use a positive duration such as 30s or 10m", d.flag, d.val)
+		}
+	}
+	return nil
 }
 
 // monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd wants
