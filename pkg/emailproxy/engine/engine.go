@@ -122,9 +122,24 @@ func New(opts Options) (*Engine, error) {
 	e.proxy = proxy.New(proxy.Options{
 		Authenticator: e.manager,
 		Logger:        opts.Logger,
+		LoginTimeout:  loginTimeout(opts.AuthTimeout),
 		Debug:         opts.Debug,
 	})
 	return e, nil
+}
+
+// loginTimeout is the proxy's whole-login deadline for an AuthTimeout: a
+// login may wait that long for an administrator, and then still needs the
+// code exchange and the upstream login, so the deadline must not cut the
+// wait short.
+func loginTimeout(auth time.Duration) time.Duration {
+	if auth == 0 {
+		auth = interactive.DefaultTimeout
+	}
+	if auth < 0 {
+		return proxy.DefaultLoginTimeout
+	}
+	return max(proxy.DefaultLoginTimeout, auth+time.Minute)
 }
 
 // Start imports tokens a Python-written file carries inline and opens every

@@ -198,16 +198,29 @@ func (s *session) readClient(redact func(string) string) (string, error) {
 }
 
 func (s *session) writeClient(line string) error {
-	s.client.SetWriteDeadline(s.deadline())
+	s.client.SetWriteDeadline(s.writeDeadline())
 	s.trace("P>C", line)
 	_, err := io.WriteString(s.client, line+"\r\n")
 	return err
 }
 
+// replyGrace is how long a reply may take to leave once the login deadline
+// has passed: the reply saying why a login ended is due even then.
+const replyGrace = 5 * time.Second
+
+// writeDeadline is deadline, but never less than replyGrace from now.
+func (s *session) writeDeadline() time.Time {
+	d, grace := s.deadline(), time.Now().Add(replyGrace)
+	if d.Before(grace) {
+		return grace
+	}
+	return d
+}
+
 // farewell sends a last line when the session is ending, with its own short
 // deadline because the login deadline may be what ended it.
 func (s *session) farewell(line string) {
-	s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	s.client.SetWriteDeadline(time.Now().Add(replyGrace))
 	s.trace("P>C", line)
 	io.WriteString(s.client, line+"\r\n")
 }
@@ -266,9 +279,13 @@ func (s *session) dial(implicitTLS bool) error {
 	return nil
 }
 
-// accessToken asks the Authenticator, logging the outcome on failure.
+// accessToken asks the Authenticator, logging the outcome on failure. The
+// wait is part of the login and ends at the login deadline: a token that
+// came later would find the deadline past and the upstream write failing.
 func (s *session) accessToken(user, pass string) (string, error) {
-	tok, err := s.srv.opts.Authenticator.AccessToken(s.ctx, user, pass)
+	ctx, cancel := context.WithDeadline(s.ctx, s.loginDeadline)
+	defer cancel()
+	tok, err := s.srv.opts.Authenticator.AccessToken(ctx, user, pass)
 	if err == nil && tok == "" {
 		err = errors.New("the token layer returned an empty access token")
 	}
