@@ -35,6 +35,9 @@ type Options struct {
 	// Width is the terminal's width in columns (0: unknown); the summary
 	// panel is drawn only where it fits.
 	Width func() int
+	// ReadFile reads --oauth2-client-secret-file; os.ReadFile unless a test
+	// needs an error root would never see.
+	ReadFile func(string) ([]byte, error)
 
 	ConfigPath string
 	Force      bool

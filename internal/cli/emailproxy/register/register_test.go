@@ -3,11 +3,13 @@ package register_test
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/register"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/root"
 	"github.com/senhasegura/orbit/internal/exitcode"
@@ -154,6 +156,8 @@ func TestBadInputs(t *testing.T) {
 		{"extra argument", []string{"oops"}, exitcode.Usage, "unknown command"},
 		{"two secret sources", []string{"--oauth2-client-secret-file", "/dev/null"}, exitcode.Usage, "both given"},
 		{"empty secret file", []string{"--oauth2-client-secret", "", "--oauth2-client-secret-file", "/dev/null"}, exitcode.Invalid, "holds no secret"},
+		{"missing secret file", []string{"--oauth2-client-secret", "", "--oauth2-client-secret-file", "/nonexistent/secret"}, exitcode.Invalid, "/nonexistent/secret does not exist; write the secret"},
+		{"secret file is a directory", []string{"--oauth2-client-secret", "", "--oauth2-client-secret-file", "/"}, exitcode.Invalid, "name a file that holds the secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -325,5 +329,33 @@ func TestSummaryPanelOnlyWhereItHelps(t *testing.T) {
 				t.Errorf("escape codes without colour:\n%q", r.stdout)
 			}
 		})
+	}
+}
+
+// TestUnreadableSecretFile: a secret file this user may not read is a
+// permission problem (exit 10) that says to run as root, not an invalid
+// flag. The read is injected because the tests run as root.
+func TestUnreadableSecretFile(t *testing.T) {
+	io, _, out, errOut := iostreams.Test()
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	o := &register.Options{
+		IO: io, ConfigPath: path, Provider: "google", SecretFile: "/root/client-secret",
+		Values: register.Values{ClientID: "1-a.apps.googleusercontent.com", RedirectURI: "https://vault.example.com/email-oauth2-proxy-authorize/"},
+		ReadFile: func(name string) ([]byte, error) {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrPermission}
+		},
+	}
+	err := register.Run(context.Background(), o)
+	if exitcode.Of(err) != exitcode.Permission {
+		t.Fatalf("exit %d, want %d: %v", exitcode.Of(err), exitcode.Permission, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "cannot read /root/client-secret: permission denied") || !strings.Contains(msg, "run as root") {
+		t.Errorf("error does not say what and how to fix: %v", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the file was written")
+	}
+	if out.Len()+errOut.Len() != 0 {
+		t.Errorf("printed %q %q", out, errOut)
 	}
 }

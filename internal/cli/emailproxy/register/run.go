@@ -199,9 +199,18 @@ func (o *Options) clientSecret() (string, error) {
 		flagVal = strings.TrimRight(line, "\r\n")
 	case o.SecretFile != "":
 		src = o.SecretFile
-		b, err := os.ReadFile(o.SecretFile)
-		if err != nil {
-			return "", exitcode.Withf(exitcode.Invalid, "--oauth2-client-secret-file: %v", err)
+		read := o.ReadFile
+		if read == nil {
+			read = os.ReadFile
+		}
+		b, err := read(o.SecretFile)
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			return "", exitcode.Withf(exitcode.Permission, "--oauth2-client-secret-file: cannot read %s: permission denied; run as root (sudo orbit ...) or as the file's owner", o.SecretFile)
+		case errors.Is(err, fs.ErrNotExist):
+			return "", exitcode.Withf(exitcode.Invalid, "--oauth2-client-secret-file: %s does not exist; write the secret's value to it first (install -m 0600 /dev/stdin %s), or pass - to read it from standard input", o.SecretFile, o.SecretFile)
+		case err != nil:
+			return "", exitcode.Withf(exitcode.Invalid, "--oauth2-client-secret-file: %v; name a file that holds the secret's value, or - for standard input", err)
 		}
 		flagVal = strings.TrimSpace(string(b))
 	}
