@@ -124,11 +124,8 @@ func Run(ctx context.Context, o *Options) error {
 	if cfg == "" {
 		cfg = config.DefaultPath
 	}
-	if o.Booted != nil {
-		if err := o.Booted(); err != nil {
-			return service.NoSystemdError("no journal to read for "+o.Unit, cfg, err)
-		}
-	}
+	// Every flag is checked before the machine is: a script with a typo
+	// learns about the typo (exit 2) wherever it runs.
 	var since time.Time
 	if o.Since != "" {
 		t, err := ParseSince(o.Since, o.Now(), o.loc())
@@ -136,6 +133,11 @@ func Run(ctx context.Context, o *Options) error {
 			return exitcode.Withf(exitcode.Usage, "--since: %v", err)
 		}
 		since = t
+	}
+	if o.Booted != nil {
+		if err := o.Booted(); err != nil {
+			return service.NoSystemdError("no journal to read for "+o.Unit, cfg, err)
+		}
 	}
 	if o.AuthURL {
 		return o.authURL(ctx, since)

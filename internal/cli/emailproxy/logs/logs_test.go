@@ -263,6 +263,11 @@ func TestErrors(t *testing.T) {
 		}, exitcode.NoSystemd, "journalctl not found"},
 		{"bad --since", func(f *fixture) { f.opts.Since = "last tuesday" }, exitcode.Usage, "is not a time"},
 		{"negative --lines", func(f *fixture) { f.opts.Lines = -1 }, exitcode.Usage, "--lines"},
+		// A typo is reported as such on a machine without systemd too.
+		{"bad --since without systemd", func(f *fixture) {
+			f.opts.Since = "last tuesday"
+			f.opts.Booted = func() error { return servicetest.ErrNoSystemd }
+		}, exitcode.Usage, "is not a time"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
