@@ -285,7 +285,9 @@ func (s *session) dial(implicitTLS bool) error {
 func (s *session) accessToken(user, pass string) (string, error) {
 	ctx, cancel := context.WithDeadline(s.ctx, s.loginDeadline)
 	defer cancel()
+	stopWatch := s.watchClientGone(cancel)
 	tok, err := s.srv.opts.Authenticator.AccessToken(ctx, user, pass)
+	stopWatch()
 	if err == nil && tok == "" {
 		err = errors.New("the token layer returned an empty access token")
 	}
@@ -295,6 +297,30 @@ func (s *session) accessToken(user, pass string) (string, error) {
 	}
 	s.token = tok
 	return tok, nil
+}
+
+// watchClientGone cancels a token wait when the client hangs up. Nothing
+// reads from the client while the token layer works, which can take minutes
+// for an interactive authorisation, so without it a mailer that gives up and
+// reconnects would leave a session and an upstream connection per attempt.
+// Bytes the client sends meanwhile stay buffered for the next read. stop
+// ends the watch before the session reads from the client again.
+func (s *session) watchClientGone(cancel context.CancelFunc) (stop func()) {
+	s.client.SetReadDeadline(s.loginDeadline)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := s.cr.Peek(1); err != nil && !isTimeout(err) {
+			cancel()
+		}
+	}()
+	return func() {
+		// A read deadline in the past wakes the Peek; a time-out leaves
+		// the connection (TLS too) usable, and every read sets its own
+		// deadline again.
+		s.client.SetReadDeadline(time.Now())
+		<-done
+	}
 }
 
 // tokenError marks an Authenticator's error: its text is already written

@@ -55,3 +55,54 @@ func TestTokenWaitEndsAtLoginDeadline(t *testing.T) {
 		t.Fatal("the token wait did not end at the login deadline")
 	}
 }
+
+// TestTokenWaitEndsWhenClientLeaves: a mailer that gives up while the token
+// layer waits (for a person, for a slow provider) ends its session at once,
+// rather than leaving a goroutine and an upstream connection behind per
+// attempt until the authorisation times out.
+func TestTokenWaitEndsWhenClientLeaves(t *testing.T) {
+	for _, proto := range []string{"IMAP", "POP", "SMTP"} {
+		t.Run(proto, func(t *testing.T) {
+			wa := &waitingAuth{started: make(chan struct{}, 4), ended: make(chan error, 4)}
+			e := newEnv(t, func(o *Options) { o.Authenticator = wa; o.LoginTimeout = time.Minute })
+			var c *client
+			switch proto {
+			case "IMAP":
+				e.apply(section("X-1", config.IMAP, startFake(t, e.ca, true, serveIMAP)))
+				c = dialClient(t, e.addr("X-1"))
+				c.expect("* OK")
+				c.send("a1 LOGIN alice@example.com alice-PASSWORD-1")
+			case "POP":
+				e.apply(section("X-1", config.POP, startFake(t, e.ca, true, servePOP)))
+				c = dialClient(t, e.addr("X-1"))
+				c.expect("+OK")
+				c.send("USER alice@example.com")
+				c.expect("+OK")
+				c.send("PASS alice-PASSWORD-1")
+			case "SMTP":
+				e.apply(section("X-1", config.SMTP, startFake(t, e.ca, true, serveSMTP)))
+				c = dialClient(t, e.addr("X-1"))
+				c.expect("220")
+				c.send("EHLO x")
+				c.until("250 ")
+				c.send("AUTH PLAIN " + b64("\x00alice@example.com\x00alice-PASSWORD-1"))
+			}
+			<-wa.started
+			c.c.Close()
+			select {
+			case err := <-wa.ended:
+				if err != context.Canceled {
+					t.Errorf("token wait ended with %v, want context.Canceled", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the token wait goes on after the client hung up")
+			}
+			for i := 0; e.srv.ActiveSessions() != 0; i++ {
+				if i > 200 {
+					t.Fatal("session still open after the client hung up")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
