@@ -42,6 +42,8 @@ const (
 	DefaultDeviceInterval = 5 * time.Second
 	// SlowDownStep is what RFC 8628 3.5 adds to the interval on slow_down.
 	SlowDownStep = 5 * time.Second
+	// DefaultMaxPending bounds the authorisation requests waiting at once.
+	DefaultMaxPending = 100
 )
 
 // DeviceCodeGrant is the grant_type of device flow polls (RFC 8628 3.4).
@@ -55,6 +57,9 @@ var (
 	ErrExpired = errors.New("the authorisation request expired")
 	// ErrConfig: the account's settings cannot make an interactive request.
 	ErrConfig = errors.New("interactive authorisation is not configured")
+	// ErrTooManyPending: MaxPending requests already wait for a person. It
+	// comes wrapped with oauth.ErrNeedsAuthorization (retry later).
+	ErrTooManyPending = errors.New("too many authorisation requests are waiting")
 )
 
 // Options configure a Server. The zero value works.
@@ -85,6 +90,11 @@ type Options struct {
 	Linger time.Duration
 	// ExchangeTimeout: see DefaultExchangeTimeout.
 	ExchangeTimeout time.Duration
+	// MaxPending bounds the requests waiting for a person; zero is
+	// DefaultMaxPending. With catch-all accounts any login name reaches
+	// the flow, so without a bound made-up names would each add a request
+	// (an announcement, a state and, for the device flow, a poller).
+	MaxPending int
 	// Sleep waits between device polls; nil waits on a timer. Tests record
 	// the intervals and return at once.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -173,6 +183,9 @@ func New(opts Options) *Server {
 	}
 	if s.opts.Linger == 0 {
 		s.opts.Linger = DefaultLinger
+	}
+	if s.opts.MaxPending <= 0 {
+		s.opts.MaxPending = DefaultMaxPending
 	}
 	return s
 }
@@ -281,6 +294,17 @@ func (s *Server) register(r *request) (*request, bool, error) {
 			other.linger = nil
 		}
 		return other, false, nil
+	}
+	open := 0
+	for _, o := range s.requests {
+		if !o.finished {
+			open++
+		}
+	}
+	if open >= s.opts.MaxPending {
+		return nil, false, fmt.Errorf("%w: %w: %d authorisations already wait for an administrator, so none is started for account %s; "+
+			"complete them (`orbit email-oauth2-proxy logs --auth-url`) or let them expire, then log in again",
+			oauth.ErrNeedsAuthorization, ErrTooManyPending, open, r.account)
 	}
 	r.waiters = 1
 	s.requests[r.key] = r
