@@ -108,9 +108,11 @@ nothing and exits 0 (a note goes to standard error).`,
 
 // Run prints the journal or the pending URLs.
 func Run(ctx context.Context, o *Options) error {
-	if o.Unit == "" {
-		o.Unit = service.DefaultUnit
+	unit, err := service.CheckUnit(o.Unit)
+	if err != nil {
+		return err
 	}
+	o.Unit = unit
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -263,6 +263,7 @@ func TestErrors(t *testing.T) {
 		}, exitcode.NoSystemd, "journalctl not found"},
 		{"bad --since", func(f *fixture) { f.opts.Since = "last tuesday" }, exitcode.Usage, "is not a time"},
 		{"negative --lines", func(f *fixture) { f.opts.Lines = -1 }, exitcode.Usage, "--lines"},
+		{"timer as --unit", func(f *fixture) { f.opts.Unit = "proxy.timer" }, exitcode.Usage, "ending in .service"},
 		// A typo is reported as such on a machine without systemd too.
 		{"bad --since without systemd", func(f *fixture) {
 			f.opts.Since = "last tuesday"

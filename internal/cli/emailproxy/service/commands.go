@@ -170,10 +170,15 @@ func AddCommonFlags(cmd *cobra.Command, configPath, unit *string) {
 
 // Run carries out o.Action.
 func Run(ctx context.Context, o *Options) error {
-	if o.Unit == "" {
-		o.Unit = DefaultUnit
+	unit, err := CheckUnit(o.Unit)
+	if err != nil {
+		return err
 	}
-	if o.Timeout <= 0 {
+	o.Unit = unit
+	if o.Timeout < 0 {
+		return exitcode.Withf(exitcode.Usage, "--timeout %v: use a positive duration such as 30s or 5m", o.Timeout)
+	}
+	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
 	if o.Now == nil {

@@ -164,3 +164,33 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// CheckUnit checks --unit before anything reaches systemd, so that a typo is
+// a usage error (exit 2) on every machine rather than a D-Bus refusal, and a
+// unit file is never written under a name systemd would not read. A name
+// without a type gets ".service", as systemctl does.
+func CheckUnit(unit string) (string, error) {
+	if unit == "" {
+		return DefaultUnit, nil
+	}
+	name := unit
+	if !strings.Contains(name, ".") {
+		name += ".service"
+	}
+	prefix, ok := strings.CutSuffix(name, ".service")
+	if !ok {
+		return "", exitcode.Withf(exitcode.Usage, "--unit %q: the proxy runs as a service; use a name ending in .service, such as %s", unit, DefaultUnit)
+	}
+	if prefix == "" || len(name) > 255 || strings.IndexFunc(prefix, badUnitRune) >= 0 {
+		return "", exitcode.Withf(exitcode.Usage, "--unit %q is not a systemd unit name: use letters, digits and : - _ . @ only, such as %s", unit, DefaultUnit)
+	}
+	return name, nil
+}
+
+func badUnitRune(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return false
+	}
+	return !strings.ContainsRune(":-_.@\\", r)
+}

@@ -435,3 +435,51 @@ func TestTailNewestOfWindow(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckUnit(t *testing.T) {
+	tests := []struct {
+		in, want string
+		bad      string // substring of the error; "" when valid
+	}{
+		{"", service.DefaultUnit, ""},
+		{"email-oauth2-proxy", "email-oauth2-proxy.service", ""},
+		{"mail@site-b.service", "mail@site-b.service", ""},
+		{"x.timer", "", "use a name ending in .service"},
+		{"bad name", "", "is not a systemd unit name"},
+		{".service", "", "is not a systemd unit name"},
+		{"a/b.service", "", "is not a systemd unit name"},
+	}
+	for _, tt := range tests {
+		got, err := service.CheckUnit(tt.in)
+		if tt.bad == "" {
+			if err != nil || got != tt.want {
+				t.Errorf("CheckUnit(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+			continue
+		}
+		if exitcode.Of(err) != exitcode.Usage || !strings.Contains(fmt.Sprint(err), tt.bad) {
+			t.Errorf("CheckUnit(%q): %v (exit %d); want a usage error containing %q", tt.in, err, exitcode.Of(err), tt.bad)
+		}
+	}
+}
+
+// TestBadFlagsNeverReachSystemd: a bad --unit or --timeout is a usage
+// error before any connection, so it exits 2 on a machine without systemd
+// too, and no unit file is written under a bad name.
+func TestBadFlagsNeverReachSystemd(t *testing.T) {
+	cfg := servicetest.WriteConfig(t, servicetest.MinimalConfig)
+	for _, a := range []service.Action{service.Start, service.Stop, service.Restart} {
+		for name, set := range map[string]func(*service.Options){
+			"unit":    func(o *service.Options) { o.Unit = "proxy.timer" },
+			"timeout": func(o *service.Options) { o.Timeout = -time.Second },
+		} {
+			e := newEnv(t, a, cfg)
+			e.conn.Err = servicetest.ErrNoSystemd // reaching it would exit 6
+			set(e.opts)
+			code, _, _, err := e.run(t)
+			if code != exitcode.Usage || !strings.Contains(err.Error(), "--"+name) {
+				t.Errorf("%s with a bad --%s: exit %d (%v), want %d naming the flag", a, name, code, err, exitcode.Usage)
+			}
+		}
+	}
+}

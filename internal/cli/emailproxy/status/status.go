@@ -191,9 +191,11 @@ type StatusFile struct {
 
 // Run gathers the report, prints it, and returns the exit status.
 func Run(ctx context.Context, o *Options) error {
-	if o.Unit == "" {
-		o.Unit = service.DefaultUnit
+	unit, err := service.CheckUnit(o.Unit)
+	if err != nil {
+		return err
 	}
+	o.Unit = unit
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -194,6 +194,16 @@ func TestStatusTTYPanel(t *testing.T) {
 	}
 }
 
+func TestStatusBadUnitIsAUsageError(t *testing.T) {
+	io, _, out, _ := iostreams.Test()
+	// Reaching the connector would be exit 6; the name is refused first.
+	err := status.Run(context.Background(), &status.Options{IO: io, Unit: "bad name",
+		Connector: &servicetest.Connector{Err: servicetest.ErrNoSystemd}, Installer: &servicetest.Installer{}})
+	if exitcode.Of(err) != exitcode.Usage || out.Len() != 0 || !strings.Contains(fmt.Sprint(err), `--unit "bad name" is not a systemd unit name`) {
+		t.Errorf("exit %d, stdout %q, error %v", exitcode.Of(err), out, err)
+	}
+}
+
 // TestStatusPanelOnlyWhereItHelps: NO_COLOR and a terminal narrower than
 // the panel get the plain layout, not a frame the terminal would wrap.
 func TestStatusPanelOnlyWhereItHelps(t *testing.T) {
