@@ -359,3 +359,24 @@ func TestUnreadableSecretFile(t *testing.T) {
 		t.Errorf("printed %q %q", out, errOut)
 	}
 }
+
+// TestNextStepsNameTheFile: after writing a file elsewhere than the
+// default, the printed start and status commands name it, so pasting them
+// acts on that file and not on the default one.
+func TestNextStepsNameTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "site b", "emailproxy.config")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := runCmd(t, false, "", "--config", path, "--provider", "office365", "--tenant-id", tenant,
+		"--oauth2-client-id", client, "--oauth2-client-secret", secret)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	quoted := "'" + path + "'"
+	for _, want := range []string{"orbit email-oauth2-proxy start --config " + quoted, "orbit email-oauth2-proxy status --config " + quoted} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("next steps lack %q:\n%s", want, r.stdout)
+		}
+	}
+}

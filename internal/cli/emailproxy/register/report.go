@@ -46,15 +46,21 @@ func (o *Options) report(res Result) error {
 		fmt.Fprintf(&b, "Service: %s\n", res.Service)
 	}
 
+	// start and status read the default file unless told otherwise; a file
+	// written elsewhere must be named, or the steps would act on another.
+	cfgFlag := ""
+	if o.ConfigPath != config.DefaultPath {
+		cfgFlag = " --config " + shellQuote(o.ConfigPath)
+	}
 	var next []string
-	next = append(next, "orbit email-oauth2-proxy start            # run the proxy under systemd")
+	next = append(next, "orbit email-oauth2-proxy start"+cfgFlag+"            # run the proxy under systemd")
 	for _, l := range res.Listeners {
 		next = append(next, fmt.Sprintf("point the mailer's %s at %s, no TLS, with a plain password", l.Protocol, l.Address))
 	}
 	if res.Interactive {
 		next = append(next, "orbit email-oauth2-proxy logs --auth-url   # after the mailer's first login: the URL an admin must open once")
 	}
-	next = append(next, "orbit email-oauth2-proxy status            # check listeners and accounts")
+	next = append(next, "orbit email-oauth2-proxy status"+cfgFlag+"            # check listeners and accounts")
 
 	r := o.IO.Renderer()
 	title := r.NewStyle().Bold(true).Foreground(lipgloss.Color("10"))
@@ -83,4 +89,15 @@ func (o *Options) width() int {
 		return 0
 	}
 	return o.Width()
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it, so a printed
+// command can be pasted as it is.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+=:,@", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
