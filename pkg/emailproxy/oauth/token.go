@@ -82,7 +82,7 @@ func PostToken(ctx context.Context, hc *http.Client, tokenURL string, form url.V
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", UserAgent)
-	resp, err := hc.Do(req)
+	resp, err := NoRedirects(hc).Do(req)
 	if err != nil {
 		// *url.Error repeats the URL; keep only the cause's text.
 		var ue *url.Error
@@ -95,6 +95,9 @@ func PostToken(ctx context.Context, hc *http.Client, tokenURL string, form url.V
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse))
 	if err != nil {
 		return TokenResponse{}, fmt.Errorf("%w: reading answer from %s: %v", ErrProviderUnavailable, redactURL(tokenURL), err)
+	}
+	if err := RedirectRefused("token_url", tokenURL, resp); err != nil {
+		return TokenResponse{}, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		pe := &ProviderError{Status: resp.StatusCode}
@@ -118,6 +121,29 @@ func PostToken(ctx context.Context, hc *http.Client, tokenURL string, form url.V
 		return TokenResponse{}, fmt.Errorf("%w: %s answered without an access_token", ErrProviderRefused, redactURL(tokenURL))
 	}
 	return tr, nil
+}
+
+// NoRedirects is hc with redirects turned off. A token request's body holds
+// the client secret, a refresh token or a code, and Go re-sends a body on
+// 307 and 308 to wherever Location points, so an endpoint that redirects
+// gets an error (see RedirectRefused) instead of the secrets going on.
+func NoRedirects(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
+
+// RedirectRefused is the error for a redirect answer (nil for any other):
+// which setting points at an endpoint that redirects, and where to.
+func RedirectRefused(setting, endpoint string, resp *http.Response) error {
+	if resp.StatusCode < 300 || resp.StatusCode > 399 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s %s answered HTTP %d, a redirect to %s; requests carrying secrets are not redirected: set %s to the provider's endpoint itself",
+		ErrProviderRefused, setting, redactURL(endpoint), resp.StatusCode, redactURL(resp.Header.Get("Location")), setting)
 }
 
 // redactURL drops query and user info, which could carry secrets, so a URL

@@ -196,7 +196,7 @@ func (s *Server) requestDeviceCode(ctx context.Context, endpoint string, form ur
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", oauth.UserAgent)
-	resp, err := s.hc.Do(req)
+	resp, err := oauth.NoRedirects(s.hc).Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -208,6 +208,9 @@ func (s *Server) requestDeviceCode(ctx context.Context, endpoint string, form ur
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDeviceAnswer))
 	if err != nil {
 		return da, fmt.Errorf("%w: reading the answer: %v", oauth.ErrProviderUnavailable, err)
+	}
+	if err := oauth.RedirectRefused("permission_url", endpoint, resp); err != nil {
+		return da, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		pe := &oauth.ProviderError{Status: resp.StatusCode}
