@@ -82,18 +82,28 @@ The client secret can come from --oauth2-client-secret, from
 --oauth2-client-secret-file FILE (or - for standard input), or from the
 environment variable ORBIT_OAUTH2_CLIENT_SECRET, which keeps it out of the
 process list and shell history.`,
-		Example: `  # Office 365, the values filled in by the preset
-  orbit email-oauth2-proxy register --provider office365 --tenant-id 0f3e... \
-    --oauth2-client-id 6731de76-... --oauth2-client-secret-file /root/secret
+		Example: `  # Office 365, the values filled in by the preset; the secret from a 0600 file
+  orbit email-oauth2-proxy register --provider office365 \
+    --tenant-id 0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab \
+    --oauth2-client-id 6731de76-14a6-49ae-97bc-6eba6914391e \
+    --oauth2-client-secret-file /root/client-secret \
+    --redirect-uri https://vault.example.com/email-oauth2-proxy-authorize/
 
-  # The product documentation's command, every flag spelled out
+  # The product documentation's command, every flag spelled out; the secret on standard input
   orbit email-oauth2-proxy register \
     --imap-server-address=outlook.office365.com --imap-server-port=993 \
     --smtp-server-address=smtp.office365.com --smtp-server-port=587 --smtp-server-starttls \
-    --oauth2-token-url="https://login.microsoftonline.com/TENANT/oauth2/v2.0/token" \
-    --oauth2-permission-url="https://login.microsoftonline.com/TENANT/oauth2/v2.0/authorize" \
+    --oauth2-token-url="https://login.microsoftonline.com/0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab/oauth2/v2.0/token" \
+    --oauth2-permission-url="https://login.microsoftonline.com/0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab/oauth2/v2.0/authorize" \
     --oauth2-scope="https://outlook.office365.com/IMAP.AccessAsUser.All https://outlook.office365.com/SMTP.Send offline_access" \
-    --oauth2-flow=authorization_code --oauth2-client-id=ID --oauth2-client-secret-file=- --force`,
+    --oauth2-flow=authorization_code --oauth2-client-id=6731de76-14a6-49ae-97bc-6eba6914391e \
+    --oauth2-client-secret-file=- --redirect-uri=https://vault.example.com/email-oauth2-proxy-authorize/ --force
+
+  # Google Workspace, shown (secrets masked) and not written
+  orbit email-oauth2-proxy register --provider google \
+    --oauth2-client-id 1234567890-abc.apps.googleusercontent.com \
+    --oauth2-client-secret-file /root/client-secret \
+    --redirect-uri https://vault.example.com/email-oauth2-proxy-authorize/ --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			opts.Changed = func(name string) bool {

@@ -3,6 +3,7 @@ package register_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -379,4 +380,74 @@ func TestNextStepsNameTheFile(t *testing.T) {
 			t.Errorf("next steps lack %q:\n%s", want, r.stdout)
 		}
 	}
+}
+
+// TestHelpExamplesWork runs every example of register's help as printed
+// (the secret file replaced by a real one, the file written to a temporary
+// path): an example an admin pastes must not be refused.
+func TestHelpExamplesWork(t *testing.T) {
+	io, _, _, _ := iostreams.Test()
+	cmd := register.New(factory.New(io), nil)
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	examples := parseExamples(cmd.Example)
+	if len(examples) < 2 {
+		t.Fatalf("found %d examples in:\n%s", len(examples), cmd.Example)
+	}
+	for i, words := range examples {
+		if len(words) < 3 || words[0] != "orbit" || words[1] != "email-oauth2-proxy" || words[2] != "register" {
+			t.Fatalf("example %d is not a register command: %q", i, words)
+		}
+		args := []string{"--config", filepath.Join(dir, fmt.Sprintf("ex%d.config", i))}
+		for _, w := range words[3:] {
+			args = append(args, strings.ReplaceAll(w, "/root/client-secret", secretFile))
+		}
+		r := runCmd(t, false, secret+"\n", args...)
+		if r.code != 0 || r.stderr != "" {
+			t.Errorf("example %d: exit %d, stderr:\n%s\nargs %q", i, r.code, r.stderr, args)
+		}
+	}
+}
+
+// parseExamples splits cobra's Example text into commands: comments
+// skipped, backslash continuations joined, double quotes honoured.
+func parseExamples(text string) [][]string {
+	var cmds [][]string
+	var cur []string
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		cont := strings.HasSuffix(line, "\\")
+		line = strings.TrimSuffix(line, "\\")
+		var word strings.Builder
+		inWord, quoted := false, false
+		for _, r := range line {
+			switch {
+			case r == '"':
+				quoted, inWord = !quoted, true
+			case r == ' ' && !quoted:
+				if inWord {
+					cur = append(cur, word.String())
+					word.Reset()
+					inWord = false
+				}
+			default:
+				word.WriteRune(r)
+				inWord = true
+			}
+		}
+		if inWord {
+			cur = append(cur, word.String())
+		}
+		if !cont {
+			cmds = append(cmds, cur)
+			cur = nil
+		}
+	}
+	return cmds
 }
