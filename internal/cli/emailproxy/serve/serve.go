@@ -188,7 +188,7 @@ func startError(path string, err error) error {
 	case errors.Is(err, fs.ErrPermission):
 		return exitcode.With(exitcode.Permission, fmt.Errorf("%w; run as root (as the unit does)", err))
 	case errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Path == path:
-		return exitcode.Withf(exitcode.Invalid, "%s does not exist; write it with `orbit email-oauth2-proxy register`, or name another file with --config", path)
+		return exitcode.Withf(exitcode.Invalid, "cannot read %s: %v; write it with `orbit email-oauth2-proxy register`, or name another file with --config", path, pe.Err)
 	case errors.Is(err, engine.ErrInvalidConfig):
 		return exitcode.With(exitcode.Invalid, fmt.Errorf("%w\nFix the file (orbit email-oauth2-proxy config validate %s shows every problem), then start again", err, path))
 	}

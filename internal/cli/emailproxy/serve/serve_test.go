@@ -32,7 +32,7 @@ func TestRunRefusesBeforeListening(t *testing.T) {
 		want   []string
 	}{
 		{"missing file", func(o *Options) { o.ConfigPath = missing }, exitcode.Invalid,
-			[]string{missing + " does not exist", "orbit email-oauth2-proxy register", "--config"}},
+			[]string{"cannot read " + missing + ": no such file or directory", "orbit email-oauth2-proxy register", "--config"}},
 		{"invalid file", func(o *Options) { o.ConfigPath = invalid }, exitcode.Invalid,
 			[]string{"config validate " + invalid}},
 		{"negative auth timeout", func(o *Options) { o.AuthTimeout = -time.Second }, exitcode.Usage,
