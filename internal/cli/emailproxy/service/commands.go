@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -193,6 +194,11 @@ func Run(ctx context.Context, o *Options) error {
 	defer cancel()
 	m, err := o.Connector.Connect(ctx)
 	if err != nil {
+		if o.Action == Stop && errors.Is(err, systemd.ErrNoSystemd) && !errors.Is(err, fs.ErrPermission) {
+			// Without systemd there is no unit to stop; a proxy run by
+			// hand stops like any foreground process.
+			return exitcode.Withf(exitcode.NoSystemd, "%s: %v\nThere is no service manager here, so no unit runs the proxy; a proxy started with `orbit email-oauth2-proxy serve` stops with Ctrl-C or SIGTERM (it lets running sessions finish first).", what, err)
+		}
 		return ConnectError(what, cfgPath, err)
 	}
 	defer m.Close()

@@ -180,6 +180,12 @@ func TestStartStopRestart(t *testing.T) {
 				"orbit email-oauth2-proxy serve --config " + cfg},
 		},
 		{
+			name: "stop without systemd: exit 6, how a foreground proxy stops", action: service.Stop,
+			setup: func(e *env) { e.conn.Err = servicetest.ErrNoSystemd },
+			code:  exitcode.NoSystemd,
+			stderr: []string{"cannot stop email-oauth2-proxy.service: systemd is not running here", "stops with Ctrl-C or SIGTERM"},
+		},
+		{
 			name: "systemd refuses a non-root user: exit 10", action: service.Stop,
 			setup: func(e *env) {
 				e.conn.Err = fmt.Errorf("%w: cannot connect: %w", systemd.ErrNoSystemd, errors.Join(fs.ErrPermission, errors.New("EACCES")))
