@@ -122,6 +122,11 @@ func Run(ctx context.Context, o *Options) error {
 	if o.Timeout < 0 {
 		return exitcode.Withf(exitcode.Usage, "--timeout %v: use a positive duration", o.Timeout)
 	}
+	if o.TimeoutSet && !o.Follow {
+		// Without --follow logs returns at once; a script that passed a
+		// timeout expects to wait, so say so instead of ignoring it.
+		return exitcode.Withf(exitcode.Usage, "--timeout only applies with --follow; add --follow (e.g. logs --auth-url --follow --timeout 5m)")
+	}
 	cfg := o.ConfigPath
 	if cfg == "" {
 		cfg = config.DefaultPath

@@ -264,6 +264,7 @@ func TestErrors(t *testing.T) {
 		{"bad --since", func(f *fixture) { f.opts.Since = "last tuesday" }, exitcode.Usage, "is not a time"},
 		{"negative --lines", func(f *fixture) { f.opts.Lines = -1 }, exitcode.Usage, "--lines"},
 		{"timer as --unit", func(f *fixture) { f.opts.Unit = "proxy.timer" }, exitcode.Usage, "ending in .service"},
+		{"--timeout without --follow", func(f *fixture) { f.opts.Timeout, f.opts.TimeoutSet = time.Minute, true }, exitcode.Usage, "only applies with --follow"},
 		// A typo is reported as such on a machine without systemd too.
 		{"bad --since without systemd", func(f *fixture) {
 			f.opts.Since = "last tuesday"
