@@ -119,6 +119,7 @@ func TestFlagValueCompletion(t *testing.T) {
 		{[]string{"__complete", "email-oauth2-proxy", "register", "--oauth2-flow", ""}, []string{"authorization_code", "client_credentials", "device", "password", "service_account"}},
 		{[]string{"__complete", "email-oauth2-proxy", "register", "--provider", ""}, []string{"office365", "google"}},
 		{[]string{"__complete", "version", "--output", ""}, []string{"text", "json"}},
+		{[]string{"__complete", "email-oauth2-proxy", "logs", "--since", ""}, []string{"1h", "today", "yesterday"}},
 	}
 	for _, tt := range tests {
 		code, out, errOut := run(t, nil, tt.args...)

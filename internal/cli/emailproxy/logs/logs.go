@@ -99,6 +99,9 @@ nothing and exits 0 (a note goes to standard error).`,
 	fl := cmd.Flags()
 	fl.IntVarP(&opts.Lines, "lines", "n", DefaultLines, "show the newest N entries (0: all)")
 	fl.StringVar(&opts.Since, "since", "", "entries since this time: 30m, 2h, 1d (ago), 2006-01-02, \"2006-01-02 15:04:05\", RFC 3339, today, yesterday")
+	_ = cmd.RegisterFlagCompletionFunc("since", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"10m", "1h", "today", "yesterday"}, cobra.ShellCompDirectiveNoFileComp
+	})
 	fl.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new entries (Ctrl-C ends)")
 	fl.BoolVar(&opts.AuthURL, "auth-url", false, "print only the pending authorisation URL(s)")
 	fl.DurationVar(&opts.Timeout, "timeout", 0, "with --follow: stop after this long (--auth-url: exit 8; default 10m there, none otherwise)")
