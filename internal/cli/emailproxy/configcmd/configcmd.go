@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sort"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/senhasegura/orbit/internal/cli/factory"
@@ -125,6 +126,9 @@ func Validate(_ context.Context, o *Options) error {
 		return readErr(o.ConfigPath, err)
 	}
 	ds := config.LintBytes(data, o.ConfigPath)
+	// File order reads like the file; problems of the whole file (no line)
+	// come first.
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Line < ds[j].Line })
 	rep := Report{Path: o.ConfigPath, Diagnostics: ds}
 	if rep.Diagnostics == nil {
 		rep.Diagnostics = []config.Diagnostic{}

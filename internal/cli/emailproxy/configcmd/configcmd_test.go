@@ -109,3 +109,24 @@ func TestShowMasksSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateListsProblemsInFileOrder(t *testing.T) {
+	seed, err := os.ReadFile("../../../../pkg/emailproxy/config/testdata/seed-example.config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io, _, out, _ := iostreams.Test()
+	_ = Validate(context.Background(), &Options{IO: io, ConfigPath: write(t, string(seed)), Output: output.JSON})
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Diagnostics) < 5 {
+		t.Fatalf("only %d diagnostics for the documentation's example", len(rep.Diagnostics))
+	}
+	for i := 1; i < len(rep.Diagnostics); i++ {
+		if rep.Diagnostics[i].Line < rep.Diagnostics[i-1].Line {
+			t.Errorf("diagnostic %d (line %d) listed after line %d", i, rep.Diagnostics[i].Line, rep.Diagnostics[i-1].Line)
+		}
+	}
+}
