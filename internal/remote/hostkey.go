@@ -20,6 +20,7 @@ import (
 // (Known lists what known_hosts holds for the host instead).
 type HostKeyError struct {
 	Host       string // as given, without the port
+	User       string
 	Port       int
 	File       string // the known_hosts file consulted
 	Offered    ssh.PublicKey
@@ -41,7 +42,7 @@ func (e *HostKeyError) Error() string {
 		if !e.defaultKHF {
 			sshOpt = " -o UserKnownHostsFile=" + Quote(e.File)
 		}
-		fmt.Fprintf(&b, "or connect once with ssh, which shows the fingerprint and asks: ssh -p %d%s %s", e.Port, sshOpt, e.Host)
+		fmt.Fprintf(&b, "or connect once with ssh, which shows the fingerprint and asks: ssh -p %d%s %s@%s", e.Port, sshOpt, e.User, e.Host)
 		return b.String()
 	}
 	fmt.Fprintf(&b, "refusing to connect: the host key of %s has CHANGED\n", addr)
@@ -71,7 +72,7 @@ func keyscanType(t string) string {
 // the host key algorithms to ask for: those of the keys already known for
 // the host, so that a server with several host keys presents the one the
 // file holds instead of one that would look like a changed key.
-func hostKeyCheck(file string, defaultFile bool, host string, port int) (ssh.HostKeyCallback, []string, error) {
+func hostKeyCheck(file string, defaultFile bool, user, host string, port int) (ssh.HostKeyCallback, []string, error) {
 	var files []string
 	if _, err := os.Stat(file); err == nil {
 		files = append(files, file)
@@ -89,7 +90,7 @@ func hostKeyCheck(file string, defaultFile bool, host string, port int) (ssh.Hos
 		err := db(hostname, remote, key)
 		var ke *knownhosts.KeyError
 		if errors.As(err, &ke) {
-			return &HostKeyError{Host: host, Port: port, File: file, Offered: key, Known: ke.Want, defaultKHF: defaultFile}
+			return &HostKeyError{Host: host, User: user, Port: port, File: file, Offered: key, Known: ke.Want, defaultKHF: defaultFile}
 		}
 		var re *knownhosts.RevokedError
 		if errors.As(err, &re) {

@@ -143,7 +143,7 @@ func Run(ctx context.Context, o Options, args []string, io *iostreams.IOStreams)
 		fmt.Fprintln(io.ErrOut, "orbit: warning: --oauth2-client-secret puts the secret in the process list of "+host+" (and in shell history); pipe it instead: --oauth2-client-secret-file - < FILE")
 	}
 
-	hostKey, algos, err := hostKeyCheck(khf, defaultKHF, host, port)
+	hostKey, algos, err := hostKeyCheck(khf, defaultKHF, o.User, host, port)
 	if err != nil {
 		return err
 	}
