@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/remote"
 	"github.com/senhasegura/orbit/internal/testenv"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -151,7 +152,13 @@ type result struct {
 // no ssh-agent, HOME in the test directory (no ~/.ssh of the machine).
 func (s *sshServer) orbit(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	bin := testenv.BuildOrbit(t)
+	return s.run(t, testenv.BuildOrbit(t), append([]string{stdin}, args...)...)
+}
+
+// run runs bin with args[1:] and args[0] as standard input.
+func (s *sshServer) run(t *testing.T, bin string, args ...string) result {
+	t.Helper()
+	stdin, args := args[0], args[1:]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -335,6 +342,26 @@ func TestRemoteOverRealSSHD(t *testing.T) {
 		r := s.orbit(t, "", append(args, "version")...)
 		if r.code != 127 || !strings.Contains(r.stderr, "--remote-orbit names its full path") {
 			t.Errorf("exit %d, want 127; stderr:\n%s", r.code, r.stderr)
+		}
+	})
+
+	// tty(1) as the remote program tells whether the remote side got a
+	// terminal: only when both local ends are one.
+	t.Run("terminal only for a terminal", func(t *testing.T) {
+		args := s.remoteArgs(t, s.knownHosts)
+		args[len(args)-1] = "/usr/bin/tty"
+		r := s.orbit(t, "", args...)
+		if r.code != 1 || !strings.Contains(r.stdout, "not a tty") {
+			t.Errorf("without a terminal: exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+		script, err := exec.LookPath("script")
+		if err != nil {
+			t.Skipf("script(1) is not installed (%v); util-linux has it", err)
+		}
+		line := remote.CommandLine(testenv.BuildOrbit(t), args)
+		r = s.run(t, script, "", "-qec", line, "/dev/null")
+		if r.code != 0 || !strings.Contains(r.stdout, "/dev/pts/") {
+			t.Errorf("under a terminal: exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
 		}
 	})
 
