@@ -365,6 +365,65 @@ func TestRemoteOverRealSSHD(t *testing.T) {
 		}
 	})
 
+	// Ctrl-C in a script (no terminal) reaches orbit, which passes SIGINT
+	// on and hangs up: orbit exits 130 and the session closes, so a remote
+	// command reading its input sees the end of it. (OpenSSH delivers the
+	// signal itself only to non-root logins; this test logs in as root.)
+	t.Run("interrupt closes the session", func(t *testing.T) {
+		args := s.remoteArgs(t, s.knownHosts)
+		args[len(args)-1] = "cat"
+		const marker = "/nonexistent-31415" // unique, to find the remote process
+		cmd := exec.Command(testenv.BuildOrbit(t), append(args, "-", marker)...)
+		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=", "HOME="+s.dir, "ORBIT_SETTINGS=/dev/null")
+		stdin, err := cmd.StdinPipe() // held open: only the hang-up ends cat
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stdin.Close()
+		var errOut bytes.Buffer
+		cmd.Stderr = &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		remoteCat := func() []byte {
+			out, _ := exec.Command("pgrep", "-f", "^cat - "+marker+"$").Output()
+			return bytes.TrimSpace(out)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(remoteCat()) == 0 {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("the remote cat never started; stderr:\n%s", errOut.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(errOut.String(), "interrupted") {
+			t.Errorf("after SIGINT: %v, want exit 130; stderr:\n%s", err, errOut.String())
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			pids := remoteCat()
+			if len(pids) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				for _, pid := range strings.Fields(string(pids)) {
+					if n, err := strconv.Atoi(pid); err == nil {
+						if p, err := os.FindProcess(n); err == nil {
+							p.Kill()
+						}
+					}
+				}
+				t.Fatalf("the remote command still runs after the interrupt")
+			}
+		}
+	})
+
 	t.Run("help stays local", func(t *testing.T) {
 		before := strings.Count(s.log.String(), "Connection from")
 		r := s.orbit(t, "", append(s.remoteArgs(t, s.knownHosts), "-help")...)
