@@ -181,8 +181,8 @@ func TestStartStopRestart(t *testing.T) {
 		},
 		{
 			name: "stop without systemd: exit 6, how a foreground proxy stops", action: service.Stop,
-			setup: func(e *env) { e.conn.Err = servicetest.ErrNoSystemd },
-			code:  exitcode.NoSystemd,
+			setup:  func(e *env) { e.conn.Err = servicetest.ErrNoSystemd },
+			code:   exitcode.NoSystemd,
 			stderr: []string{"cannot stop email-oauth2-proxy.service: systemd is not running here", "stops with Ctrl-C or SIGTERM"},
 		},
 		{
