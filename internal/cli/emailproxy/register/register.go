@@ -12,14 +12,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// DefaultRedirectListenAddress is where the proxy's redirect listener binds
-// by default; the appliance's web server forwards
-// http://<vault>/email-oauth2-proxy-authorize/ to it.
-const DefaultRedirectListenAddress = "http://127.0.0.1:8801/"
-
-// RedirectPath is the path the appliance's web server forwards to the proxy.
-const RedirectPath = "/email-oauth2-proxy-authorize/"
-
 // Service is what register needs from the service manager after a write:
 // install or refresh the unit, and restart the proxy if it is running so the
 // new file applies. Nil means no service integration (tests, --no-service).
