@@ -167,7 +167,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if _, err := rand.Read(m.macKey[:]); err != nil {
 		return nil, fmt.Errorf("oauth.NewManager: no randomness for the password cache key: %w", err)
 	}
-	m.status = newStatusBook(opts.StatusFile, m.now, m.log)
+	m.status = newStatusBook(opts.StatusFile, m.now, m.log, m.hasOwnSection)
 	return m, nil
 }
 
@@ -234,6 +234,13 @@ func (m *Manager) SetPendingDevice(account, verificationURI, userCode string) {
 
 // Status returns the current per-account status (the status file's content).
 func (m *Manager) Status() Status { return m.status.snapshot() }
+
+// hasOwnSection reports whether the login name has a [user@domain] section
+// of its own rather than borrowing a catch-all one.
+func (m *Manager) hasOwnSection(name string) bool {
+	a, ok := m.src.Account(name)
+	return ok && a.Section == name
+}
 
 func (m *Manager) flowOf(account string) config.Flow {
 	if a, ok := m.src.Account(account); ok {

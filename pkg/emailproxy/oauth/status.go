@@ -7,6 +7,8 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,12 @@ const statusFileMode = 0o640
 // last_activity rewrites the status file, so a busy mailer does not turn
 // every login into an fsync.
 const activityWriteInterval = time.Minute
+
+// maxStatusAccounts bounds how many accounts the status keeps. With
+// catch-all sections every login name that reaches the listener gets an
+// entry, so without a bound anyone who can connect could grow the map and
+// the file at will; 1000 is far beyond one appliance's mailboxes.
+const maxStatusAccounts = 1000
 
 // State is an account's condition as `status` shows it.
 type State string
@@ -71,6 +79,14 @@ const (
 // previous run's file) appear: the CLI lists configured accounts that are
 // missing as "not used yet". The file never holds a password, token or
 // client secret; auth_url holds only the public authorisation request.
+//
+// At most 1000 accounts are kept, because with catch-all sections ([@] or
+// [@domain]) any login name a client invents would otherwise add one. When
+// a new name would exceed that, the entries dropped first are those least
+// recently active (last_activity, else since) that are not waiting and have
+// no [user@domain] section of their own; then the oldest with their own
+// section; a waiting entry only when nothing else is left. A dropped
+// account reappears on its next login.
 type Status struct {
 	Version  int                      `json:"version"`
 	PID      int                      `json:"pid"`
@@ -118,6 +134,10 @@ type statusBook struct {
 	path string
 	now  func() time.Time
 	log  *slog.Logger
+	// ownSection reports whether a name has its own [user@domain] section,
+	// which makes its entry the last non-waiting one to be dropped. It is
+	// called with mu held, so it must not call back into the book.
+	ownSection func(name string) bool
 
 	mu        sync.Mutex
 	accounts  map[string]AccountStatus
@@ -128,8 +148,8 @@ type statusBook struct {
 	written uint64
 }
 
-func newStatusBook(path string, now func() time.Time, log *slog.Logger) *statusBook {
-	b := &statusBook{path: path, now: now, log: log, accounts: map[string]AccountStatus{}}
+func newStatusBook(path string, now func() time.Time, log *slog.Logger, ownSection func(string) bool) *statusBook {
+	b := &statusBook{path: path, now: now, log: log, ownSection: ownSection, accounts: map[string]AccountStatus{}}
 	if path == "" {
 		return b
 	}
@@ -143,6 +163,9 @@ func newStatusBook(path string, now func() time.Time, log *slog.Logger) *statusB
 				b.accounts[name] = a
 			}
 		}
+		// A file written before the bound, or edited by hand, may hold
+		// more than it allows.
+		b.trim("")
 	}
 	return b
 }
@@ -159,7 +182,7 @@ func (b *statusBook) snapshot() Status {
 func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 	now := b.now().UTC()
 	b.mu.Lock()
-	a := b.accounts[account]
+	a, known := b.accounts[account]
 	before := a.State
 	changed := fn(&a)
 	if a.State != before {
@@ -168,6 +191,9 @@ func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 	}
 	a.LastActivity = now
 	b.accounts[account] = a
+	if !known {
+		b.trim(account)
+	}
 	if b.path == "" || (!changed && now.Sub(b.lastWrite) < activityWriteInterval) {
 		b.mu.Unlock()
 		return
@@ -178,6 +204,61 @@ func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 	gen := b.gen
 	b.mu.Unlock()
 	b.write(st, gen)
+}
+
+// trim drops entries until at most maxStatusAccounts remain, never keep
+// (the entry being updated), in the order Status documents. b.mu is held.
+func (b *statusBook) trim(keep string) {
+	excess := len(b.accounts) - maxStatusAccounts
+	if excess <= 0 {
+		return
+	}
+	type candidate struct {
+		name    string
+		waiting bool
+		last    time.Time
+	}
+	cands := make([]candidate, 0, len(b.accounts))
+	for name, a := range b.accounts {
+		if name == keep {
+			continue
+		}
+		last := a.LastActivity
+		if last.IsZero() {
+			last = a.Since
+		}
+		cands = append(cands, candidate{name: name, waiting: a.State == StateWaiting, last: last})
+	}
+	slices.SortFunc(cands, func(x, y candidate) int {
+		if c := x.last.Compare(y.last); c != 0 {
+			return c
+		}
+		return strings.Compare(x.name, y.name)
+	})
+	// The section check costs a configuration lookup, so it is asked only
+	// of entries about to go, oldest first, and only until enough are gone.
+	var owned, waiting []string
+	for _, c := range cands {
+		if excess == 0 {
+			return
+		}
+		switch {
+		case c.waiting:
+			waiting = append(waiting, c.name)
+		case b.ownSection != nil && b.ownSection(c.name):
+			owned = append(owned, c.name)
+		default:
+			delete(b.accounts, c.name)
+			excess--
+		}
+	}
+	for _, name := range slices.Concat(owned, waiting) {
+		if excess == 0 {
+			return
+		}
+		delete(b.accounts, name)
+		excess--
+	}
 }
 
 func (b *statusBook) write(st Status, gen uint64) {

@@ -2,8 +2,11 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,5 +151,151 @@ func TestReadStatusErrors(t *testing.T) {
 		if _, err := ReadStatus(p); err == nil || !strings.Contains(err.Error(), p) {
 			t.Errorf("%s: err = %v, want one naming the file", name, err)
 		}
+	}
+}
+
+// With catch-all sections anyone who reaches the listener can invent login
+// names; each must not cost a status entry forever.
+func TestStatusFileIsBounded(t *testing.T) {
+	const bob = "bob@example.com"
+	prov := newProvider(t)
+	cfg, err := config.Parse([]byte("[emailproxy]\nallow_catch_all_accounts = True\n"+
+		"["+alice+"]\noauth2_flow = client_credentials\n"+
+		"[@example.com]\ntoken_url = "+prov.url()+"\noauth2_flow = client_credentials\n"+
+		"oauth2_scope = https://outlook.office365.com/.default\nclient_id = cid\nclient_secret = "+secretClient+"\n"), "bounded.config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := ConfigSource(func() *config.Config { return cfg })
+	clock := newClock()
+	t0 := clock.Now()
+
+	// A full book costs no file write when a previous run's file holds it:
+	// alice (her own section) least recently active, then catch-all names
+	// that were active after bob, below, started waiting. Only the rules
+	// protect alice and bob from the flood.
+	path := filepath.Join(t.TempDir(), "status.json")
+	seed := Status{Version: StatusVersion, Accounts: map[string]AccountStatus{
+		alice: {State: StateAuthorised, Since: t0.Add(-time.Hour), LastActivity: t0.Add(-time.Hour)},
+	}}
+	seedName := func(i int) string { return fmt.Sprintf("seen%04d@example.com", i) }
+	for i := range maxStatusAccounts - 2 {
+		at := t0.Add(time.Minute + time.Duration(i)*time.Second)
+		seed.Accounts[seedName(i)] = AccountStatus{State: StateAuthorised, Since: at, LastActivity: at}
+	}
+	raw, err := json.Marshal(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(Options{Accounts: src, Store: newMemStore(), HTTPClient: prov.srv.Client(), Now: clock.Now, StatusFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetPendingDevice(bob, "https://microsoft.com/devicelogin", "ABCD-EFGH")
+
+	clock.Advance(time.Hour)
+	ctx := context.Background()
+	const flood = 200
+	newName := func(i int) string { return fmt.Sprintf("nobody%04d@example.com", i) }
+	for i := range flood {
+		clock.Advance(time.Second)
+		if _, err := m.AccessToken(ctx, newName(i), secretPassword); err != nil {
+			t.Fatalf("%s: %v", newName(i), err)
+		}
+	}
+
+	// Survivors: alice, bob and the most recently active names; the flood
+	// pushed out as many of the oldest seen names.
+	want := map[string]State{alice: StateAuthorised, bob: StateWaiting}
+	for i := range flood {
+		want[newName(i)] = StateAuthorised
+	}
+	for i := flood; i < maxStatusAccounts-2; i++ {
+		want[seedName(i)] = StateAuthorised
+	}
+	check := func(where string, got map[string]AccountStatus) {
+		t.Helper()
+		if len(got) > maxStatusAccounts {
+			t.Errorf("%s holds %d accounts, want at most %d", where, len(got), maxStatusAccounts)
+		}
+		for n, s := range want {
+			if got[n].State != s {
+				t.Errorf("%s: %s is %+v, want %s", where, n, got[n], s)
+			}
+		}
+	}
+	st, err := ReadStatus(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("status file", st.Accounts)
+	check("Manager.Status", m.Status().Accounts)
+
+	// A file from before the bound (or hand-edited) is trimmed on load.
+	for i := range 300 {
+		st.Accounts[fmt.Sprintf("old%04d@example.com", i)] = AccountStatus{State: StateFailing, Since: time.Unix(int64(i), 0).UTC()}
+	}
+	if raw, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := NewManager(Options{Accounts: src, Store: newMemStore(), Now: clock.Now, StatusFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(want, bob) // a pending authorisation does not survive a restart
+	check("status after restart", m2.Status().Accounts)
+}
+
+// The order in which a full status book gives up entries when a new name
+// arrives: no section of its own first, then own section, waiting last.
+func TestStatusBookEvictionOrder(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	// fill makes a full book: entry i was last active at t0+i seconds and
+	// is waiting / has its own section as the case says.
+	cases := []struct {
+		name           string
+		waiting, owned func(i int) bool
+		wantGone       string
+	}{
+		{name: "oldest catch-all entry goes first",
+			waiting: func(i int) bool { return i == 1 }, owned: func(i int) bool { return i == 0 }, wantGone: "u0002@example.com"},
+		{name: "then the oldest with its own section",
+			waiting: func(i int) bool { return i%2 == 0 }, owned: func(i int) bool { return i%2 == 1 }, wantGone: "u0001@example.com"},
+		{name: "a waiting entry only when all are waiting",
+			waiting: func(int) bool { return true }, owned: func(int) bool { return false }, wantGone: "u0000@example.com"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &fakeClock{t: t0}
+			owned := map[string]bool{}
+			b := newStatusBook("", clock.Now, slog.New(slog.DiscardHandler), func(n string) bool { return owned[n] })
+			for i := range maxStatusAccounts {
+				n := fmt.Sprintf("u%04d@example.com", i)
+				owned[n] = tc.owned(i)
+				if tc.waiting(i) {
+					b.waiting(n, config.FlowDevice, "https://microsoft.com/devicelogin", "CODE")
+				} else {
+					b.failing(n, config.FlowClientCredentials, "refused")
+				}
+				clock.Advance(time.Second)
+			}
+			b.authorised("new@example.com", config.FlowClientCredentials, clock.Now().Add(time.Hour))
+			got := b.snapshot().Accounts
+			if len(got) != maxStatusAccounts {
+				t.Fatalf("%d accounts, want %d", len(got), maxStatusAccounts)
+			}
+			if _, ok := got[tc.wantGone]; ok {
+				t.Errorf("%s survived", tc.wantGone)
+			}
+			if _, ok := got["new@example.com"]; !ok {
+				t.Error("the new entry was dropped")
+			}
+		})
 	}
 }
