@@ -1,125 +1,22 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
-	"github.com/coreos/go-systemd/v22/unit"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
 )
 
 // InstalledUnit is what matters of a unit file already on disk.
-type InstalledUnit struct {
-	// Argv is ExecStart split into words, systemd's quoting and escapes
-	// undone.
-	Argv []string
-	// ConfigPath is the file the engine is started with: the word after
-	// --config (orbit) or --config-file (the Python proxy); "" if neither.
-	ConfigPath string
-	// User is User=, "" when unset.
-	User string
-	// Foreign is true when ExecStart runs something other than `orbit
-	// email-oauth2-proxy serve` (register --exec, or a hand-written unit):
-	// such a unit is never rewritten by start or register's hook.
-	Foreign bool
-}
+type InstalledUnit = systemd.Installed
 
 // ParseInstalled reads a unit file.
-func ParseInstalled(data []byte) (InstalledUnit, error) {
-	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
-	if err != nil {
-		return InstalledUnit{}, fmt.Errorf("parsing the unit file: %w", err)
-	}
-	var u InstalledUnit
-	exec := ""
-	for _, o := range opts {
-		switch {
-		case o.Section == "Service" && o.Name == "ExecStart":
-			exec = o.Value
-		case o.Section == "Service" && o.Name == "User":
-			u.User = o.Value
-		}
-	}
-	u.Argv = splitExec(exec)
-	u.Foreign = true
-	for i, w := range u.Argv {
-		if i+1 < len(u.Argv) && w == "email-oauth2-proxy" && u.Argv[i+1] == "serve" {
-			u.Foreign = false
-		}
-		if (w == "--config" || w == "--config-file") && i+1 < len(u.Argv) {
-			u.ConfigPath = u.Argv[i+1]
-		} else if v, ok := strings.CutPrefix(w, "--config="); ok {
-			u.ConfigPath = v
-		} else if v, ok := strings.CutPrefix(w, "--config-file="); ok {
-			u.ConfigPath = v
-		}
-	}
-	return u, nil
-}
-
-// splitExec undoes what systemd.Render does to ExecStart words: double
-// quotes with C escapes, %% for %, $$ for $. A leading prefix character
-// (@, -, :, +, !) on the first word is dropped.
-func splitExec(s string) []string {
-	var words []string
-	var cur strings.Builder
-	inWord, quoted := false, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quoted && c == '\\' && i+1 < len(s):
-			i++
-			switch s[i] {
-			case 'n':
-				cur.WriteByte('\n')
-			case 't':
-				cur.WriteByte('\t')
-			case 'x':
-				if i+2 < len(s) {
-					var b byte
-					if _, err := fmt.Sscanf(s[i+1:i+3], "%02x", &b); err == nil {
-						cur.WriteByte(b)
-						i += 2
-						continue
-					}
-				}
-				cur.WriteByte('x')
-			default:
-				cur.WriteByte(s[i])
-			}
-		case c == '"':
-			quoted = !quoted
-			inWord = true
-		case !quoted && (c == ' ' || c == '\t'):
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	for i, w := range words {
-		w = strings.ReplaceAll(w, "%%", "%")
-		words[i] = strings.ReplaceAll(w, "$$", "$")
-	}
-	if len(words) > 0 {
-		words[0] = strings.TrimLeft(words[0], "@-:+!")
-	}
-	return words
-}
+func ParseInstalled(data []byte) (InstalledUnit, error) { return systemd.ParseInstalled(data) }
 
 // ReadInstalled returns the installed unit; ok is false when there is none
 // (or it cannot be parsed, which start then repairs by rewriting it).
