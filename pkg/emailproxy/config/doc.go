@@ -8,10 +8,11 @@
 // comment lines only, indented continuation lines, [DEFAULT] fallback,
 // duplicates refused), so both engines see the same values; a file the
 // Python proxy refuses fails with a *SyntaxError naming file and line.
-// gopkg.in/ini.v1 is deliberately not the reader: it strips quotes and
-// backticks, joins backslash-continued lines, and makes [a.b] inherit from
-// [a] (so [alice@example.com] would inherit from [alice@example]) — each a
-// case where the two engines would read one file differently.
+// gopkg.in/ini.v1 is deliberately not the reader: even with its options
+// closest to configparser it strips backticks and triple quotes, keeps the
+// indentation of continuation lines, ignores [DEFAULT] as a fallback,
+// accepts duplicates configparser refuses and names no lines in errors
+// (TestWhyNotIniV1 lists each case; docs/compatibility.md explains).
 //
 // Validating. Config.Validate and Lint judge any file, hand-edited or
 // written by the Python proxy; Registration.Validate judges register's
