@@ -18,6 +18,7 @@ import (
 	"github.com/senhasegura/orbit/internal/cli/root"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/senhasegura/orbit/pkg/emailproxy/errcatalog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
@@ -70,6 +71,7 @@ func Generate() (map[string][]byte, error) {
 	}
 
 	files["docs/exit-codes.md"] = exitCodesDoc()
+	files["docs/provider-errors.md"] = providerErrorsDoc()
 
 	var walk func(c *cobra.Command) error
 	walk = func(c *cobra.Command) error {
@@ -180,5 +182,38 @@ from internal/exitcode (run ` + "`make generate`" + `).
 Errors are printed to standard error as ` + "`orbit: <what is wrong>`" + `, followed by
 what to do about it. With ` + "`--output json`" + `, standard output carries only JSON.
 `)
+	return b.Bytes()
+}
+
+// providerErrorsDoc renders the provider error catalogue, so the page and
+// the hints the proxy prints cannot drift apart.
+func providerErrorsDoc() []byte {
+	var b bytes.Buffer
+	b.WriteString(`# Provider errors and their fixes
+
+When a token request, the browser step or the mail server's XOAUTH2 login
+fails with one of these errors, orbit adds the explanation and the fix to the
+mailer's login reply, the journal entry (field ` + "`ORBIT_HINT`" + `), ` + "`status`" + ` and
+notifications. The provider's own text is always kept next to it. This file is
+generated from pkg/emailproxy/errcatalog (run ` + "`make generate`" + `); an error
+that is missing here is worth adding there, with the provider's wording as an
+example.
+
+Where it comes from: *token endpoint* is an OAuth 2.0 error answer, *authorisation
+redirect* the error sent back to the redirect URI after the browser step, *mail
+server login* the upstream server's reply to AUTHENTICATE XOAUTH2.
+
+`)
+	for _, e := range errcatalog.All() {
+		var srcs []string
+		for _, s := range e.Sources {
+			srcs = append(srcs, s.String())
+		}
+		fmt.Fprintf(&b, "## %s\n\n", e.ID)
+		fmt.Fprintf(&b, "%s, from the %s.\n\n", e.Provider, strings.Join(srcs, " or the "))
+		fmt.Fprintf(&b, "- **What it means:** %s\n", e.Meaning)
+		fmt.Fprintf(&b, "- **Fix:** %s\n", e.Fix)
+		fmt.Fprintf(&b, "- **Looks like:** `%s`\n\n", e.Examples[0])
+	}
 	return b.Bytes()
 }
