@@ -77,7 +77,11 @@ func writeLocked(path string, data []byte) error {
 // atomicWrite writes data to path with mode 0600; like owns the file's
 // owner (root writing a file a service user owns keeps that owner).
 func atomicWrite(path string, data []byte, like fs.FileInfo) error {
-	pf, err := renameio.NewPendingFile(path, renameio.WithStaticPermissions(0o600))
+	// Not renameio.WriteFile, which keeps an existing file's looser mode;
+	// the temporary file holds the secrets too, so it stays beside the
+	// file rather than in a shared $TMPDIR.
+	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o600), renameio.WithStaticPermissions(0o600),
+		renameio.WithTempDir(filepath.Dir(path)))
 	if err != nil {
 		return err
 	}

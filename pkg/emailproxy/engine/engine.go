@@ -91,6 +91,15 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Files other users can change or read are refused before anything
+	// is served from them (`config validate` reports the same).
+	perms := config.CheckPermissions(opts.ConfigPath, cfg, opts.TokenPath)
+	if config.HasErrors(perms) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, config.Err(perms))
+	}
+	for _, d := range perms {
+		opts.Logger.Warn(d.String())
+	}
 	e := &Engine{opts: opts, log: opts.Logger}
 	e.current.Store(cfg)
 

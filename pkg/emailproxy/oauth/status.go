@@ -271,7 +271,7 @@ func (b *statusBook) write(st Status, gen uint64) {
 	if err == nil {
 		data = append(data, '\n')
 		if err = os.MkdirAll(filepath.Dir(b.path), 0o750); err == nil {
-			err = renameio.WriteFile(b.path, data, statusFileMode, renameio.WithStaticPermissions(statusFileMode))
+			err = writeStatusFile(b.path, data)
 		}
 	}
 	if err != nil {
@@ -281,6 +281,23 @@ func (b *statusBook) write(st Status, gen uint64) {
 		return
 	}
 	b.written = gen
+}
+
+// writeStatusFile replaces path with data at statusFileMode whatever the
+// old file's mode: renameio.WriteFile would keep an older, looser mode.
+func writeStatusFile(path string, data []byte) error {
+	pf, err := renameio.NewPendingFile(path,
+		renameio.WithPermissions(statusFileMode),
+		renameio.WithStaticPermissions(statusFileMode),
+		renameio.WithTempDir(filepath.Dir(path)))
+	if err != nil {
+		return err
+	}
+	defer pf.Cleanup()
+	if _, err := pf.Write(data); err != nil {
+		return err
+	}
+	return pf.CloseAtomicallyReplace()
 }
 
 func (b *statusBook) state(account string) State {

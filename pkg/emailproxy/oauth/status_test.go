@@ -299,3 +299,27 @@ func TestStatusBookEvictionOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusFileModeFixed: a status file found world-writable (or
+// readable) is back at 0640 after the next write.
+func TestStatusFileModeFixed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "status.json")
+	if err := os.WriteFile(path, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, defaultGlobal(), []config.Account{ccAccount(alice)}, func(o *Options) { o.StatusFile = path })
+	h.prov.script(GrantClientCredentials, tokenAnswer("AT-alice", "", 3600))
+	if _, err := h.m.AccessToken(context.Background(), alice, secretPassword); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != statusFileMode {
+		t.Errorf("status file mode after a write = %v, want %v", fi.Mode().Perm(), os.FileMode(statusFileMode))
+	}
+}

@@ -508,6 +508,8 @@ func (s *FileStore) update(ctx context.Context, change func(*config.Editor) (boo
 		if err := os.Link(s.path, aside); err != nil {
 			return fmt.Errorf("token store %s cannot be read (%w) and could not be kept aside before starting a new one: %w", s.path, bad, err)
 		}
+		// It may still hold encrypted tokens: private, like the store.
+		_ = os.Chmod(aside, 0o600)
 		s.log.Warn("token store: the file could not be read as INI; it was kept aside and a new one started, so accounts in it must be authorised again",
 			"path", s.path, "kept_as", aside, "error", bad)
 	}
@@ -517,12 +519,25 @@ func (s *FileStore) update(ctx context.Context, change func(*config.Editor) (boo
 	return nil
 }
 
+// writeAtomic replaces path with data, mode 0600 whatever the old file's
+// mode was. renameio.WriteFile is not used: it copies an existing file's
+// mode (WithExistingPermissions), so a store once left at 0644 would stay
+// readable by every local user.
 func writeAtomic(path string, data []byte) error {
-	return renameio.WriteFile(path, data, 0o600,
+	pf, err := renameio.NewPendingFile(path,
+		renameio.WithPermissions(0o600),
 		renameio.WithStaticPermissions(0o600),
 		// The temporary file holds secrets too: keep it beside the store,
 		// in the store's private directory, not in $TMPDIR.
 		renameio.WithTempDir(filepath.Dir(path)))
+	if err != nil {
+		return err
+	}
+	defer pf.Cleanup()
+	if _, err := pf.Write(data); err != nil {
+		return err
+	}
+	return pf.CloseAtomicallyReplace()
 }
 
 // entryOf reads an account's section. ErrNotFound when there is none or it

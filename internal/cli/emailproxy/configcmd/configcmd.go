@@ -16,6 +16,7 @@ import (
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
 	"github.com/spf13/cobra"
 )
 
@@ -23,7 +24,10 @@ import (
 type Options struct {
 	IO         *iostreams.IOStreams
 	ConfigPath string
-	Output     output.Format
+	// TokenPath is the token store whose mode validate checks (skipped
+	// when empty or missing).
+	TokenPath string
+	Output    output.Format
 }
 
 // New builds `config` with its two verbs.
@@ -47,26 +51,37 @@ tokens replaced by ********. With --output json, print its sections and keys.`,
 }
 
 func newValidate(f *factory.Factory) *cobra.Command {
-	return newVerb(f, &cobra.Command{
+	opts := &Options{IO: f.IO}
+	cmd := newVerbWith(f, opts, &cobra.Command{
 		Use:   "validate [FILE]",
 		Short: "Check a configuration file and explain every problem",
 		Long: `Check a proxy configuration file: written by register, edited by hand, or
 written by the Python proxy. Each problem names its section, key and line, and
 says how to fix it: unknown keys (with a did-you-mean), missing keys for the
 flow, duplicate local ports, placeholders left in, catch-all sections without
-allow_catch_all_accounts, and flows that will not run as written.
+allow_catch_all_accounts, and flows that will not run as written. It also
+checks who else may use the files: a configuration file writable by other
+users, or a token store (--token-cache) readable by them, is an error (serve
+refuses to start too); a client secret in a file every user may read is a
+warning.
 
 Exits 0 when the file has no errors (warnings allowed) and 4 when it has
 errors (see docs/exit-codes.md).`,
 		Args: cobra.MaximumNArgs(1),
 	}, "the file to check (or give it as the argument)", Validate)
+	cmd.Flags().StringVar(&opts.TokenPath, "token-cache", tokens.DefaultPath, "the token store whose permissions to check (skipped when it does not exist)")
+	_ = cmd.MarkFlagFilename("token-cache")
+	return cmd
 }
 
 // newVerb completes show or validate: both read the one file named by
 // --config (or by an argument, where cmd.Args allows one) and print it as
 // text or JSON.
 func newVerb(f *factory.Factory, cmd *cobra.Command, configUsage string, run func(context.Context, *Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO}
+	return newVerbWith(f, &Options{IO: f.IO}, cmd, configUsage, run)
+}
+
+func newVerbWith(f *factory.Factory, opts *Options, cmd *cobra.Command, configUsage string, run func(context.Context, *Options) error) *cobra.Command {
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if len(args) == 1 {
 			opts.ConfigPath = args[0]
@@ -126,6 +141,8 @@ func Validate(_ context.Context, o *Options) error {
 		return readErr(o.ConfigPath, err)
 	}
 	ds := config.LintBytes(data, o.ConfigPath)
+	cfg, _ := config.Parse(data, o.ConfigPath)
+	ds = append(config.CheckPermissions(o.ConfigPath, cfg, o.TokenPath), ds...)
 	// File order reads like the file; problems of the whole file (no line)
 	// come first.
 	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Line < ds[j].Line })

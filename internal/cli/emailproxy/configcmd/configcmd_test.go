@@ -130,3 +130,43 @@ func TestValidateListsProblemsInFileOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateFileModes: validate reports a token store others can read
+// and a configuration others can change as errors (exit 4) with the chmod
+// that fixes them.
+func TestValidateFileModes(t *testing.T) {
+	cfg := write(t, good)
+	tok := filepath.Join(t.TempDir(), "tokens.cache")
+	if err := os.WriteFile(tok, []byte("[a@x]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path string
+		mode os.FileMode
+		want string
+	}{
+		{tok, 0o644, "the token store " + tok},
+		{cfg, 0o666, "the configuration file " + cfg + " is writable"},
+	} {
+		if err := os.Chmod(c.path, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		io, _, out, _ := iostreams.Test()
+		err := Validate(context.Background(), &Options{IO: io, ConfigPath: cfg, TokenPath: tok})
+		if exitcode.Of(err) != exitcode.Invalid || !strings.Contains(out.String(), c.want) || !strings.Contains(out.String(), "fix: chmod 600 "+c.path) {
+			t.Errorf("%s at %v: exit %d\n%s", c.path, c.mode, exitcode.Of(err), out)
+		}
+		if err := os.Chmod(c.path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Readable by all, with a client secret: a warning only.
+	if err := os.Chmod(cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	io, _, out, _ := iostreams.Test()
+	err := Validate(context.Background(), &Options{IO: io, ConfigPath: cfg, TokenPath: tok})
+	if exitcode.Of(err) != exitcode.OK || !strings.Contains(out.String(), "warning: the configuration file") {
+		t.Errorf("client secret readable by all: exit %d\n%s", exitcode.Of(err), out)
+	}
+}
