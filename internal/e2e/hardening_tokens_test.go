@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/senhasegura/orbit/internal/testenv/fakeoauth"
 )
 
 // serveRefused runs serve on env's files and expects it to exit at once
@@ -113,4 +115,37 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// TestE2EOddTokenAnswers: token answers as real providers and gateways
+// send them (expires_in as a string, no token_type, extra fields; an
+// absurd expires_in) log in through Dovecot, and an absurd expires_in is
+// clamped (so the token is reused, not refreshed on every login) and
+// logged once.
+func TestE2EOddTokenAnswers(t *testing.T) {
+	e := newEnv(t)
+	e.addClient("")
+	e.register("--account", alice, "--oauth2-flow", "password")
+	e.register("--account", bob, "--oauth2-flow", "password")
+	e.serve()
+
+	e.prov.SetAnswerQuirks(fakeoauth.AnswerQuirks{ExpiresIn: `"3599"`, OmitTokenType: true,
+		Extra: map[string]any{"ext_expires_in": "3599", "id_token": "a.b.c", "foo": map[string]any{"bar": []int{1}}}})
+	if r := e.imapLoginReply(alice, alicePW); r != "L1 OK" {
+		t.Fatalf("login with expires_in as a string: %q", r)
+	}
+
+	e.prov.SetAnswerQuirks(fakeoauth.AnswerQuirks{ExpiresIn: `9223372036854775807`})
+	for i := range 3 {
+		if r := e.imapLoginReply(bob, bobPW); r != "L1 OK" {
+			t.Fatalf("login %d with expires_in = 2^63-1: %q", i, r)
+		}
+	}
+	if got := grants(e.prov.TokenRequests()); strings.Join(got, " ") != "password:200 password:200" {
+		t.Errorf("token requests = %v, want one per account: a clamped expiry is still in the future", got)
+	}
+	log := e.waitLog("expires_in = 9223372036854775807", 5*time.Second)
+	if n := strings.Count(log, "expires_in = 9223372036854775807"); n != 1 {
+		t.Errorf("the odd expires_in was logged %d times, want once", n)
+	}
 }

@@ -383,7 +383,30 @@ func (p *Provider) issueLocked(c Client, user, scope string, withRefresh bool) (
 	if withRefresh {
 		a.RefreshToken = p.newRefreshLocked(user, c.ID, scope)
 	}
-	return http.StatusOK, a
+	q := p.quirks
+	if q.ExpiresIn == "" && !q.OmitTokenType && len(q.Extra) == 0 {
+		return http.StatusOK, a
+	}
+	m := map[string]any{"access_token": a.AccessToken, "token_type": a.TokenType}
+	if a.Scope != "" {
+		m["scope"] = a.Scope
+	}
+	if a.RefreshToken != "" {
+		m["refresh_token"] = a.RefreshToken
+	}
+	if a.ExpiresIn != nil {
+		m["expires_in"] = *a.ExpiresIn
+	}
+	if q.ExpiresIn != "" {
+		m["expires_in"] = json.RawMessage(q.ExpiresIn)
+	}
+	if q.OmitTokenType {
+		delete(m, "token_type")
+	}
+	for k, v := range q.Extra {
+		m[k] = v
+	}
+	return http.StatusOK, m
 }
 
 func (p *Provider) grantCodeLocked(r *http.Request, form url.Values) (int, any) {

@@ -162,6 +162,7 @@ type Provider struct {
 	stall         chan struct{}
 	stalled       int
 	omitExpiresIn bool
+	quirks        AnswerQuirks
 }
 
 type authRequest struct {
@@ -356,6 +357,28 @@ func (p *Provider) OmitExpiresIn(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.omitExpiresIn = on
+}
+
+// AnswerQuirks shapes successful token answers the way some real
+// providers and gateways send them. The zero value is the standard answer.
+type AnswerQuirks struct {
+	// ExpiresIn, when not empty, is sent verbatim as the JSON value of
+	// expires_in: `"3599"` (a string, as Entra v1.0 endpoints send),
+	// `-5`, `0`, `9223372036854775807`, `3599.0`, `null`. The token's real
+	// lifetime is still SetAccessTokenLifetime's.
+	ExpiresIn string
+	// OmitTokenType leaves token_type out.
+	OmitTokenType bool
+	// Extra fields added to the answer (ext_expires_in, id_token, ...).
+	Extra map[string]any
+}
+
+// SetAnswerQuirks applies q to token answers from now on; the zero value
+// restores the standard answer.
+func (p *Provider) SetAnswerQuirks(q AnswerQuirks) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.quirks = q
 }
 
 // RotateRefreshTokens chooses whether a refresh_token grant returns a new

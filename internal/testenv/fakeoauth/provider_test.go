@@ -428,6 +428,26 @@ func TestAccessTokenLifetime(t *testing.T) {
 	}
 }
 
+func TestAnswerQuirks(t *testing.T) {
+	p := newProvider(t)
+	cc := url.Values{"grant_type": {GrantClientCredentials}, "client_id": {"confidential"}, "client_secret": {"s3cret"}, "scope": {"x"}}
+	p.SetAnswerQuirks(AnswerQuirks{ExpiresIn: `"3599"`, OmitTokenType: true, Extra: map[string]any{"ext_expires_in": "3599", "foo": []int{1}}})
+	a := token(t, p, cc)
+	if a.JSON["expires_in"] != "3599" || a.JSON["ext_expires_in"] != "3599" || a.JSON["foo"] == nil {
+		t.Errorf("quirky answer: %s", a.Raw)
+	}
+	if _, ok := a.JSON["token_type"]; ok {
+		t.Errorf("token_type present: %s", a.Raw)
+	}
+	if _, active := introspect(t, p, a.str("access_token")); !active {
+		t.Errorf("the quirky answer's token is not active")
+	}
+	p.SetAnswerQuirks(AnswerQuirks{})
+	if a := token(t, p, cc); a.JSON["token_type"] != "Bearer" || a.JSON["expires_in"] != float64(3600) {
+		t.Errorf("standard answer after clearing quirks: %s", a.Raw)
+	}
+}
+
 func TestDeviceFlow(t *testing.T) {
 	p := newProvider(t)
 	ctx := context.Background()

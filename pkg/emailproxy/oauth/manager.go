@@ -115,6 +115,10 @@ type Manager struct {
 	locks   map[string]*accountLock
 
 	status *statusBook
+
+	// expiryNoted holds the token URLs whose odd expires_in was logged, so
+	// an endpoint that always sends one is reported once, not per login.
+	expiryNoted sync.Map
 }
 
 type cachedToken struct {
@@ -537,6 +541,11 @@ func (m *Manager) save(ctx context.Context, log *slog.Logger, acct, eff config.A
 	now := m.now()
 	rec.AccessToken = tr.AccessToken
 	rec.AccessTokenExpiry = tr.Expiry(now)
+	if note := tr.ExpiresInNote(); note != "" {
+		if _, seen := m.expiryNoted.LoadOrStore(eff.TokenURL, true); !seen {
+			log.Warn(note+" (logged once per token_url)", "reason", "odd expires_in", "token_url", redactURL(eff.TokenURL))
+		}
+	}
 	if tr.RefreshToken != "" {
 		rec.RefreshToken = tr.RefreshToken
 	}

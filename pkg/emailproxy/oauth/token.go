@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -17,24 +19,145 @@ import (
 // it is the same string the Python proxy sends.
 const UserAgent = "Email OAuth 2.0 Proxy"
 
-// DefaultExpiresIn applies when a token response has no expires_in.
+// DefaultExpiresIn applies when a token response has no usable expires_in.
 const DefaultExpiresIn = 3600 * time.Second
 
-// TokenResponse is a provider's answer to a token request (RFC 6749 5.1).
+// MaxExpiresIn caps what expires_in may claim. Mail providers issue tokens
+// for an hour (Microsoft at most a day); a bigger claim is a broken or
+// hostile endpoint, and believing it (2^63-1 seconds used to overflow into
+// the past) would make every login refresh, or keep a token far longer
+// than the provider honours it.
+const MaxExpiresIn = 7 * 24 * time.Hour
+
+// TokenResponse is a provider's answer to a token request (RFC 6749 5.1),
+// read as providers really send it: expires_in as a number or a numeric
+// string ("3599", as Entra v1.0 endpoints and some gateways send), a
+// missing token_type, non-string scope or token_type values and unknown
+// fields are all accepted.
 type TokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	TokenType    string `json:"token_type"`
 	RefreshToken string `json:"refresh_token"`
-	ExpiresIn    int64  `json:"expires_in"`
-	Scope        string `json:"scope"`
+	// ExpiresIn is expires_in in seconds (saturated at the int64 range);
+	// 0 when absent or not a number. Use Expiry, which clamps it.
+	ExpiresIn int64  `json:"expires_in"`
+	Scope     string `json:"scope"`
+
+	// expiresInSent is expires_in as sent (shortened), "" when absent;
+	// expiresInNaN: it was present but no number.
+	expiresInSent string
+	expiresInNaN  bool
 }
 
-// Expiry is when the access token stops being valid, counted from now.
+// UnmarshalJSON reads a token answer leniently (see TokenResponse). Only
+// access_token and refresh_token must be strings when present.
+func (t *TokenResponse) UnmarshalJSON(b []byte) error {
+	var w struct {
+		AccessToken  string          `json:"access_token"`
+		RefreshToken string          `json:"refresh_token"`
+		TokenType    json.RawMessage `json:"token_type"`
+		ExpiresIn    json.RawMessage `json:"expires_in"`
+		Scope        json.RawMessage `json:"scope"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*t = TokenResponse{AccessToken: w.AccessToken, RefreshToken: w.RefreshToken,
+		TokenType: jsonString(w.TokenType), Scope: jsonString(w.Scope)}
+	t.ExpiresIn, t.expiresInSent, t.expiresInNaN = parseExpiresIn(w.ExpiresIn)
+	return nil
+}
+
+// Seconds is a count of seconds in a provider's JSON answer, read as a
+// number or a string holding one (Entra v1.0 endpoints send strings);
+// anything else reads as 0, "not given". Callers bound it before use.
+type Seconds int64
+
+// UnmarshalJSON reads a number or a numeric string and never fails.
+func (s *Seconds) UnmarshalJSON(b []byte) error {
+	n, _, _ := parseExpiresIn(b)
+	*s = Seconds(n)
+	return nil
+}
+
+// Duration is s as a time.Duration, bounded to [0, max].
+func (s Seconds) Duration(max time.Duration) time.Duration {
+	switch {
+	case s <= 0:
+		return 0
+	case int64(s) > int64(max/time.Second):
+		return max
+	}
+	return time.Duration(s) * time.Second
+}
+
+// jsonString is a raw JSON value's string, "" when it is not a string.
+func jsonString(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// parseExpiresIn reads expires_in as a JSON number or a string holding
+// one, saturating at the int64 range. sent is the value as sent ("" when
+// absent); nan means it was present but not a number.
+func parseExpiresIn(raw json.RawMessage) (secs int64, sent string, nan bool) {
+	v := strings.TrimSpace(string(raw))
+	if v == "" || v == "null" {
+		return 0, "", false
+	}
+	sent = v
+	if len(sent) > 40 {
+		sent = sent[:40] + "..."
+	}
+	if strings.HasPrefix(v, `"`) {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return 0, sent, true
+		}
+		v = strings.TrimSpace(s)
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return n, sent, false
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) || math.IsNaN(f) {
+		return 0, sent, true
+	}
+	// A fraction, an exponent, or beyond int64 (ParseFloat gives ±Inf
+	// with ErrRange): saturate.
+	switch {
+	case f >= math.MaxInt64:
+		return math.MaxInt64, sent, false
+	case f <= math.MinInt64:
+		return math.MinInt64, sent, false
+	}
+	return int64(f), sent, false
+}
+
+// Expiry is when the access token stops being valid, counted from now:
+// expires_in clamped to (0, MaxExpiresIn]; DefaultExpiresIn when it is
+// absent, zero, negative or not a number.
 func (t TokenResponse) Expiry(now time.Time) time.Time {
-	if t.ExpiresIn <= 0 {
+	switch {
+	case t.ExpiresIn <= 0:
 		return now.Add(DefaultExpiresIn)
+	case t.ExpiresIn > int64(MaxExpiresIn/time.Second):
+		return now.Add(MaxExpiresIn)
 	}
 	return now.Add(time.Duration(t.ExpiresIn) * time.Second)
+}
+
+// ExpiresInNote says what Expiry did with an expires_in it could not use
+// as sent ("" when it was absent or usable), for one log line.
+func (t TokenResponse) ExpiresInNote() string {
+	if t.expiresInSent == "" || !t.expiresInNaN && t.ExpiresIn > 0 && t.ExpiresIn <= int64(MaxExpiresIn/time.Second) {
+		return ""
+	}
+	used := t.Expiry(time.Time{}).Sub(time.Time{})
+	return fmt.Sprintf("the token endpoint sent expires_in = %s; using %d seconds instead", t.expiresInSent, int64(used/time.Second))
 }
 
 // ProviderError is an OAuth 2.0 error response (RFC 6749 5.2). It wraps

@@ -33,13 +33,13 @@ func checkDeviceAccount(a config.Account) error {
 // deviceAuthorization is the device authorisation answer (RFC 8628 3.2).
 // Google calls the verification URI verification_url.
 type deviceAuthorization struct {
-	DeviceCode              string `json:"device_code"`
-	UserCode                string `json:"user_code"`
-	VerificationURI         string `json:"verification_uri"`
-	VerificationURL         string `json:"verification_url"`
-	VerificationURIComplete string `json:"verification_uri_complete"`
-	ExpiresIn               int64  `json:"expires_in"`
-	Interval                int64  `json:"interval"`
+	DeviceCode              string        `json:"device_code"`
+	UserCode                string        `json:"user_code"`
+	VerificationURI         string        `json:"verification_uri"`
+	VerificationURL         string        `json:"verification_url"`
+	VerificationURIComplete string        `json:"verification_uri_complete"`
+	ExpiresIn               oauth.Seconds `json:"expires_in"`
+	Interval                oauth.Seconds `json:"interval"`
 }
 
 // startDevice registers a device request and starts its poller; the
@@ -110,13 +110,14 @@ func (s *Server) runDevice(ctx context.Context, r *request, acct config.Account)
 	s.mu.Unlock()
 	s.announce(r)
 
-	interval := time.Duration(da.Interval) * time.Second
+	// Bounded: a provider's absurd interval must not park the poller.
+	interval := da.Interval.Duration(time.Minute)
 	if interval <= 0 {
 		interval = DefaultDeviceInterval
 	}
 	var deadline time.Time
-	if da.ExpiresIn > 0 {
-		deadline = s.now().Add(time.Duration(da.ExpiresIn) * time.Second)
+	if d := da.ExpiresIn.Duration(24 * time.Hour); d > 0 {
+		deadline = s.now().Add(d)
 	}
 	warned := false
 	for {
