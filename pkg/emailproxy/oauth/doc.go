@@ -45,10 +45,9 @@
 // A token with less than 600 s left is refreshed (client_id, client_secret,
 // refresh_token, grant_type=refresh_token; the old refresh token is kept when
 // the answer has none; a missing expires_in means 3600 s). expires_in may be
-a number or a numeric string; zero, negative or non-numeric values count as
-3600 s and values beyond MaxExpiresIn (7 days) as 7 days, logged once per
-token_url. The first HTTP
-// 400 drops the access token and retries; the next drops the refresh token
+// a number or a numeric string; zero, negative or non-numeric values count as
+// 3600 s and values beyond MaxExpiresIn (7 days) as 7 days, logged once per
+// token_url. The first HTTP 400 drops the access token and retries; the next drops the refresh token
 // and salt and runs the account's flow again, which for an interactive
 // account means a new authorisation. Other refusals (401 invalid_client...)
 // and unavailability leave the stored tokens alone.
