@@ -347,3 +347,49 @@ func TestReaderMatchesConfigparser(t *testing.T) {
 		t.Errorf("only %d of %d inputs were readable by configparser; the comparison proves little", compared, len(inputs))
 	}
 }
+
+// TestIndexedLookups: sections and the keys of a long section are looked
+// up through an index (BenchmarkConfigScale); it must agree with the file
+// in every way a scan did: values, lines, duplicates reported with the
+// first occurrence's line.
+func TestIndexedLookups(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[emailproxy]\n")
+	for i := range 40 {
+		fmt.Fprintf(&b, "[a%d@example.com]\n", i)
+		for k := range 30 {
+			fmt.Fprintf(&b, "key%d = v%d.%d\n", k, i, k)
+		}
+	}
+	c, err := Parse([]byte(b.String()), "big.config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := c.Get("a39@example.com", "KEY29"); !ok || v != "v39.29" {
+		t.Errorf("Get(a39, key29) = %q, %v; want v39.29", v, ok)
+	}
+	if _, ok := c.Get("a39@example.com", "key30"); ok {
+		t.Error("Get found a key the section does not have")
+	}
+	// Header of section i is line 2+31*i; key k follows it.
+	if got, want := c.Line("a7@example.com", "key20"), 2+31*7+21; got != want {
+		t.Errorf("Line(a7, key20) = %d, want %d", got, want)
+	}
+	if got := len(c.Keys("a7@example.com")); got != 30 {
+		t.Errorf("Keys(a7) has %d keys, want 30", got)
+	}
+
+	dup := b.String() + "key3 = again\n[a5@example.com]\n"
+	_, err = Parse([]byte(dup), "big.config")
+	if err == nil {
+		t.Fatal("duplicates not reported")
+	}
+	for _, want := range []string{
+		fmt.Sprintf(`big.config:%d: key "key3" appears a second time in [a39@example.com] (first at line %d)`, 2+31*40, 2+31*39+4),
+		fmt.Sprintf("big.config:%d: section [a5@example.com] appears a second time (first at line %d)", 2+31*40+1, 2+31*5),
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q\nlacks %q", err, want)
+		}
+	}
+}

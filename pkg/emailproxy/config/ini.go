@@ -65,15 +65,39 @@ type section struct {
 	name string
 	line int // 1-based line of the header
 	keys []*entry
+	// byKey indexes keys once a section has more than keyIndexMin of
+	// them; below that a scan is faster than hashing and costs no map.
+	byKey map[string]*entry
 }
 
+// keyIndexMin is the number of keys from which a section indexes them.
+const keyIndexMin = 16
+
 func (s *section) get(name string) (*entry, bool) {
+	if s.byKey != nil {
+		e, ok := s.byKey[name]
+		return e, ok
+	}
 	for _, e := range s.keys {
 		if e.name == name {
 			return e, true
 		}
 	}
 	return nil, false
+}
+
+// add appends a key, indexing the section's keys once there are many.
+func (s *section) add(e *entry) {
+	s.keys = append(s.keys, e)
+	switch {
+	case s.byKey != nil:
+		s.byKey[e.name] = e
+	case len(s.keys) > keyIndexMin:
+		s.byKey = make(map[string]*entry, 2*len(s.keys))
+		for _, k := range s.keys {
+			s.byKey[k.name] = k
+		}
+	}
 }
 
 // document is a parsed file: the sections (configparser's view) and the
@@ -85,18 +109,27 @@ type document struct {
 	finalEOL bool // the last line ended with a line ending
 	defaults *section
 	sections []*section // in file order, without DEFAULT
+	// byName indexes sections: validation and loading look a section up
+	// for every key of every section, so a scan here made a file of
+	// 20,000 accounts take minutes (issue 11).
+	byName map[string]*section
 }
 
 func (d *document) section(name string) (*section, bool) {
 	if name == DefaultSection {
 		return d.defaults, d.defaults != nil
 	}
-	for _, s := range d.sections {
-		if s.name == name {
-			return s, true
-		}
+	s, ok := d.byName[name]
+	return s, ok
+}
+
+// addSection appends a section (not DEFAULT) and indexes it.
+func (d *document) addSection(s *section) {
+	if d.byName == nil {
+		d.byName = map[string]*section{}
 	}
-	return nil, false
+	d.sections = append(d.sections, s)
+	d.byName[s.name] = s
 }
 
 // SyntaxError is a line that the Python proxy's reader rejects too, so the
@@ -154,8 +187,6 @@ func parseDocument(data []byte, path string) (*document, error) {
 		curEntry  *entry
 		contParts []string // the value lines of curEntry, blank lines included
 		indent    = -1     // indent of the current option line; -1 = no value open
-		seenSect  = map[string]bool{}
-		seenKey   = map[string]bool{}
 	)
 	fail := func(i int, format string, a ...any) {
 		errs = append(errs, &SyntaxError{Path: path, Line: i + 1, Msg: fmt.Sprintf(format, a...)})
@@ -200,14 +231,13 @@ func parseDocument(data []byte, path string) (*document, error) {
 				cur = d.defaults
 				continue
 			}
-			if seenSect[name] {
-				fail(i, "section [%s] appears a second time (first at line %d); merge the two sections into one", name, mustSection(d, name).line)
-				cur = mustSection(d, name)
+			if prev, ok := d.section(name); ok {
+				fail(i, "section [%s] appears a second time (first at line %d); merge the two sections into one", name, prev.line)
+				cur = prev
 				continue
 			}
-			seenSect[name] = true
 			cur = &section{name: name, line: i + 1}
-			d.sections = append(d.sections, cur)
+			d.addSection(cur)
 			continue
 		}
 		if cur == nil {
@@ -226,29 +256,21 @@ func parseDocument(data []byte, path string) (*document, error) {
 			continue
 		}
 		d.lines[i].kind = keyLine
-		id := cur.name + "\x00" + name
-		if seenKey[id] {
-			prev, _ := cur.get(name)
+		if prev, ok := cur.get(name); ok {
 			fail(i, "key %q appears a second time in [%s] (first at line %d); keep only one", name, cur.name, prev.line)
 			curEntry = &entry{name: name} // swallows its continuation lines; never stored
 			contParts = nil
 			continue
 		}
-		seenKey[id] = true
 		curEntry = &entry{name: name, line: i + 1}
 		contParts = []string{pyStrip(stripped[k+1:])}
-		cur.keys = append(cur.keys, curEntry)
+		cur.add(curEntry)
 	}
 	closeEntry()
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return d, nil
-}
-
-func mustSection(d *document, name string) *section {
-	s, _ := d.section(name)
-	return s
 }
 
 // headerName applies configparser's SECTCRE, \[(?P<header>.+)\], to a
