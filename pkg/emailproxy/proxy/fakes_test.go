@@ -135,6 +135,7 @@ type fakeUpstream struct {
 	authTLS  []bool   // SMTP: whether TLS was on at AUTH
 	appended [][]byte
 	mails    [][]byte
+	ids      []string // IMAP ID arguments, literals inline
 	conns    atomic.Int64
 	wg       sync.WaitGroup
 }
@@ -214,6 +215,28 @@ func serveIMAP(f *fakeUpstream, c net.Conn) {
 		case "NOOP":
 			fc.send("%s OK NOOP completed", tag)
 		case "ID":
+			// Literals in the client's ID list, as Thunderbird sends them.
+			args := rest
+			for cur := line; ; {
+				n, sync, ok := literalSuffix(cur)
+				if !ok {
+					break
+				}
+				if sync {
+					fc.send("+ go ahead")
+				}
+				buf := make([]byte, n)
+				if _, err := io.ReadFull(fc.r, buf); err != nil {
+					return
+				}
+				if cur, err = fc.line(); err != nil {
+					return
+				}
+				args += "\r\n" + string(buf) + cur
+			}
+			f.mu.Lock()
+			f.ids = append(f.ids, args)
+			f.mu.Unlock()
 			fc.send(`* ID ("name" "fake")`)
 			fc.send("%s OK ID completed", tag)
 		case "LOGOUT":

@@ -52,21 +52,34 @@ func (s *session) runIMAP() {
 			return
 		}
 		tag, cmd, rest := splitIMAP(line)
-		if !validTag(tag) || cmd == "" {
-			s.writeClient("* BAD " + ReplyPrefix + "expected a tag and a command")
+		if !validTag(tag) || cmd == "" || isCredentialCommand(tag) {
+			// Answered here and never forwarded: a line such as
+			// "LOGIN user password" (no tag) carries a password.
+			if s.rejectIMAP(line, "* BAD "+ReplyPrefix+"expected a tag and a command, e.g. a1 LOGIN user password") != nil {
+				return
+			}
 			bad++
 			continue
 		}
-		switch strings.ToUpper(cmd) {
+		ucmd := strings.ToUpper(cmd)
+		if _, _, lit := literalSuffix(line); lit && (ucmd == "AUTHENTICATE" || ucmd == "STARTTLS") {
+			if s.rejectIMAP(line, tag+" BAD "+cmd+" "+ReplyPrefix+"unexpected literal") != nil {
+				return
+			}
+			bad++
+			continue
+		}
+		switch ucmd {
 		case "LOGIN":
-			raw, err := s.readIMAPLiterals(tag, line)
+			c, err := s.readIMAPCommand(tag, cmd, line)
 			if err != nil {
 				return
 			}
-			if raw == nil {
+			if c == nil {
 				bad++
 				continue
 			}
+			raw := c.wire()
 			user, pass, perr := parseLoginArgs(raw[len(tag)+1+len(cmd)+1:])
 			if perr != nil || rest == "" {
 				if perr == nil {
@@ -88,17 +101,21 @@ func (s *session) runIMAP() {
 		case "STARTTLS":
 			s.writeClient(tag + " BAD STARTTLS " + ReplyPrefix + "STARTTLS is not available here; connect to the proxy without it (or use a local certificate for implicit TLS)")
 		case "LOGOUT":
-			s.imapForward(tag, line)
+			s.imapForward(tag, &imapCommand{lines: []string{line}})
 			return
 		default:
-			if _, _, lit := literalSuffix(line); lit {
-				// Only LOGIN may carry literals before login. The client may
-				// already be sending a {n+} literal, so hang up rather than
-				// parse its bytes as commands.
-				s.writeClient("* BYE " + ReplyPrefix + "literals before login are accepted only in LOGIN")
+			// Other commands (CAPABILITY, ID, NOOP, ...) go upstream,
+			// literals included: Thunderbird and Apple Mail send ID with
+			// literals before they log in.
+			c, err := s.readIMAPCommand(tag, cmd, line)
+			if err != nil {
 				return
 			}
-			if err := s.imapForward(tag, line); err != nil {
+			if c == nil {
+				bad++
+				continue
+			}
+			if err := s.imapForward(tag, c); err != nil {
 				s.writeClient("* BYE [UNAVAILABLE] " + ReplyPrefix + oneLine(err.Error()))
 				return
 			}
@@ -111,37 +128,71 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
-// redactIMAP hides LOGIN arguments and AUTHENTICATE initial responses.
+// isCredentialCommand reports whether word names a command that carries
+// credentials. As a tag it means the client left the tag out.
+func isCredentialCommand(word string) bool {
+	return strings.EqualFold(word, "LOGIN") || strings.EqualFold(word, "AUTHENTICATE")
+}
+
+// redactIMAP hides LOGIN arguments and AUTHENTICATE initial responses,
+// wherever in the first words the command stands (a client that left the
+// tag out, or put a space before it, still sent a password).
 func redactIMAP(line string) string {
-	tag, cmd, rest := splitIMAP(line)
-	switch strings.ToUpper(cmd) {
-	case "LOGIN":
-		return tag + " " + cmd + " [redacted]"
-	case "AUTHENTICATE":
-		mech, ir, _ := strings.Cut(rest, " ")
-		if ir != "" {
-			return tag + " " + cmd + " " + mech + " [redacted]"
+	f := strings.Fields(line)
+	for i := 0; i < len(f) && i < 2; i++ {
+		switch strings.ToUpper(f[i]) {
+		case "LOGIN":
+			return strings.Join(f[:i+1], " ") + " [redacted]"
+		case "AUTHENTICATE":
+			if len(f) > i+2 {
+				return strings.Join(f[:i+2], " ") + " [redacted]"
+			}
+			return line
 		}
 	}
 	return line
 }
 
-// readIMAPLiterals reads the rest of a LOGIN command whose first line is
-// line, taking in literals (sending "+" continuations for synchronising
-// ones). It returns the command's wire form, or nil after replying BAD to a
-// recoverable problem; an error means hang up.
-func (s *session) readIMAPLiterals(tag, line string) ([]byte, error) {
-	raw := []byte(line + "\r\n")
+// imapCommand is one client command in its wire form: lines[0] CRLF
+// literals[0] lines[1] CRLF ... Each line but the last ends with the
+// literal marker of the literal that follows it.
+type imapCommand struct {
+	lines    []string
+	literals [][]byte
+}
+
+func (c *imapCommand) wire() []byte {
+	var b []byte
+	for i, l := range c.lines {
+		b = append(b, l...)
+		b = append(b, "\r\n"...)
+		if i < len(c.literals) {
+			b = append(b, c.literals[i]...)
+		}
+	}
+	return b
+}
+
+// maxCommandLen bounds one pre-login command, literals included.
+const maxCommandLen = maxLineLen + 2*maxLiteralLen
+
+// readIMAPCommand reads the rest of a command whose first line is line,
+// taking in literals (sending "+" continuations for synchronising ones).
+// It returns the command, or nil after replying BAD to a recoverable
+// problem; an error means hang up.
+func (s *session) readIMAPCommand(tag, cmd, line string) (*imapCommand, error) {
+	c := &imapCommand{lines: []string{line}}
+	size := len(line) + 2
 	cur := line
 	for {
 		n, sync, ok := literalSuffix(cur)
 		if !ok {
-			return raw, nil
+			return c, nil
 		}
-		if n > maxLiteralLen || len(raw)+n > maxLineLen+2*maxLiteralLen {
+		if n > maxLiteralLen || size+n > maxCommandLen {
 			if sync {
 				// The client waits for "+", so nothing more arrives.
-				return nil, s.writeClient(tag + " BAD LOGIN " + ReplyPrefix + "literal too large")
+				return nil, s.writeClient(tag + " BAD " + cmd + " " + ReplyPrefix + "literal too large")
 			}
 			s.writeClient("* BYE " + ReplyPrefix + "literal too large")
 			return nil, errLineTooLong
@@ -156,39 +207,117 @@ func (s *session) readIMAPLiterals(tag, line string) ([]byte, error) {
 		if _, err := io.ReadFull(s.cr, buf); err != nil {
 			return nil, err
 		}
-		raw = append(raw, buf...)
 		next, err := readLine(s.cr, maxLineLen)
 		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				s.farewell("* BYE " + ReplyPrefix + "command line too long")
+			}
 			return nil, err
 		}
 		s.trace("C>P", "[literal redacted]")
-		raw = append(raw, next+"\r\n"...)
+		c.literals = append(c.literals, buf)
+		c.lines = append(c.lines, next)
+		size += n + len(next) + 2
 		cur = next
 	}
 }
 
-// imapAuthenticate handles AUTHENTICATE PLAIN, with the response inline
-// (SASL-IR) or after a "+" continuation.
+// rejectIMAP answers a command line the proxy refuses. A non-synchronising
+// literal announced by the line is coming anyway: it is read and dropped
+// (bounded), so that its bytes are not taken for commands.
+func (s *session) rejectIMAP(line, reply string) error {
+	cur, size := line, len(line)+2
+	for {
+		n, sync, ok := literalSuffix(cur)
+		if !ok || sync {
+			break
+		}
+		if n > maxLiteralLen || size+n > maxCommandLen {
+			s.farewell("* BYE " + ReplyPrefix + "literal too large")
+			return errLineTooLong
+		}
+		s.client.SetReadDeadline(s.deadline())
+		if _, err := s.cr.Discard(n); err != nil {
+			return err
+		}
+		next, err := readLine(s.cr, maxLineLen)
+		if err != nil {
+			return err
+		}
+		s.trace("C>P", "[literal redacted]")
+		size += n + len(next) + 2
+		cur = next
+	}
+	return s.writeClient(reply)
+}
+
+// imapAuthenticate handles AUTHENTICATE PLAIN and AUTHENTICATE LOGIN, with
+// the first response inline (SASL-IR) or after a "+" continuation.
 func (s *session) imapAuthenticate(tag, rest string) (done bool, err error) {
 	mech, ir, hasIR := strings.Cut(rest, " ")
-	if !strings.EqualFold(mech, "PLAIN") {
-		return false, s.writeClient(tag + " NO AUTHENTICATE " + ReplyPrefix + "only the PLAIN mechanism (or LOGIN) is supported; the proxy does XOAUTH2 upstream itself")
-	}
-	if !hasIR {
-		if err := s.writeClient("+ "); err != nil {
-			return true, err
+	// ask sends a continuation and reads the client's response; ok is
+	// false when the client cancelled (already answered) or broke off.
+	ask := func(prompt string) (resp string, ok bool, err error) {
+		if err := s.writeClient("+ " + prompt); err != nil {
+			return "", false, err
 		}
-		ir, err = s.readClient(func(string) string { return "[redacted]" })
+		resp, err = s.readClient(func(string) string { return "[redacted]" })
 		if err != nil {
-			return true, err
+			return "", false, err
 		}
-		if ir == "*" {
-			return false, s.writeClient(tag + " BAD AUTHENTICATE cancelled")
+		if resp == "*" {
+			return "", false, s.writeClient(tag + " BAD AUTHENTICATE cancelled")
 		}
+		return resp, true, nil
 	}
-	user, pass, perr := decodePlain(ir)
-	if perr != nil {
-		return false, s.writeClient(tag + " BAD AUTHENTICATE " + ReplyPrefix + perr.Error())
+	bad := func(msg string) (bool, error) {
+		return false, s.writeClient(tag + " BAD AUTHENTICATE " + ReplyPrefix + oneLine(msg))
+	}
+	var user, pass string
+	switch strings.ToUpper(mech) {
+	case "PLAIN":
+		if !hasIR {
+			r, ok, err := ask("")
+			if !ok {
+				return err != nil, err
+			}
+			ir = r
+		}
+		var perr error
+		user, pass, perr = decodePlain(ir)
+		if errors.Is(perr, errAuthzid) {
+			s.loginFailed(user, perr)
+			return false, s.writeClient(tag + " NO [AUTHORIZATIONFAILED] AUTHENTICATE " + ReplyPrefix + oneLine(perr.Error()))
+		}
+		if perr != nil {
+			return bad(perr.Error())
+		}
+	case "LOGIN":
+		if !hasIR {
+			r, ok, err := ask(b64Username)
+			if !ok {
+				return err != nil, err
+			}
+			ir = r
+		}
+		u, derr := decodeB64(ir)
+		if derr != nil {
+			return bad("the user name is not valid base64")
+		}
+		r, ok, err := ask(b64Password)
+		if !ok {
+			return err != nil, err
+		}
+		p, derr := decodeB64(r)
+		if derr != nil {
+			return bad("the password is not valid base64")
+		}
+		user, pass = string(u), string(p)
+		if user == "" {
+			return bad("empty user name")
+		}
+	default:
+		return false, s.writeClient(tag + " NO AUTHENTICATE " + ReplyPrefix + "only the PLAIN and LOGIN mechanisms are supported (or the LOGIN command); the proxy does XOAUTH2 upstream itself")
 	}
 	return s.imapLogin(tag, "AUTHENTICATE", user, pass)
 }
@@ -210,7 +339,12 @@ func (s *session) imapLogin(tag, cmd, user, pass string) (done bool, err error) 
 	if err != nil {
 		return false, no(err)
 	}
-	if err := s.writeUp(tag+" AUTHENTICATE XOAUTH2 "+xoauth2(user, token), tag+" AUTHENTICATE XOAUTH2 [redacted]"); err != nil {
+	ir, err := loginXOAUTH2(user, token)
+	if err != nil {
+		s.loginFailed(user, err)
+		return false, no(err)
+	}
+	if err := s.writeUp(tag+" AUTHENTICATE XOAUTH2 "+ir, tag+" AUTHENTICATE XOAUTH2 [redacted]"); err != nil {
 		s.loginFailed(user, err)
 		no(err)
 		return true, err
@@ -274,32 +408,61 @@ func saslErrorDetail(b64 string) string {
 }
 
 // imapForward sends a pre-login command upstream and relays the answer up
-// to and including the tagged completion, rewriting capabilities.
-func (s *session) imapForward(tag, line string) error {
-	if err := s.writeUp(line, ""); err != nil {
-		return err
+// to and including the tagged completion, rewriting capabilities. A
+// synchronising literal waits for the upstream's "+"; a completion instead
+// (the upstream refused the command early) ends the command there.
+func (s *session) imapForward(tag string, c *imapCommand) error {
+	for i, line := range c.lines {
+		if err := s.writeUp(line, ""); err != nil {
+			return err
+		}
+		if i == len(c.literals) {
+			break
+		}
+		if _, sync, _ := literalSuffix(line); sync {
+			done, err := s.imapRelay(tag, true)
+			if err != nil || done {
+				return err
+			}
+		}
+		s.up.SetWriteDeadline(s.deadline())
+		s.trace("P>S", "[literal]")
+		if _, err := s.up.Write(c.literals[i]); err != nil {
+			return upstreamLost(s.cfg.srv, err)
+		}
 	}
+	_, err := s.imapRelay(tag, false)
+	return err
+}
+
+// imapRelay copies upstream responses to the client up to the tagged
+// completion (done) or, when cont, up to a continuation request, which is
+// the proxy's to answer and not relayed.
+func (s *session) imapRelay(tag string, cont bool) (done bool, err error) {
 	for {
 		resp, err := s.readUp()
 		if err != nil {
-			return err
+			return true, err
+		}
+		if cont && (resp == "+" || strings.HasPrefix(resp, "+ ")) {
+			return false, nil
 		}
 		if err := s.writeClient(rewriteIMAPLine(resp)); err != nil {
-			return err
+			return true, err
 		}
 		if n, _, ok := literalSuffix(resp); ok {
 			// A literal in the response (ID may send one): copy it verbatim.
 			if n > maxLiteralLen {
-				return upstreamLost(s.cfg.srv, errors.New("oversized literal in a pre-login response"))
+				return true, upstreamLost(s.cfg.srv, errors.New("oversized literal in a pre-login response"))
 			}
 			s.up.SetReadDeadline(s.deadline())
 			if _, err := io.CopyN(s.client, s.ur, int64(n)); err != nil {
-				return upstreamLost(s.cfg.srv, err)
+				return true, upstreamLost(s.cfg.srv, err)
 			}
 			continue
 		}
 		if strings.HasPrefix(resp, tag+" ") {
-			return nil
+			return true, nil
 		}
 	}
 }

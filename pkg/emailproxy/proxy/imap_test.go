@@ -30,13 +30,13 @@ func TestIMAPCapabilitiesRewritten(t *testing.T) {
 				t.Errorf("%s still offers %s: %q", where, gone, line)
 			}
 		}
-		for _, want := range []string{"AUTH=PLAIN", "SASL-IR", "IMAP4rev1", "ID", "LITERAL+"} {
+		for _, want := range []string{"AUTH=PLAIN", "AUTH=LOGIN", "SASL-IR", "IMAP4rev1", "ID", "LITERAL+"} {
 			if !strings.Contains(line, want) {
 				t.Errorf("%s lacks %s: %q", where, want, line)
 			}
 		}
-		if strings.Count(line, "AUTH=") != 1 {
-			t.Errorf("%s should offer exactly one AUTH=: %q", where, line)
+		if strings.Count(line, "AUTH=") != 2 {
+			t.Errorf("%s should offer exactly AUTH=PLAIN and AUTH=LOGIN: %q", where, line)
 		}
 	}
 	check("greeting", c.expect("* OK [CAPABILITY "))
@@ -54,7 +54,7 @@ func TestIMAPCapabilitiesRewritten(t *testing.T) {
 	c.send("c4 STARTTLS")
 	c.expect("c4 BAD STARTTLS Email OAuth 2.0 Proxy: ")
 	c.send("c5 AUTHENTICATE XOAUTH2 abc")
-	c.expect("c5 NO AUTHENTICATE Email OAuth 2.0 Proxy: only the PLAIN")
+	c.expect("c5 NO AUTHENTICATE Email OAuth 2.0 Proxy: only the PLAIN and LOGIN")
 	c.send("c6 LOGOUT")
 	c.expect("* BYE")
 	c.expect("c6 OK")
@@ -288,9 +288,9 @@ func FuzzParseLoginArgs(f *testing.F) {
 
 func TestRewriteIMAPLine(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"* CAPABILITY IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER LOGINDISABLED", "* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR"},
-		{"* OK [CAPABILITY IMAP4rev1 STARTTLS SASL-IR] hi", "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi"},
-		{"a OK [capability IMAP4rev1 auth=plain auth=login] done", "a OK [capability IMAP4rev1 AUTH=PLAIN SASL-IR] done"},
+		{"* CAPABILITY IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER LOGINDISABLED", "* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR"},
+		{"* OK [CAPABILITY IMAP4rev1 STARTTLS SASL-IR] hi", "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=LOGIN] hi"},
+		{"a OK [capability IMAP4rev1 auth=plain auth=login] done", "a OK [capability IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR] done"},
 		{"* OK ready", "* OK ready"},
 		{"* 1 EXISTS", "* 1 EXISTS"},
 	}

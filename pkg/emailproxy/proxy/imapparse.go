@@ -153,9 +153,9 @@ func parseAstring(b []byte) (string, []byte, error) {
 	}
 }
 
-// rewriteIMAPCaps applies the proxy's capability rules to a list: every
-// AUTH=* becomes a single AUTH=PLAIN (the proxy takes PLAIN and LOGIN and
-// does XOAUTH2 itself), SASL-IR is added, LOGINDISABLED and STARTTLS go
+// rewriteIMAPCaps applies the proxy's capability rules to a list: the
+// AUTH=* entries become AUTH=PLAIN AUTH=LOGIN (the mechanisms the proxy
+// takes before doing XOAUTH2 itself), SASL-IR is added, LOGINDISABLED and STARTTLS go
 // (LOGIN works here, and this proxy offers no IMAP STARTTLS).
 func rewriteIMAPCaps(caps []string) []string {
 	out := make([]string, 0, len(caps)+2)
@@ -165,7 +165,7 @@ func rewriteIMAPCaps(caps []string) []string {
 		switch {
 		case strings.HasPrefix(u, "AUTH="):
 			if !auth {
-				out = append(out, "AUTH=PLAIN")
+				out = append(out, "AUTH=PLAIN", "AUTH=LOGIN")
 				auth = true
 			}
 		case u == "LOGINDISABLED" || u == "STARTTLS":
@@ -177,7 +177,7 @@ func rewriteIMAPCaps(caps []string) []string {
 		}
 	}
 	if !auth {
-		out = append(out, "AUTH=PLAIN")
+		out = append(out, "AUTH=PLAIN", "AUTH=LOGIN")
 	}
 	if !sasl {
 		out = append(out, "SASL-IR")

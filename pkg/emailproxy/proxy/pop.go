@@ -89,6 +89,12 @@ func (s *session) runPOP() {
 				}
 			}
 			u, p, perr := decodePlain(ir)
+			if errors.Is(perr, errAuthzid) {
+				s.loginFailed(u, perr)
+				s.writeClient("-ERR [AUTH] " + ReplyPrefix + oneLine(perr.Error()))
+				bad++
+				continue
+			}
 			if perr != nil {
 				s.writeClient("-ERR " + ReplyPrefix + perr.Error())
 				bad++
@@ -117,14 +123,19 @@ func (s *session) runPOP() {
 	s.writeClient("-ERR " + ReplyPrefix + "too many bad commands")
 }
 
+// redactPOP hides passwords (PASS, APOP) and SASL initial responses; the
+// words are found as the command parser cannot, past stray spaces.
 func redactPOP(line string) string {
-	verb, arg, _ := strings.Cut(line, " ")
-	switch strings.ToUpper(verb) {
-	case "PASS":
-		return verb + " [redacted]"
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return line
+	}
+	switch strings.ToUpper(f[0]) {
+	case "PASS", "APOP":
+		return f[0] + " [redacted]"
 	case "AUTH":
-		if mech, ir, ok := strings.Cut(arg, " "); ok && ir != "" {
-			return verb + " " + mech + " [redacted]"
+		if len(f) > 2 {
+			return f[0] + " " + f[1] + " [redacted]"
 		}
 	}
 	return line

@@ -50,7 +50,7 @@ h = "127.0.0.1"
 U, P = os.environ["U"], os.environ["P"]
 port = lambda name: int(os.environ[name])
 mode = sys.argv[1]
-if mode == "imap-login" or mode == "imap-plain" or mode == "imap-ssl":
+if mode in ("imap-login", "imap-plain", "imap-saslogin", "imap-ssl"):
     if mode == "imap-ssl":
         m = imaplib.IMAP4_SSL(h, port("IMAP_TLS"), ssl_context=ssl.create_default_context(cafile=os.environ["CA"]))
     else:
@@ -58,6 +58,9 @@ if mode == "imap-login" or mode == "imap-plain" or mode == "imap-ssl":
     assert "AUTH=PLAIN" in m.capabilities and "LOGINDISABLED" not in m.capabilities, m.capabilities
     if mode == "imap-plain":
         m.authenticate("PLAIN", lambda _: ("\0" + U + "\0" + P).encode())
+    elif mode == "imap-saslogin":
+        assert "AUTH=LOGIN" in m.capabilities, m.capabilities
+        m.authenticate("LOGIN", lambda c: (U if c == b"Username:" else P).encode())
     else:
         m.login(U, P)
     typ, _ = m.select("INBOX")
@@ -120,6 +123,7 @@ func TestPythonClients(t *testing.T) {
 	tests := []struct{ mode, want string }{
 		{"imap-login", "done"},
 		{"imap-plain", "done"},
+		{"imap-saslogin", "done"},
 		{"imap-ssl", "done"},
 		{"pop", "done"},
 		{"smtp", "done"},
@@ -167,6 +171,7 @@ func TestCurlClients(t *testing.T) {
 	}{
 		{"imap AUTHENTICATE PLAIN", []string{url("imap", "IMAP-1", "/INBOX;UID=1")}, "hello through the proxy"},
 		{"imap LOGIN", []string{"--login-options", "AUTH=+LOGIN", url("imap", "IMAP-1", "/INBOX;UID=1")}, "hello through the proxy"},
+		{"imap AUTHENTICATE LOGIN", []string{"--login-options", "AUTH=LOGIN", url("imap", "IMAP-1", "/INBOX;UID=1")}, "hello through the proxy"},
 		{"imaps", []string{"--cacert", e.ca.caPath, url("imaps", "IMAP-tls", "/INBOX;UID=1")}, "hello through the proxy"},
 		{"pop3 AUTH PLAIN", []string{url("pop3", "POP-1", "/1")}, "hello through the proxy"},
 		{"smtp AUTH PLAIN", []string{"--mail-from", "alice@example.com", "--mail-rcpt", "bob@example.com", "--upload-file", msg, url("smtp", "SMTP-1", "")}, ""},

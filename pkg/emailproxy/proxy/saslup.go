@@ -36,6 +36,11 @@ func (l saslLogin) login(s *session, user, pass string) (done bool, err error) {
 	if err != nil {
 		return false, fail(err)
 	}
+	ir, err := loginXOAUTH2(user, token)
+	if err != nil {
+		s.loginFailed(user, err)
+		return false, fail(err)
+	}
 	lost := func(err error) (bool, error) {
 		s.loginFailed(user, err)
 		fail(err)
@@ -56,7 +61,7 @@ func (l saslLogin) login(s *session, user, pass string) (done bool, err error) {
 	if !r.challenge {
 		return refused(r.text)
 	}
-	if err := s.writeUp(xoauth2(user, token), "[redacted]"); err != nil {
+	if err := s.writeUp(ir, "[redacted]"); err != nil {
 		return lost(err)
 	}
 	if r, err = l.read(s); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -283,6 +282,10 @@ func (s *session) dial(implicitTLS bool) error {
 // wait is part of the login and ends at the login deadline: a token that
 // came later would find the deadline past and the upstream write failing.
 func (s *session) accessToken(user, pass string) (string, error) {
+	if err := checkUserName(user); err != nil {
+		s.loginFailed(user, err)
+		return "", err
+	}
 	ctx, cancel := context.WithDeadline(s.ctx, s.loginDeadline)
 	defer cancel()
 	stopWatch := s.watchClientGone(cancel)
@@ -294,6 +297,15 @@ func (s *session) accessToken(user, pass string) (string, error) {
 	if err != nil {
 		s.loginFailed(user, err)
 		return "", &tokenError{err}
+	}
+	if err := checkToken(tok); err != nil {
+		// Handed back so the next login asks the provider again instead
+		// of reusing the same unusable token from the cache.
+		if r, ok := s.srv.opts.Authenticator.(TokenRejecter); ok {
+			r.TokenRejected(user, tok)
+		}
+		s.loginFailed(user, err)
+		return "", err
 	}
 	s.token = tok
 	return tok, nil
@@ -350,42 +362,6 @@ func (s *session) loginFailed(user string, err error) {
 	}
 	s.srv.log.Warn("login failed", "message_id", events.LoginFailed, "account", user,
 		"protocol", s.proto, "client", s.peer, "reason", err.Error())
-}
-
-// xoauth2 is the SASL XOAUTH2 initial response.
-func xoauth2(user, token string) string {
-	return base64.StdEncoding.EncodeToString([]byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01"))
-}
-
-// decodePlain decodes a SASL PLAIN response (RFC 4616):
-// authzid NUL authcid NUL passwd. The login name is authcid (authzid when
-// authcid is empty).
-func decodePlain(b64 string) (user, pass string, err error) {
-	raw, err := decodeB64(b64)
-	if err != nil {
-		return "", "", errors.New("the SASL PLAIN response is not valid base64")
-	}
-	parts := strings.Split(string(raw), "\x00")
-	if len(parts) != 3 {
-		return "", "", errors.New("the SASL PLAIN response is not authzid NUL authcid NUL password")
-	}
-	user, pass = parts[1], parts[2]
-	if user == "" {
-		user = parts[0]
-	}
-	if user == "" {
-		return "", "", errors.New("the SASL PLAIN response has no user name")
-	}
-	return user, pass, nil
-}
-
-// decodeB64 accepts padded and unpadded standard base64, as clients differ.
-func decodeB64(s string) ([]byte, error) {
-	s = strings.TrimSpace(s)
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
-		return b, nil
-	}
-	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
 }
 
 // authRefusedError is the upstream server refusing the XOAUTH2 login.

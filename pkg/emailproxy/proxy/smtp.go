@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -97,6 +96,13 @@ func (s *session) runSMTP() {
 			return
 		}
 		verb, arg, _ := strings.Cut(line, " ")
+		if verb == "" || strings.TrimLeft(line, " \t") != line {
+			// A line starting with white space is no command; it is not
+			// sent on, as it may be a misplaced AUTH with credentials.
+			s.writeClient("500 5.5.2 " + ReplyPrefix + "syntax error: a command starts with its verb")
+			bad++
+			continue
+		}
 		switch v := strings.ToUpper(verb); v {
 		case "EHLO", "HELO":
 			if s.cfg.srv.ServerStartTLS && !upTLS {
@@ -181,12 +187,12 @@ func (s *session) runSMTP() {
 	s.writeClient("421 4.7.0 " + ReplyPrefix + "too many bad commands")
 }
 
+// redactSMTP hides SASL initial responses; the words are found past
+// stray spaces, which the command parser refuses.
 func redactSMTP(line string) string {
-	verb, arg, _ := strings.Cut(line, " ")
-	if strings.EqualFold(verb, "AUTH") {
-		if mech, ir, ok := strings.Cut(arg, " "); ok && ir != "" {
-			return verb + " " + mech + " [redacted]"
-		}
+	f := strings.Fields(line)
+	if len(f) > 2 && strings.EqualFold(f[0], "AUTH") {
+		return f[0] + " " + f[1] + " [redacted]"
 	}
 	return line
 }
@@ -266,11 +272,6 @@ func rewriteEHLO(r smtpReply, startTLS bool) smtpReply {
 	return out
 }
 
-var (
-	b64Username = base64.StdEncoding.EncodeToString([]byte("Username:"))
-	b64Password = base64.StdEncoding.EncodeToString([]byte("Password:"))
-)
-
 // smtpAuth intercepts AUTH PLAIN and AUTH LOGIN, inline or on request.
 func (s *session) smtpAuth(arg string) (done bool, err error) {
 	mech, ir, hasIR := strings.Cut(arg, " ")
@@ -298,7 +299,12 @@ func (s *session) smtpAuth(arg string) (done bool, err error) {
 			ir = l
 		}
 		var perr error
-		if user, pass, perr = decodePlain(ir); perr != nil {
+		user, pass, perr = decodePlain(ir)
+		if errors.Is(perr, errAuthzid) {
+			s.loginFailed(user, perr)
+			return false, s.writeClient("535 5.7.8 " + ReplyPrefix + oneLine(perr.Error()))
+		}
+		if perr != nil {
 			return false, s.writeClient("501 5.5.2 " + ReplyPrefix + perr.Error())
 		}
 	case "LOGIN":
