@@ -26,6 +26,8 @@ type Factory struct {
 	Now      func() time.Time
 	// Getenv reads the environment (secrets from ORBIT_OAUTH2_CLIENT_SECRET).
 	Getenv func(string) string
+	// Environ is the whole environment, which plugins inherit.
+	Environ func() []string
 	// TerminalWidth is standard output's width in columns, 0 when it is not
 	// a terminal: panels are only drawn where they fit.
 	TerminalWidth func() int
@@ -40,6 +42,7 @@ func New(io *iostreams.IOStreams) *Factory {
 		Hostname:   os.Hostname,
 		Now:        time.Now,
 		Getenv:     os.Getenv,
+		Environ:    os.Environ,
 
 		TerminalWidth: panel.TerminalWidth(io.Out),
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/family"
+	"github.com/senhasegura/orbit/internal/cli/plugin"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/remote"
@@ -31,6 +32,11 @@ const DefaultSettingsPath = "/etc/orbit/orbit.yaml"
 func Main(ctx context.Context, args []string, io *iostreams.IOStreams) int {
 	f := factory.New(io)
 	cmd, st := build(f)
+	args, answer, answered := preparePlugins(ctx, cmd, f, st, args)
+	if answered {
+		fmt.Fprint(io.Out, answer)
+		return 0
+	}
 	st.argv = args
 	cmd.SetArgs(NormalizeArgs(args))
 	err := cmd.ExecuteContext(ctx)
@@ -80,6 +86,13 @@ func New(f *factory.Factory) *cobra.Command {
 type rootState struct {
 	argv   []string
 	remote remote.Options
+	// tail are a plugin's arguments (after its name), which cobra never
+	// parses; --host forwards them untouched after argv.
+	tail []string
+	// settingsFile is the settings file read, "" when none was.
+	settingsFile string
+	// builtins are the names of orbit's own commands (plugin.go).
+	builtins map[string]bool
 }
 
 func build(f *factory.Factory) (*cobra.Command, *rootState) {
@@ -96,7 +109,7 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
-			if err := applySettings(c, f, settingsPath); err != nil {
+			if err := applySettings(c, f, st, settingsPath); err != nil {
 				return err
 			}
 			return runRemote(c, f, st)
@@ -111,6 +124,7 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 		return exitcode.Withf(exitcode.Usage, "%v\nRun '%s --help' for usage.", err, c.CommandPath())
 	})
 	cmd.AddCommand(newVersionCmd(f))
+	cmd.AddCommand(plugin.NewCmd(f, func() plugin.Finder { return pluginFinder(f, st) }))
 	for _, c := range family.Commands(f) {
 		cmd.AddCommand(c)
 	}
@@ -118,6 +132,7 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 	// and so the walk below gives it usage errors like every other command.
 	cmd.InitDefaultCompletionCmd()
 	walk(cmd, func(c *cobra.Command) { makeUsageErrors(c) })
+	st.builtins = builtinNames(cmd)
 	return cmd, st
 }
 
@@ -148,7 +163,7 @@ func runRemote(c *cobra.Command, f *factory.Factory, st *rootState) error {
 	// --settings names a file on this machine (where --host may come
 	// from), not one on the remote host.
 	drop := append(append([]string(nil), remote.LocalFlags...), "settings")
-	args := remote.Args(st.argv, drop, c.Flags())
+	args := append(remote.Args(st.argv, drop, c.Flags()), st.tail...)
 	if err := remote.Run(c.Context(), st.remote, args, f.IO); err != nil {
 		return err
 	}
@@ -199,7 +214,7 @@ func makeUsageErrors(c *cobra.Command) {
 // applySettings fills every flag the user did not set from ORBIT_<FLAG>
 // (dashes as underscores) or from the settings file, in that order, so
 // commands read one value whatever its source.
-func applySettings(c *cobra.Command, f *factory.Factory, explicit string) error {
+func applySettings(c *cobra.Command, f *factory.Factory, st *rootState, explicit string) error {
 	v := f.Settings
 	v.SetEnvPrefix("ORBIT")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
@@ -223,6 +238,8 @@ func applySettings(c *cobra.Command, f *factory.Factory, explicit string) error 
 		if !notFound || mustExist {
 			return exitcode.Withf(exitcode.Invalid, "reading settings file %s: %v\nFix the file, or name another with --settings or ORBIT_SETTINGS.", path, err)
 		}
+	} else {
+		st.settingsFile = path
 	}
 
 	var firstErr error
