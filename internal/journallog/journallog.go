@@ -25,14 +25,18 @@ import (
 	"unicode"
 
 	"github.com/coreos/go-systemd/v22/journal"
-
-	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 )
 
 // MessageIDKey is the attribute key whose value becomes the entry's
-// MESSAGE_ID (one of the IDs in pkg/emailproxy/events). Pass it with
-// slog.String(journallog.MessageIDKey, events.AuthURL).
+// MESSAGE_ID (the application's catalogue of IDs, such as
+// pkg/emailproxy/events, uses it). Pass it with
+// slog.String(journallog.MessageIDKey, id).
 const MessageIDKey = "message_id"
+
+// FieldPrefix goes in front of every attribute's journal field name, so
+// that entries do not collide with other programs' fields (ACCOUNT becomes
+// ORBIT_ACCOUNT).
+const FieldPrefix = "ORBIT_"
 
 // DefaultIdentifier is the SYSLOG_IDENTIFIER of every native entry, so
 // `journalctl -t orbit` finds them whatever the unit is called.
@@ -225,10 +229,10 @@ func (h *Handler) journalFields(r slog.Record, msgID string, fields []field, dro
 		vars["MESSAGE_ID"] = msgID
 	}
 	for _, f := range fields {
-		vars[events.Prefix+FieldName(f.path...)] = f.value
+		vars[FieldPrefix+FieldName(f.path...)] = f.value
 	}
 	if len(dropped) > 0 {
-		vars[events.Prefix+"REDACTED"] = strings.Join(dropped, ",")
+		vars[FieldPrefix+"REDACTED"] = strings.Join(dropped, ",")
 	}
 	if h.addSource && r.PC != 0 {
 		frame, _ := runtime.CallersFrames([]uintptr{r.PC}).Next()
@@ -346,7 +350,7 @@ func priority(l slog.Level) journal.Priority {
 // FieldName turns a key path into the journal's field alphabet: upper case
 // letters, digits and underscores, with camelCase and any other character
 // split by underscores ("authURL" -> "AUTH_URL", "user-code" -> "USER_CODE").
-// The ORBIT_ prefix (events.Prefix) is not included.
+// The ORBIT_ prefix (FieldPrefix) is not included.
 func FieldName(path ...string) string {
 	var b strings.Builder
 	for _, p := range path {

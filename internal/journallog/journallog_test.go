@@ -13,8 +13,12 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
+)
 
-	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+// Message IDs of a made-up catalogue: the handler knows no application.
+const (
+	idURL   = "5d2f0c7b9e8a4d1fb3c6a7e8d9f0a1b2"
+	idLogin = "5d2f0c7b9e8a4d1fb3c6a7e8d9f0a1b3"
 )
 
 type sent struct {
@@ -42,15 +46,15 @@ func TestJournalFields(t *testing.T) {
 			name: "auth URL event",
 			log: func(l *slog.Logger) {
 				l.Info("Please visit the following URL to authenticate account a@example.com: https://login.example/authorize?x=1",
-					MessageIDKey, events.AuthURL,
-					events.FieldAccount, "a@example.com",
-					events.FieldAuthURL, "https://login.example/authorize?x=1")
+					MessageIDKey, idURL,
+					"ACCOUNT", "a@example.com",
+					"AUTH_URL", "https://login.example/authorize?x=1")
 			},
 			wantMsg: "Please visit the following URL to authenticate account a@example.com: https://login.example/authorize?x=1",
 			wantPri: journal.PriInfo,
 			want: map[string]string{
 				"SYSLOG_IDENTIFIER": "orbit",
-				"MESSAGE_ID":        events.AuthURL,
+				"MESSAGE_ID":        idURL,
 				"ORBIT_ACCOUNT":     "a@example.com",
 				"ORBIT_AUTH_URL":    "https://login.example/authorize?x=1",
 			},
@@ -145,7 +149,7 @@ func TestJournalFields(t *testing.T) {
 func TestWithAttrsAndGroups(t *testing.T) {
 	var rec recorder
 	h := New(Options{Mode: ModeJournal, Send: rec.send})
-	l := slog.New(h).With(MessageIDKey, events.Login, "account", "a@example.com").
+	l := slog.New(h).With(MessageIDKey, idLogin, "account", "a@example.com").
 		WithGroup("client").With("addr", "127.0.0.1:5555")
 	l.Info("logged in", "protocol", "IMAP")
 	// The parent logger must be unaffected by the child's group.
@@ -153,7 +157,7 @@ func TestWithAttrsAndGroups(t *testing.T) {
 
 	want := map[string]string{
 		"SYSLOG_IDENTIFIER":     "orbit",
-		"MESSAGE_ID":            events.Login,
+		"MESSAGE_ID":            idLogin,
 		"ORBIT_ACCOUNT":         "a@example.com",
 		"ORBIT_CLIENT_ADDR":     "127.0.0.1:5555",
 		"ORBIT_CLIENT_PROTOCOL": "IMAP",
@@ -175,8 +179,8 @@ func TestPlainAndTerminalLines(t *testing.T) {
 		mode Mode
 		want string
 	}{
-		{ModePlain, `INFO Please visit the following URL to authenticate account a@b.c: https://x/y?z=1 message_id=` + events.AuthURL + ` ACCOUNT=a@b.c note="two words" redacted=password` + "\n"},
-		{ModeTerminal, `2025-03-04T05:06:07.890Z INFO Please visit the following URL to authenticate account a@b.c: https://x/y?z=1 message_id=` + events.AuthURL + ` ACCOUNT=a@b.c note="two words" redacted=password` + "\n"},
+		{ModePlain, `INFO Please visit the following URL to authenticate account a@b.c: https://x/y?z=1 message_id=` + idURL + ` ACCOUNT=a@b.c note="two words" redacted=password` + "\n"},
+		{ModeTerminal, `2025-03-04T05:06:07.890Z INFO Please visit the following URL to authenticate account a@b.c: https://x/y?z=1 message_id=` + idURL + ` ACCOUNT=a@b.c note="two words" redacted=password` + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode.String(), func(t *testing.T) {
@@ -184,7 +188,7 @@ func TestPlainAndTerminalLines(t *testing.T) {
 			var rec recorder
 			h := New(Options{Mode: tt.mode, Writer: &buf, Send: rec.send})
 			r := slog.NewRecord(at, slog.LevelInfo, "Please visit the following URL to authenticate account a@b.c: https://x/y?z=1", 0)
-			r.AddAttrs(slog.String(MessageIDKey, events.AuthURL), slog.String("ACCOUNT", "a@b.c"),
+			r.AddAttrs(slog.String(MessageIDKey, idURL), slog.String("ACCOUNT", "a@b.c"),
 				slog.String("note", "two words"), slog.String("password", "hunter2"))
 			if err := h.Handle(context.Background(), r); err != nil {
 				t.Fatal(err)

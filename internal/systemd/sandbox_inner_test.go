@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/senhasegura/orbit/pkg/emailproxy/authurl"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 	"github.com/senhasegura/orbit/pkg/journal"
 )
@@ -127,7 +128,7 @@ func TestSandboxInner(t *testing.T) {
 	}
 
 	all := collect(ctx, t, r, journal.Query{Units: []string{name}})
-	if got := journal.PendingAuthURLs(all); len(got) != 1 || got[0].Account != testAccount || got[0].URL != testAuthURL {
+	if got := authurl.PendingURLs(all); len(got) != 1 || got[0].Account != testAccount || got[0].URL != testAuthURL {
 		t.Errorf("pending authorisations = %+v, want %s's URL", got, testAccount)
 	}
 	// The "browser" completes it: the service logs AuthSucceeded.
@@ -135,7 +136,7 @@ func TestSandboxInner(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstEntry(ctx, t, r, journal.Query{Units: []string{name}, MessageIDs: []string{events.AuthSucceeded}, Follow: true})
-	if got := journal.PendingAuthURLs(collect(ctx, t, r, journal.Query{Units: []string{name}})); len(got) != 0 {
+	if got := authurl.PendingURLs(collect(ctx, t, r, journal.Query{Units: []string{name}})); len(got) != 0 {
 		t.Errorf("pending authorisations after success = %+v, want none", got)
 	}
 

@@ -40,7 +40,7 @@ type Entry struct {
 	// Priority is the syslog priority 0 (emerg) .. 7 (debug); -1 when the
 	// entry has none.
 	Priority int
-	// MessageID is MESSAGE_ID, for example one of pkg/emailproxy/events.
+	// MessageID is MESSAGE_ID: 32 hex digits naming the kind of event.
 	MessageID string
 	// Message is MESSAGE; non-UTF-8 bytes are kept as they are.
 	Message string

@@ -1,13 +1,9 @@
 package journal
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"maps"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -15,81 +11,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/journal/journaltest"
 )
 
-const journalRemote = "/lib/systemd/systemd-journal-remote"
+// rec, base and writeJournal are short names for the journaltest helpers.
+type rec = journaltest.Rec
 
-// rec is one entry in export form: field names and values in order, so
-// repeated fields can be expressed.
-type rec [][2]string
+var base = journaltest.Base
 
-// base is the first realtime timestamp of generated entries.
-var base = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-
-// writeJournal turns records into a real journal file with
-// systemd-journal-remote (appending when the file exists) and returns its
-// path. Each record gets realtime base+i ms and the address fields a journal
-// file needs unless it sets them itself.
 func writeJournal(t testing.TB, path string, first int, recs ...rec) string {
 	t.Helper()
-	if _, err := os.Stat(journalRemote); err != nil {
-		t.Skipf("%s is missing (apt-get install systemd-journal-remote, or run .ci/install-deps.sh): %v", journalRemote, err)
-	}
-	var buf bytes.Buffer
-	for i, r := range recs {
-		n := first + i
-		have := map[string]bool{}
-		for _, kv := range r {
-			have[kv[0]] = true
-		}
-		if !have["__REALTIME_TIMESTAMP"] {
-			fmt.Fprintf(&buf, "__REALTIME_TIMESTAMP=%d\n", base.Add(time.Duration(n)*time.Millisecond).UnixMicro())
-		}
-		if !have["__MONOTONIC_TIMESTAMP"] {
-			fmt.Fprintf(&buf, "__MONOTONIC_TIMESTAMP=%d\n", 1000+n*1000)
-		}
-		if !have["_BOOT_ID"] {
-			buf.WriteString("_BOOT_ID=0123456789abcdef0123456789abcdef\n")
-		}
-		for _, kv := range r {
-			writeExportField(&buf, kv[0], kv[1])
-		}
-		buf.WriteByte('\n')
-	}
-	export := path + fmt.Sprintf(".%d.export", first)
-	if err := os.WriteFile(export, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(journalRemote, "-o", path, export).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s -o %s %s: %v\n%s", journalRemote, path, export, err, out)
-	}
-	return path
+	return journaltest.Write(t, path, first, recs...)
 }
 
-// writeExportField uses the binary-safe form for values that the text form
-// cannot carry (newlines, control bytes, invalid UTF-8).
-func writeExportField(buf *bytes.Buffer, name, value string) {
-	safe := true
-	for i := 0; i < len(value); i++ {
-		if c := value[i]; c < 0x20 || c >= 0x7f {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		fmt.Fprintf(buf, "%s=%s\n", name, value)
-		return
-	}
-	buf.WriteString(name)
-	buf.WriteByte('\n')
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(value)))
-	buf.Write(n[:])
-	buf.WriteString(value)
-	buf.WriteByte('\n')
-}
+// Message IDs of a made-up application: the reader knows no application.
+const (
+	idHello = "0f2cb5f9a6b04a0b8a1d55c3e0d1e001"
+	idState = "0f2cb5f9a6b04a0b8a1d55c3e0d1e002"
+)
 
 const unit = "email-oauth2-proxy.service"
 
@@ -97,9 +36,9 @@ const unit = "email-oauth2-proxy.service"
 func fixture(t testing.TB) (string, []rec) {
 	recs := []rec{
 		{{"_SYSTEMD_UNIT", unit}, {"_PID", "4242"}, {"PRIORITY", "6"}, {"SYSLOG_IDENTIFIER", "orbit"},
-			{"MESSAGE_ID", events.Lifecycle}, {"ORBIT_STATE", "listening"}, {"MESSAGE", "listening on 127.0.0.1:2993"}},
-		{{"_SYSTEMD_UNIT", "other.service"}, {"_PID", "7"}, {"MESSAGE_ID", events.AuthURL}, {"MESSAGE", "not ours"}},
-		{{"_SYSTEMD_UNIT", unit}, {"_PID", "4242"}, {"PRIORITY", "6"}, {"MESSAGE_ID", events.AuthURL},
+			{"MESSAGE_ID", idState}, {"ORBIT_STATE", "listening"}, {"MESSAGE", "listening on 127.0.0.1:2993"}},
+		{{"_SYSTEMD_UNIT", "other.service"}, {"_PID", "7"}, {"MESSAGE_ID", idHello}, {"MESSAGE", "not ours"}},
+		{{"_SYSTEMD_UNIT", unit}, {"_PID", "4242"}, {"PRIORITY", "6"}, {"MESSAGE_ID", idHello},
 			{"ORBIT_ACCOUNT", "a@example.com"}, {"ORBIT_AUTH_URL", "https://login.example/a?x=1"},
 			{"MESSAGE", "Please visit the following URL to authenticate account a@example.com: https://login.example/a?x=1"}},
 		{{"_SYSTEMD_UNIT", unit}, {"_PID", "4242"}, {"PRIORITY", "3"}, {"MESSAGE", "bin\xff\x00ary\nsecond line"}, {"TAG", "one"}, {"TAG", "two"}},
@@ -141,10 +80,10 @@ func TestReaderOnRealJournalFile(t *testing.T) {
 			"bin\xff\x00ary\nsecond line",
 			"Started email-oauth2-proxy.service.",
 		}},
-		{"unit and message id", Query{Units: []string{unit}, MessageIDs: []string{events.AuthURL}}, []string{
+		{"unit and message id", Query{Units: []string{unit}, MessageIDs: []string{idHello}}, []string{
 			"Please visit the following URL to authenticate account a@example.com: https://login.example/a?x=1",
 		}},
-		{"two message ids are ORed", Query{MessageIDs: []string{events.AuthURL, events.Lifecycle}}, []string{
+		{"two message ids are ORed", Query{MessageIDs: []string{idHello, idState}}, []string{
 			"listening on 127.0.0.1:2993", "not ours",
 			"Please visit the following URL to authenticate account a@example.com: https://login.example/a?x=1",
 		}},
@@ -171,7 +110,7 @@ func TestReaderOnRealJournalFile(t *testing.T) {
 	}
 
 	e := all[2]
-	if e.Unit != unit || e.PID != 4242 || e.Priority != 6 || e.MessageID != events.AuthURL ||
+	if e.Unit != unit || e.PID != 4242 || e.Priority != 6 || e.MessageID != idHello ||
 		e.Field("ORBIT_ACCOUNT") != "a@example.com" || !e.Time.Equal(base.Add(2*time.Millisecond)) || e.Cursor == "" {
 		t.Errorf("structured entry decoded as %+v", e)
 	}
@@ -300,9 +239,9 @@ func TestErrors(t *testing.T) {
 
 func TestCommand(t *testing.T) {
 	r := &Reader{Journalctl: "/usr/bin/journalctl", Args: []string{"--namespace=x"}}
-	got := r.Command(Query{Units: []string{unit}, MessageIDs: []string{events.AuthURL}, Since: time.UnixMicro(1700000000000123), Follow: true})
+	got := r.Command(Query{Units: []string{unit}, MessageIDs: []string{idHello}, Since: time.UnixMicro(1700000000000123), Follow: true})
 	want := []string{"/usr/bin/journalctl", "--output=json", "--all", "--no-pager", "--quiet", "--namespace=x",
-		"--unit=" + unit, "--since=@1700000000.000123", "--lines=all", "--follow", "MESSAGE_ID=" + events.AuthURL}
+		"--unit=" + unit, "--since=@1700000000.000123", "--lines=all", "--follow", "MESSAGE_ID=" + idHello}
 	if !slices.Equal(got, want) {
 		t.Errorf("argv:\n got %q\nwant %q", got, want)
 	}

@@ -3,6 +3,8 @@
 // back) agree on exact MESSAGE_IDs instead of grepping free text.
 package events
 
+import "github.com/senhasegura/orbit/internal/journallog"
+
 // MESSAGE_ID values, one per event kind. They are stable: scripts and
 // `orbit email-oauth2-proxy logs` match on them, so never change one.
 const (
@@ -38,7 +40,11 @@ const (
 )
 
 // Prefix is what the journal handler puts in front of every custom field name.
-const Prefix = "ORBIT_"
+const Prefix = journallog.FieldPrefix
+
+// MessageIDKey is the log attribute whose value becomes MESSAGE_ID:
+// logger.Info(msg, events.MessageIDKey, events.AuthURL, ...).
+const MessageIDKey = journallog.MessageIDKey
 
 // Text forms shared with the Python proxy: the CLI must recognise these in
 // plain log lines too, and the engine writes them word for word.

@@ -16,6 +16,7 @@ import (
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/pkg/emailproxy/authurl"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 	"github.com/senhasegura/orbit/pkg/journal"
@@ -258,12 +259,12 @@ type PendingJSON struct {
 }
 
 func (o *Options) authURL(ctx context.Context, since time.Time) error {
-	tracker := journal.NewAuthTracker()
+	tracker := authurl.NewTracker()
 	observe := func(e journal.Entry) bool {
 		if e.MessageID == UnitStarting {
 			// A new engine: forget everything before it.
 			changed := len(tracker.Pending()) > 0
-			tracker = journal.NewAuthTracker()
+			tracker = authurl.NewTracker()
 			return changed
 		}
 		return tracker.Observe(e)
@@ -315,7 +316,7 @@ func (o *Options) authURL(ctx context.Context, since time.Time) error {
 	return exitcode.Withf(exitcode.Error, "the journal of %s ended while waiting for an authorisation URL", o.Unit)
 }
 
-func (o *Options) writePending(p []journal.PendingAuth) error {
+func (o *Options) writePending(p []authurl.Pending) error {
 	if o.Output == output.JSON {
 		out := make([]PendingJSON, len(p))
 		for i, a := range p {

@@ -1,4 +1,8 @@
-package journal
+// Package authurl finds the authorisation URLs that wait for someone to
+// open them, in the proxy unit's journal: this engine's structured entries
+// (pkg/emailproxy/events) and the Python proxy's plain lines alike. The
+// journal reader itself (pkg/journal) knows nothing of e-mail.
+package authurl
 
 import (
 	"regexp"
@@ -7,11 +11,12 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/journal"
 )
 
-// PendingAuth is an interactive authorisation that waits for someone to
+// Pending is an interactive authorisation that waits for someone to
 // open URL in a browser (or, for the device flow, to enter UserCode there).
-type PendingAuth struct {
+type Pending struct {
 	Account  string
 	URL      string
 	UserCode string // device flow only
@@ -23,7 +28,7 @@ type PendingAuth struct {
 	Structured bool
 }
 
-// AuthTracker folds journal entries, in journal order, into the set of
+// Tracker folds journal entries, in journal order, into the set of
 // pending authorisations: the newest URL per account, minus accounts whose
 // authorisation succeeded, that logged in upstream, or whose authorisation
 // failed (which retires the URL too) at or after the time that URL was
@@ -31,19 +36,19 @@ type PendingAuth struct {
 // follow stream; it understands this engine's structured entries and the
 // Python proxy's plain lines, with or without its date prefix, and does not
 // mind each of those lines appearing twice (syslog and stdout).
-type AuthTracker struct {
-	pending map[string]PendingAuth
+type Tracker struct {
+	pending map[string]Pending
 	// closed is, per account, the time of the latest success or failure.
 	closed map[string]time.Time
 }
 
-// NewAuthTracker returns an empty tracker.
-func NewAuthTracker() *AuthTracker {
-	return &AuthTracker{pending: map[string]PendingAuth{}, closed: map[string]time.Time{}}
+// NewTracker returns an empty tracker.
+func NewTracker() *Tracker {
+	return &Tracker{pending: map[string]Pending{}, closed: map[string]time.Time{}}
 }
 
 // Observe takes one entry and reports whether the pending set changed.
-func (t *AuthTracker) Observe(e Entry) bool {
+func (t *Tracker) Observe(e journal.Entry) bool {
 	ev, ok := classify(e)
 	if !ok {
 		return false
@@ -57,7 +62,7 @@ func (t *AuthTracker) Observe(e Entry) bool {
 		if ok && ev.at.Before(cur.Time) {
 			return false
 		}
-		next := PendingAuth{Account: ev.account, URL: ev.url, UserCode: ev.userCode, Time: ev.at, Structured: ev.structured}
+		next := Pending{Account: ev.account, URL: ev.url, UserCode: ev.userCode, Time: ev.at, Structured: ev.structured}
 		if ok && cur == next {
 			return false
 		}
@@ -76,8 +81,8 @@ func (t *AuthTracker) Observe(e Entry) bool {
 }
 
 // Pending returns the pending authorisations, ordered by account.
-func (t *AuthTracker) Pending() []PendingAuth {
-	out := make([]PendingAuth, 0, len(t.pending))
+func (t *Tracker) Pending() []Pending {
+	out := make([]Pending, 0, len(t.pending))
 	for _, p := range t.pending {
 		out = append(out, p)
 	}
@@ -85,9 +90,9 @@ func (t *AuthTracker) Pending() []PendingAuth {
 	return out
 }
 
-// PendingAuthURLs is AuthTracker over a finished list of entries.
-func PendingAuthURLs(entries []Entry) []PendingAuth {
-	t := NewAuthTracker()
+// PendingURLs is Tracker over a finished list of entries.
+func PendingURLs(entries []journal.Entry) []Pending {
+	t := NewTracker()
 	for _, e := range entries {
 		t.Observe(e)
 	}
@@ -128,7 +133,7 @@ var (
 	reDatePrefix = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}): `)
 )
 
-func classify(e Entry) (authEvent, bool) {
+func classify(e journal.Entry) (authEvent, bool) {
 	f := e.Fields
 	account := f[events.Prefix+events.FieldAccount]
 	switch e.MessageID {
@@ -186,7 +191,7 @@ func accountIn(paren string) string {
 // journald long after the syslog copy; the date it carries is the truth.
 // It is local time with one-second precision, so it is never later than
 // the entry's own time unless the clocks disagree, and then the entry wins.
-func lineTime(e Entry) time.Time {
+func lineTime(e journal.Entry) time.Time {
 	m := reDatePrefix.FindStringSubmatch(e.Message)
 	if m == nil {
 		return e.Time
