@@ -18,12 +18,16 @@ import (
 )
 
 // Limits that keep a hostile or broken peer from exhausting memory before
-// login. After login nothing is buffered beyond io.Copy's buffer.
+// login. After login the session is a pipe that buffers only while bytes
+// flow (pipe.go).
 const (
 	maxLineLen     = 64 << 10 // one protocol line, client or upstream
 	maxLiteralLen  = 64 << 10 // one IMAP literal in LOGIN
 	maxReplyLines  = 1000     // lines in one multi-line reply (EHLO, CAPA)
 	maxBadCommands = 20       // protocol errors before the proxy hangs up
+	// lineBufSize is the login phase's line reader; longer lines are read
+	// in pieces (readLine), so it only sets how many reads a line takes.
+	lineBufSize = 4 << 10
 )
 
 // ReplyPrefix starts every failure text the proxy itself writes to a client,
@@ -54,6 +58,9 @@ type session struct {
 
 	mu     sync.Mutex
 	closed bool
+	// piping: the pipe's goroutines own the session and end it.
+	piping bool
+	linger *time.Timer // the half-close wait, stopped when the session ends
 }
 
 func (s *Server) startSession(c net.Conn, lc *listenerConfig) {
@@ -75,18 +82,27 @@ func (s *Server) startSession(c net.Conn, lc *listenerConfig) {
 	s.mu.Unlock()
 
 	go func() {
-		defer s.sessWG.Done()
-		defer func() {
-			sess.closeAll()
-			s.mu.Lock()
-			delete(s.sessions, sess)
-			s.mu.Unlock()
-		}()
 		sess.run()
+		if !sess.piping {
+			sess.end()
+		}
 	}()
 }
 
+// end closes the session's connections and forgets it.
+func (s *session) end() {
+	s.closeAll()
+	s.srv.mu.Lock()
+	delete(s.srv.sessions, s)
+	s.srv.mu.Unlock()
+	s.srv.sessWG.Done()
+}
+
 func (s *session) run() {
+	// The pipe after login reads the socket non-blocking (pipe.go).
+	s.mu.Lock()
+	s.client = newNBConn(s.client)
+	s.mu.Unlock()
 	if s.cfg.implicitTLS() {
 		tc := tls.Server(s.client, s.cfg.localTLS)
 		hctx, cancel := context.WithDeadline(s.ctx, s.deadline())
@@ -114,7 +130,7 @@ func (s *session) setClient(c net.Conn) {
 	s.mu.Lock()
 	s.client = c
 	s.mu.Unlock()
-	s.cr = bufio.NewReaderSize(c, 16<<10)
+	s.cr = bufio.NewReaderSize(c, lineBufSize)
 }
 
 func (s *session) setUpstream(c net.Conn) bool {
@@ -125,7 +141,7 @@ func (s *session) setUpstream(c net.Conn) bool {
 		return false
 	}
 	s.up = c
-	s.ur = bufio.NewReaderSize(c, 16<<10)
+	s.ur = bufio.NewReaderSize(c, lineBufSize)
 	return true
 }
 
@@ -452,43 +468,6 @@ func hostPort(srv config.Server) string {
 }
 
 type closeWriter interface{ CloseWrite() error }
-
-// pipe copies bytes both ways. When the upstream ends, the client is
-// closed at once: mail servers end sessions (LOGOUT, QUIT, timeouts) and
-// nothing more can come. When the client half-closes, that is passed on
-// upstream and the upstream's last replies still flow back for up to
-// halfCloseLinger. An error in either direction closes both at once.
-func (s *session) pipe() {
-	s.client.SetDeadline(time.Time{})
-	s.up.SetDeadline(time.Time{})
-	fromClient := make(chan error, 1)
-	fromUp := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(s.up, s.cr)
-		if cw, ok := s.up.(closeWriter); ok && err == nil {
-			cw.CloseWrite()
-		}
-		fromClient <- err
-	}()
-	go func() {
-		_, err := io.Copy(s.client, s.ur)
-		fromUp <- err
-	}()
-	select {
-	case <-fromUp:
-	case err := <-fromClient:
-		if err == nil {
-			t := time.NewTimer(s.srv.halfCloseLinger)
-			select {
-			case <-fromUp:
-			case <-t.C:
-			case <-s.ctx.Done():
-			}
-			t.Stop()
-		}
-	}
-	s.closeAll()
-}
 
 // loginFailedText: the token layer's errors are already written for the
 // client ("Login failed for account ..."); the proxy's own get that frame.

@@ -39,6 +39,8 @@ func (s *Server) dialUpstream(ctx context.Context, srv config.Server, implicitTL
 		return nil, &upstreamError{server: hostPort(srv), what: "cannot connect to the", err: err,
 			hint: "check server_address and server_port, DNS and the firewall"}
 	}
+	// The pipe after login reads the socket non-blocking (pipe.go).
+	c = newNBConn(c)
 	if !implicitTLS {
 		return c, nil
 	}
