@@ -192,12 +192,13 @@ func providerErrorsDoc() []byte {
 	b.WriteString(`# Provider errors and their fixes
 
 When a token request, the browser step or the mail server's XOAUTH2 login
-fails with one of these errors, orbit adds the explanation and the fix to the
-mailer's login reply, the journal entry (field ` + "`ORBIT_HINT`" + `), ` + "`status`" + ` and
-notifications. The provider's own text is always kept next to it. This file is
-generated from pkg/emailproxy/errcatalog (run ` + "`make generate`" + `); an error
-that is missing here is worth adding there, with the provider's wording as an
-example.
+fails with one of these errors, orbit explains it and says what to do: in the
+mailer's login reply (a reply line has room for the explanation, not for the
+provider's whole text too), in the journal entry and its ` + "`ORBIT_REASON`" + `
+field, in ` + "`status`" + ` and on the browser page; the journal and ` + "`status`" + ` keep
+the provider's own words next to it. This file is generated from
+pkg/emailproxy/errcatalog (run ` + "`make generate`" + `); an error missing here is
+worth adding there, with the provider's wording as an example.
 
 Where it comes from: *token endpoint* is an OAuth 2.0 error answer, *authorisation
 redirect* the error sent back to the redirect URI after the browser step, *mail

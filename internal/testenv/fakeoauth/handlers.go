@@ -299,7 +299,11 @@ func (p *Provider) token(r *http.Request, grant string, form url.Values) (int, a
 			if desc == "" {
 				desc = "the grant is invalid, expired or revoked"
 			}
-			return f.status, oauthError{"invalid_grant", desc}
+			code := f.code
+			if code == "" {
+				code = "invalid_grant"
+			}
+			return f.status, oauthError{code, desc}
 		case faultFail:
 			return f.status, oauthError{"temporarily_unavailable", "the token service failed (fake provider FailNext)"}
 		case faultGarbage:

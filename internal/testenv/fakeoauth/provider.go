@@ -203,6 +203,7 @@ const (
 type fault struct {
 	kind   faultKind
 	status int
+	code   string // OAuth error code of a refusal; invalid_grant when ""
 	desc   string
 }
 
@@ -443,6 +444,14 @@ func (p *Provider) RevokeToken(token string) {
 // show).
 func (p *Provider) RefuseNext(n int, description string) {
 	p.addFaults(n, fault{kind: faultRefuse, status: http.StatusBadRequest, desc: description})
+}
+
+// RefuseNextWith makes the next n token requests answer HTTP status with
+// the OAuth error code and description a real provider sends, e.g.
+// (400, "invalid_grant", "AADSTS700082: The refresh token has expired due
+// to inactivity. ...") or (401, "invalid_client", "AADSTS7000215: ...").
+func (p *Provider) RefuseNextWith(n, status int, code, description string) {
+	p.addFaults(n, fault{kind: faultRefuse, status: status, code: code, desc: description})
 }
 
 // FailNext makes the next n token requests answer status (a 5xx; 503 when 0)

@@ -65,6 +65,11 @@ type Entry struct {
 	match func(code, text string) bool
 }
 
+// MaxHint bounds an entry's Hint, so that a login reply holding it and
+// the proxy's own words fits the 512 characters POP3 and SMTP allow for a
+// reply line.
+const MaxHint = 300
+
 // Hint is the one-line form used in login replies, the journal, status and
 // notifications: "AADSTS700082: <meaning> Fix: <fix>".
 func (e Entry) Hint() string {
@@ -156,7 +161,7 @@ var (
 
 // signInAgain is the common first step; the next mailer login also logs a
 // new URL, which `logs --auth-url` shows.
-const signInAgain = "Sign the account in again (the next login logs a new URL: orbit email-oauth2-proxy logs --auth-url)"
+const signInAgain = "Sign the account in again (the next login logs a new URL; see `logs --auth-url`)"
 
 const (
 	microsoft = "Microsoft Entra ID"
@@ -180,7 +185,7 @@ var catalogue = []Entry{
 	{
 		ID: "AADSTS70043", Provider: microsoft, Sources: tokenOnly, match: entra("AADSTS70043"),
 		Meaning: "A Conditional Access sign-in frequency policy ended the session, so the refresh token is no longer accepted.",
-		Fix:     signInAgain + "; to stop it recurring, exclude the mailbox (or the app) from the sign-in frequency policy in Entra ID > Conditional Access.",
+		Fix:     signInAgain + "; to stop it recurring, exclude the mailbox or the app from the sign-in frequency policy.",
 		Examples: []string{
 			"invalid_grant: AADSTS70043: The refresh token has expired or is invalid due to sign-in frequency checks by conditional access.",
 		},
@@ -316,8 +321,8 @@ var catalogue = []Entry{
 	{
 		ID: "google-testing-app", Provider: google, Sources: tokenOnly,
 		match:   all(oauthCode("invalid_grant"), containsFold("token has been expired or revoked")),
-		Meaning: "Google no longer accepts the refresh token: apps whose OAuth consent screen is in \"Testing\" get tokens that die after 7 days, and a user can revoke access at any time.",
-		Fix:     "Set the consent screen's publishing status to \"In production\" (or make the app Internal to the Workspace), then sign the account in again.",
+		Meaning: "Google refused the refresh token: apps whose consent screen is in \"Testing\" get tokens that expire after 7 days (or the user revoked access).",
+		Fix:     "Set the consent screen to \"In production\" (or the app to Internal), then sign the account in again.",
 		Examples: []string{
 			"invalid_grant: Token has been expired or revoked.",
 		},
@@ -341,8 +346,8 @@ var catalogue = []Entry{
 	},
 	{
 		ID: "5.7.139", Provider: exchange, Sources: mailOnly, match: enhancedStatus("5.7.139"),
-		Meaning: "Exchange Online refused SMTP AUTH: it is disabled for the tenant or for this mailbox (or security defaults block it).",
-		Fix:     "Enable authenticated SMTP for the mailbox (Microsoft 365 admin center > user > Mail > Manage email apps, or Set-CASMailbox ADDRESS -SmtpClientAuthenticationDisabled $false) and, if needed, for the tenant (Set-TransportConfig -SmtpClientAuthenticationDisabled $false).",
+		Meaning: "Exchange Online has SMTP AUTH disabled for the tenant or this mailbox (or security defaults block it).",
+		Fix:     "Enable it: Set-CASMailbox ADDRESS -SmtpClientAuthenticationDisabled $false, and Set-TransportConfig -SmtpClientAuthenticationDisabled $false for the tenant.",
 		Examples: []string{
 			"535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.",
 			"535 5.7.139 Authentication unsuccessful, the user credentials were incorrect.",
@@ -350,8 +355,8 @@ var catalogue = []Entry{
 	},
 	{
 		ID: "5.7.3", Provider: exchange, Sources: mailOnly, match: enhancedStatus("5.7.3"),
-		Meaning: "Exchange Online rejected the token for SMTP: usually the token lacks the SMTP.Send permission, was issued for another mailbox, or (client_credentials) the app has no Exchange service principal or mailbox permission.",
-		Fix:     "Check the app's API permissions (SMTP.Send, or SMTP.SendAsApp for client_credentials with New-ServicePrincipal and Add-MailboxPermission in Exchange Online PowerShell) and that the account name is the mailbox the token is for.",
+		Meaning: "Exchange Online rejected the token for SMTP: it lacks SMTP.Send, names another mailbox, or the app has no Exchange service principal.",
+		Fix:     "Check the app's API permissions and the account name; for client_credentials run New-ServicePrincipal and Add-MailboxPermission in Exchange Online.",
 		Examples: []string{
 			"535 5.7.3 Authentication unsuccessful [SN4PR0501CA0054.namprd05.prod.outlook.com]",
 		},
@@ -359,8 +364,8 @@ var catalogue = []Entry{
 	{
 		ID: "exchange-imap-authenticate-failed", Provider: exchange, Sources: mailOnly,
 		match:   containsFold("authenticate failed"),
-		Meaning: "Exchange Online rejected the token for IMAP: usually the token lacks IMAP.AccessAsUser.All (POP.AccessAsUser.All for POP), was issued for another mailbox, or (client_credentials) the app has no Exchange service principal or mailbox permission.",
-		Fix:     "Check the app's API permissions and the token's scope; for client_credentials register the service principal (New-ServicePrincipal) and grant Add-MailboxPermission -AccessRights FullAccess; make sure the account name is the mailbox itself.",
+		Meaning: "Exchange Online refused the token for IMAP: it lacks IMAP.AccessAsUser.All, names another mailbox, or the app has no service principal.",
+		Fix:     "Check the app's API permissions and the account name; for client_credentials grant it FullAccess with Add-MailboxPermission.",
 		Examples: []string{
 			"a1 NO AUTHENTICATE failed.",
 		},

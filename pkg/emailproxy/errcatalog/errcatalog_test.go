@@ -48,6 +48,11 @@ func TestEntriesAreComplete(t *testing.T) {
 		if e.Provider == "" || e.Meaning == "" || e.Fix == "" || len(e.Sources) == 0 || e.match == nil {
 			t.Errorf("%s is incomplete: %+v", e.ID, e)
 		}
+		// The hint goes into one protocol reply line: POP3 and SMTP allow
+		// 512 characters in all, and the proxy's own words come first.
+		if n := len(e.Hint()); n > MaxHint {
+			t.Errorf("%s: hint is %d characters, at most %d fit a reply", e.ID, n, MaxHint)
+		}
 		for _, s := range []string{e.Meaning, e.Fix} {
 			if strings.ContainsAny(s, "\r\n") {
 				t.Errorf("%s: text must be one line (it goes into protocol replies): %q", e.ID, s)

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/errcatalog"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
 )
@@ -452,7 +453,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 			var pe *ProviderError
 			if !errors.As(err, &pe) || pe.Status != http.StatusBadRequest {
 				e := m.requestError(acct.Name, err)
-				return "", m.fail(log, acct.Name, flow, e.Error(), e)
+				return "", m.fail(log, acct.Name, flow, e.reason(), e)
 			}
 			if hadAccess {
 				log.Info("the token endpoint refused the refresh; dropping the access token and retrying once",
@@ -491,7 +492,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 		tr, err = m.post(ctx, eff, form)
 		if err != nil {
 			e := m.requestError(acct.Name, err)
-			return "", m.fail(log, acct.Name, flow, e.Error(), e)
+			return "", m.fail(log, acct.Name, flow, e.reason(), e)
 		}
 	}
 	return m.save(ctx, log, acct, eff, g, flow, password, mac, rec, tr, replacing)
@@ -588,7 +589,21 @@ func (m *Manager) post(ctx context.Context, acct config.Account, form url.Values
 
 // requestError phrases a token request failure for the mail client,
 // keeping the cause in the chain for errors.Is/As.
-func (m *Manager) requestError(account string, err error) error {
+func (m *Manager) requestError(account string, err error) *loginError {
+	var pe *ProviderError
+	if errors.As(err, &pe) {
+		if entry, ok := errcatalog.Lookup(errcatalog.TokenEndpoint, pe.Code, pe.Description); ok {
+			// A reply line is short (400 characters, and POP3 and SMTP allow
+			// 512 in all), so the mailer gets the catalogue's explanation and
+			// fix; the provider's own words go to the log and status.
+			return &loginError{
+				msg: fmt.Sprintf("Login failed for account %s - the token endpoint refused the request (HTTP %d %s) - %s",
+					printable(account), pe.Status, printable(pe.Code), entry.Hint()),
+				detail: pe.Description,
+				err:    err,
+			}
+		}
+	}
 	var msg string
 	switch {
 	case errors.Is(err, ErrProviderRefused):
@@ -611,11 +626,21 @@ func (m *Manager) fail(log *slog.Logger, account string, flow config.Flow, reaso
 // loginError is an error whose text is written for the mail client, with
 // the cause (and so the package's sentinels) still in the chain.
 type loginError struct {
-	msg string
-	err error
+	msg    string
+	detail string // the provider's own words when msg has the catalogue's instead
+	err    error
 }
 
 func (e *loginError) Error() string { return e.msg }
+
+// reason is the text for the log and the status file, where length does
+// not matter: the reply plus the provider's own words.
+func (e *loginError) reason() string {
+	if e.detail == "" {
+		return e.msg
+	}
+	return e.msg + " The provider said: " + printable(e.detail)
+}
 func (e *loginError) Unwrap() error { return e.err }
 
 // printable keeps a client-supplied name from smuggling line breaks or

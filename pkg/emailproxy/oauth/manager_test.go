@@ -582,6 +582,7 @@ func TestProviderFailures(t *testing.T) {
 		ans      answer
 		wantErr  error
 		wantText []string
+		wantLog  []string
 		notText  []string
 	}{
 		{name: "unreachable", tokenURL: downURL + "?tenant_secret=QUERY-SECRET", wantErr: ErrProviderUnavailable,
@@ -597,8 +598,15 @@ func TestProviderFailures(t *testing.T) {
 		{name: "refused with a description", wantErr: ErrProviderRefused,
 			ans: jsonAnswer(401, map[string]string{"error": "invalid_client",
 				"error_description": "AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1234\r\nCorrelation ID: 5678"}),
-			wantText: []string{"refused the request", "invalid_client", "AADSTS7000215: Invalid client secret provided."},
+			// A known error: the reply has the catalogue's explanation and
+			// fix, the log keeps the provider's own words.
+			wantText: []string{"refused the request", "invalid_client", "AADSTS7000215: The client secret is wrong", "Fix: "},
+			wantLog:  []string{"AADSTS7000215: Invalid client secret provided."},
 			notText:  []string{"Trace ID"}},
+		{name: "refused with a description the catalogue does not know", wantErr: ErrProviderRefused,
+			ans:      jsonAnswer(400, map[string]string{"error": "invalid_request", "error_description": "AADSTS999999: Something new."}),
+			wantText: []string{"refused the request", "invalid_request", "AADSTS999999: Something new."},
+			notText:  []string{"Fix: "}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -621,6 +629,11 @@ func TestProviderFailures(t *testing.T) {
 			for _, s := range append(tc.notText, "QUERY-SECRET", "\n", "\r") {
 				if strings.Contains(msg, s) {
 					t.Errorf("message %q contains %q", msg, s)
+				}
+			}
+			for _, s := range tc.wantLog {
+				if !strings.Contains(h.logs.String(), s) {
+					t.Errorf("log lacks %q:\n%s", s, h.logs.String())
 				}
 			}
 			assertNoSecrets(t, "error", msg)

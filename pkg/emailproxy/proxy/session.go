@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/errcatalog"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
@@ -376,8 +378,12 @@ func (s *session) loginFailed(user string, err error) {
 			r.TokenRejected(user, s.token)
 		}
 	}
+	reason := err.Error()
+	if errors.As(err, &refused) {
+		reason = refused.reason()
+	}
 	s.srv.log.Warn("login failed", "message_id", events.LoginFailed, "account", user,
-		"protocol", s.proto, "client", s.peer, "reason", err.Error())
+		"protocol", s.proto, "client", s.peer, "reason", reason)
 }
 
 // authRefusedError is the upstream server refusing the XOAUTH2 login.
@@ -387,7 +393,41 @@ type authRefusedError struct {
 }
 
 func (e *authRefusedError) Error() string {
-	return fmt.Sprintf("the upstream server %s refused the XOAUTH2 login: %s", e.server, e.reply)
+	if h := e.hint(); h != "" {
+		// A reply line has room for the catalogue's explanation or the
+		// server's whole reply, not both: the mailer gets the explanation,
+		// the log both (reason).
+		return fmt.Sprintf("the upstream server %s refused the XOAUTH2 login - %s", e.server, h)
+	}
+	return e.reason()
+}
+
+// reason is the text for the log: the server's reply and, when the
+// catalogue knows it, the explanation.
+func (e *authRefusedError) reason() string {
+	msg := fmt.Sprintf("the upstream server %s refused the XOAUTH2 login: %s", e.server, e.reply)
+	if h := e.hint(); h != "" {
+		msg += " - " + h
+	}
+	return msg
+}
+
+func (e *authRefusedError) hint() string {
+	if entry, ok := errcatalog.Lookup(errcatalog.MailServer, "", e.reply); ok {
+		return entry.Hint()
+	}
+	return ""
+}
+
+// clip shortens s to at most n bytes on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // upstreamError is a failure to reach or talk to the upstream server; it
@@ -457,9 +497,10 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
-	if len(s) > 400 {
-		s = s[:400] + "..."
-	}
+	// POP3 and SMTP allow 512 characters in a reply line: CRLF, the
+	// longest status prefix ("535 5.7.8  Authentication credentials
+	// invalid. ") and ReplyPrefix leave 440.
+	s = clip(s, 437)
 	return s
 }
 

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/errcatalog"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
 
@@ -316,7 +317,8 @@ func (s *Server) serveRedirect(w http.ResponseWriter, hr *http.Request, l *liste
 			Failed: true, Heading: "Email OAuth 2.0 authentication failed", Account: r.account,
 			What:     "The provider did not authorise the account. It answered:",
 			Provider: providerText(code, q.Get("error_description")),
-			Todo:     "Nothing was stored. Check that you logged in as the right user and granted the requested permissions (an administrator may have to consent for the organisation), then have the mail client log in again and open the new URL from `orbit email-oauth2-proxy logs`.",
+			Todo: catalogueFix(errcatalog.Authorization, code, q.Get("error_description"),
+				"Nothing was stored. Check that you logged in as the right user and granted the requested permissions (an administrator may have to consent for the organisation), then have the mail client log in again and open the new URL from `orbit email-oauth2-proxy logs`."),
 		})
 		return
 	}
@@ -349,6 +351,7 @@ func (s *Server) serveRedirect(w http.ResponseWriter, hr *http.Request, l *liste
 			What: "You logged in, but the proxy could not exchange the authorisation code for tokens.", Todo: todo}
 		if errors.As(err, &pe) {
 			p.Provider = providerText(pe.Code, pe.Description)
+			p.Todo = catalogueFix(errcatalog.TokenEndpoint, pe.Code, pe.Description, p.Todo)
 		}
 		writePage(w, status, p)
 		return
@@ -387,7 +390,20 @@ type RedirectError struct {
 }
 
 func (e *RedirectError) Error() string {
-	return fmt.Sprintf("the provider refused to authorise account %s: %s", e.Account, providerText(e.Code, e.Description))
+	msg := fmt.Sprintf("the provider refused to authorise account %s: %s", e.Account, providerText(e.Code, e.Description))
+	if entry, ok := errcatalog.Lookup(errcatalog.Authorization, e.Code, e.Description); ok {
+		msg += " - " + entry.Hint()
+	}
+	return msg
+}
+
+// catalogueFix is the catalogue's fix for a provider error seen at src,
+// or fallback when the catalogue does not know it.
+func catalogueFix(src errcatalog.Source, code, desc, fallback string) string {
+	if entry, ok := errcatalog.Lookup(src, code, desc); ok {
+		return entry.Fix + " Then have the mail client log in again and open the new URL from `orbit email-oauth2-proxy logs --auth-url`."
+	}
+	return fallback
 }
 
 func (e *RedirectError) Unwrap() error { return oauth.ErrNeedsAuthorization }

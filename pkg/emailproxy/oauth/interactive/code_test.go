@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"html"
 	"math/big"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/errcatalog"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
@@ -625,5 +627,27 @@ func TestCodeExchangeWithCertificate(t *testing.T) {
 	}
 	if f := p.forms()[0]; f.Has("client_secret") || !f.Has("client_assertion") {
 		t.Errorf("exchange form keys %v, want a client_assertion and no client_secret", f)
+	}
+}
+
+// TestProviderErrorRedirectExplained: an error the provider error catalogue
+// knows gets the catalogue's fix on the page and its explanation in the
+// error the waiting login reports.
+func TestProviderErrorRedirectExplained(t *testing.T) {
+	p := newProvider(t)
+	p.deny, p.denyDesc = "invalid_request", "AADSTS65001: The user or administrator has not consented to use the application."
+	entry, ok := errcatalog.Lookup(errcatalog.Authorization, p.deny, p.denyDesc)
+	if !ok {
+		t.Fatal("the catalogue does not know AADSTS65001")
+	}
+	s, l := newServer(t, Options{})
+	acct := codeAccount(p, "alice@example.com", "http://"+freeAddr(t)+redirectPath)
+	ch := authorize(context.Background(), s, acct)
+	v := login(t, authURLOf(t, l, "alice@example.com", 1), nil)
+	if v.status != http.StatusBadRequest || !strings.Contains(v.body, html.EscapeString(entry.Fix)) || !strings.Contains(v.body, "AADSTS65001: The user or administrator") {
+		t.Errorf("page %d lacks the provider's words or the fix %q:\n%s", v.status, entry.Fix, v.body)
+	}
+	if o := await(t, ch); o.err == nil || !strings.Contains(o.err.Error(), entry.Hint()) {
+		t.Errorf("Authorize error = %v, want the hint %q", o.err, entry.Hint())
 	}
 }
