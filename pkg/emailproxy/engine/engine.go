@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,6 +198,15 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	err := e.proxy.Shutdown(ctx)
 	if err == nil {
 		err = aerr
+	}
+	// Tokens whose save failed live only in memory: one last try.
+	if unsaved := e.store.Unsaved(); len(unsaved) > 0 {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if ferr := e.store.Flush(fctx); ferr != nil {
+			e.log.Error("token store: tokens kept in memory after failed saves are lost at exit; these accounts may need a new authorisation: "+ferr.Error(),
+				"accounts", strings.Join(unsaved, ","))
+		}
 	}
 	return err
 }

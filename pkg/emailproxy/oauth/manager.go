@@ -536,7 +536,8 @@ func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff con
 
 // save stores a fresh token answer and makes it the account's current
 // token. A store failure does not fail the login (the token is good); it is
-// logged, and the next process start will fetch again.
+// logged, and a FileStore keeps the tokens in memory and retries the save
+// (tokens.ErrSaveDeferred), so a rotated refresh token is not lost.
 func (m *Manager) save(ctx context.Context, log *slog.Logger, acct, eff config.Account, g config.Global, flow config.Flow,
 	password string, mac [sha256.Size]byte, rec tokens.Record, tr TokenResponse, replacing bool) (string, error) {
 	now := m.now()
@@ -558,13 +559,17 @@ func (m *Manager) save(ctx context.Context, log *slog.Logger, acct, eff config.A
 		rec.ClientSecret = acct.ClientSecret
 	}
 	if replacing {
+		// No Delete first: Put replaces every token key of the account
+		// (salt included) in one atomic write, so a crash in between can
+		// never leave the account with neither password's tokens.
 		m.forget(acct.Name)
-		if err := m.store.Delete(ctx, acct.Name); err != nil {
-			log.Warn("cannot delete the tokens of the previous password", "reason", err.Error())
-		}
 	}
 	if err := m.store.Put(ctx, acct.Name, password, rec); err != nil {
-		log.Error("cannot save the new tokens; logins work until the token expires, then fetch again", "reason", err.Error())
+		if errors.Is(err, tokens.ErrSaveDeferred) {
+			log.Error("cannot save the new tokens; they are kept in memory and the save is retried until it succeeds (lost if the proxy stops first)", "reason", err.Error())
+		} else {
+			log.Error("cannot save the new tokens; logins work until the token expires, then fetch again", "reason", err.Error())
+		}
 	} else if encrypted {
 		log.Info("client_secret stored encrypted (encrypt_client_secret_on_first_use)")
 		if m.onSecret != nil {

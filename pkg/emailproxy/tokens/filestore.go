@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,7 +67,27 @@ type FileStore struct {
 	// mu orders this process's writers so they queue on a mutex instead of
 	// polling the flock; the flock orders processes.
 	mu sync.Mutex
+
+	// pending holds, per account, the newest entry whose write failed
+	// (disk full, read-only state directory). It overlays the file for
+	// Get, is written first by every later write, and is retried on a
+	// timer until a write succeeds, so a rotated refresh token is not lost
+	// with the login that received it. Changed under mu and pmu; read
+	// under pmu.
+	pmu        sync.Mutex
+	pending    map[string]Sealed
+	retry      *time.Timer
+	retryDelay time.Duration
+	// retryMin and retryMax bound the retry back-off (tests shorten them).
+	retryMin, retryMax time.Duration
 }
+
+// Retry back-off of unsaved entries: doubling from DefaultRetryMin to
+// DefaultRetryMax.
+const (
+	DefaultRetryMin = 5 * time.Second
+	DefaultRetryMax = 5 * time.Minute
+)
 
 var _ Store = (*FileStore)(nil)
 
@@ -93,7 +115,8 @@ func NewFileStore(path string, opts ...Option) *FileStore {
 	if path == "" {
 		path = DefaultPath
 	}
-	s := &FileStore{path: path, codec: &Codec{}, now: time.Now}
+	s := &FileStore{path: path, codec: &Codec{}, now: time.Now, pending: map[string]Sealed{},
+		retryMin: DefaultRetryMin, retryMax: DefaultRetryMax}
 	for _, o := range opts {
 		o(s)
 	}
@@ -123,6 +146,15 @@ func (s *FileStore) LockPath() string { return s.lockPath }
 // Get returns; if that write fails the tokens are still returned and the
 // failure is logged, since the login itself can go on.
 func (s *FileStore) Get(ctx context.Context, account, password string) (Record, error) {
+	if cur, ok := s.pendingEntry(account); ok {
+		// Newer than anything on disk: this process's last save of the
+		// account failed and is still being retried.
+		rec, _, err := s.codec.Open(ctx, account, password, cur)
+		if err != nil {
+			return Record{}, s.wrap(account, err)
+		}
+		return rec, nil
+	}
 	snap, err := s.read()
 	if err != nil {
 		return Record{}, err
@@ -176,7 +208,9 @@ func (s *FileStore) Put(ctx context.Context, account, password string, rec Recor
 		rec.LastActivity = s.now()
 	}
 	salt := ""
-	if snap, err := s.read(); err == nil {
+	if cur, ok := s.pendingEntry(account); ok {
+		salt = s.codec.reusableSalt(account, password, cur)
+	} else if snap, err := s.read(); err == nil {
 		if cur, err := entryOf(snap, account); err == nil {
 			salt = s.codec.reusableSalt(account, password, cur)
 		}
@@ -185,8 +219,69 @@ func (s *FileStore) Put(ctx context.Context, account, password string, rec Recor
 	if err != nil {
 		return s.wrap(account, err)
 	}
-	return s.update(ctx, func(e *config.Editor) (bool, error) {
+	// One write replaces every token key of the account (salt included),
+	// so replacing another password's tokens needs no Delete first and a
+	// crash leaves either the old entry or the new one.
+	return s.updateKeeping(ctx, account, sealed, func(e *config.Editor) (bool, error) {
 		return true, setEntry(e, account, sealed)
+	})
+}
+
+// ErrSaveDeferred is wrapped by a Put whose write failed: the entry is kept
+// in memory (Get returns it) and written by the next write that succeeds,
+// retried in the background until then.
+var ErrSaveDeferred = errors.New("kept in memory and retried until a save succeeds")
+
+// Unsaved lists the accounts whose newest entry is only in memory.
+func (s *FileStore) Unsaved() []string {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	out := make([]string, 0, len(s.pending))
+	for a := range s.pending {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Flush writes the entries kept in memory after failed saves now; nil when
+// there are none or the write succeeded. The engine calls it before exit.
+func (s *FileStore) Flush(ctx context.Context) error {
+	if len(s.Unsaved()) == 0 {
+		return nil
+	}
+	return s.update(ctx, func(*config.Editor) (bool, error) { return false, nil })
+}
+
+func (s *FileStore) pendingEntry(account string) (Sealed, bool) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	e, ok := s.pending[account]
+	return e, ok
+}
+
+// scheduleRetryLocked arms the retry timer (s.pmu held).
+func (s *FileStore) scheduleRetryLocked() {
+	if s.retry != nil || len(s.pending) == 0 {
+		return
+	}
+	if s.retryDelay == 0 {
+		s.retryDelay = s.retryMin
+	}
+	delay := s.retryDelay
+	s.retryDelay = min(2*s.retryDelay, s.retryMax)
+	s.retry = time.AfterFunc(delay, func() {
+		s.pmu.Lock()
+		s.retry = nil
+		s.pmu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Flush(ctx); err != nil {
+			s.log.Warn("token store: still cannot save tokens kept in memory; retrying",
+				"path", s.path, "accounts", strings.Join(s.Unsaved(), ","), "error", err)
+		} else {
+			s.log.Info("token store: saved the tokens that were kept in memory after a failed save", "path", s.path)
+		}
 	})
 }
 
@@ -194,6 +289,13 @@ func (s *FileStore) Put(ctx context.Context, account, password string, rec Recor
 // the section, when nothing else is left in it). Deleting an account that
 // has no entry is not an error.
 func (s *FileStore) Delete(ctx context.Context, account string) error {
+	// The caller wants the account's tokens gone, including any that only
+	// live in memory.
+	s.mu.Lock()
+	s.pmu.Lock()
+	delete(s.pending, account)
+	s.pmu.Unlock()
+	s.mu.Unlock()
 	return s.update(ctx, func(e *config.Editor) (bool, error) {
 		changed := false
 		for _, k := range managedKeys {
@@ -459,8 +561,67 @@ func (s *FileStore) badFile(err error) error {
 // The editor changes only the lines change asks it to; every other byte of
 // the file is written back as it was.
 func (s *FileStore) update(ctx context.Context, change func(*config.Editor) (bool, error)) error {
+	return s.updateKeeping(ctx, "", Sealed{}, change)
+}
+
+// updateKeeping is update that, when the write fails, keeps entry as the
+// account's pending entry (account "" keeps nothing). Entries pending from
+// earlier failures are written first, whatever change does.
+func (s *FileStore) updateKeeping(ctx context.Context, account string, entry Sealed, change func(*config.Editor) (bool, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pmu.Lock()
+	pend := maps.Clone(s.pending)
+	s.pmu.Unlock()
+	if len(pend) > 0 {
+		inner := change
+		change = func(e *config.Editor) (bool, error) {
+			changed := false
+			for _, a := range slices.Sorted(maps.Keys(pend)) {
+				if a == account {
+					continue // superseded by this write's entry
+				}
+				if err := setEntry(e, a, pend[a]); err != nil {
+					return false, err
+				}
+				changed = true
+			}
+			c, err := inner(e)
+			return changed || c, err
+		}
+	}
+	err := s.writeLocked(ctx, change)
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if err != nil {
+		if account != "" {
+			s.pending[account] = entry
+			err = fmt.Errorf("%w; the new tokens are %w", err, ErrSaveDeferred)
+		}
+		s.scheduleRetryLocked()
+		return err
+	}
+	// Written: what was pending when the write began is on disk now.
+	for a, e := range pend {
+		if cur, ok := s.pending[a]; ok && cur == e {
+			delete(s.pending, a)
+		}
+	}
+	if account != "" {
+		delete(s.pending, account)
+	}
+	if len(s.pending) == 0 {
+		s.retryDelay = 0
+		if s.retry != nil {
+			s.retry.Stop()
+			s.retry = nil
+		}
+	}
+	return nil
+}
+
+// writeLocked is update's read-change-write under the flock (s.mu held).
+func (s *FileStore) writeLocked(ctx context.Context, change func(*config.Editor) (bool, error)) error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return fmt.Errorf("creating the token store directory: %w", err)
 	}

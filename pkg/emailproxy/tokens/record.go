@@ -36,7 +36,9 @@ type Store interface {
 	// there are none, ErrBadPassword when password does not open them.
 	Get(ctx context.Context, account, password string) (Record, error)
 	// Put encrypts rec with password and saves it atomically, merging with
-	// whatever other accounts' entries the file holds at that moment.
+	// whatever other accounts' entries the file holds at that moment. It
+	// replaces the account's whole entry (salt included), so replacing
+	// another password's tokens needs no Delete first.
 	Put(ctx context.Context, account, password string, rec Record) error
 	// Delete drops the account's tokens (and salt), e.g. after a wrong
 	// password with delete_account_token_on_password_error.
