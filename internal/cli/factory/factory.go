@@ -15,8 +15,9 @@ import (
 // Factory is the set of dependencies injected into every command.
 type Factory struct {
 	IO *iostreams.IOStreams
-	// Settings is orbit's own configuration: flag > ORBIT_* environment >
-	// settings file > default (see internal/cli/root and docs/configuration.md).
+	// Settings holds orbit's settings file once read; with Getenv it is the
+	// only source of settings (flag > environment > settings file > default,
+	// per family: internal/cli/root/settings.go, docs/architecture.md).
 	Settings *viper.Viper
 	// Executable is the path of the running orbit binary; the systemd unit
 	// runs this same binary as the engine.
@@ -24,7 +25,9 @@ type Factory struct {
 	// Hostname names this appliance in default redirect URIs.
 	Hostname func() (string, error)
 	Now      func() time.Time
-	// Getenv reads the environment (secrets from ORBIT_OAUTH2_CLIENT_SECRET).
+	// Getenv reads the environment: settings (ORBIT_OUTPUT,
+	// ORBIT_EMAIL_OAUTH2_PROXY_CONFIG...), PATH for plugins. Tests inject
+	// their own; nothing reads os.Getenv behind it.
 	Getenv func(string) string
 	// Environ is the whole environment, which plugins inherit.
 	Environ func() []string

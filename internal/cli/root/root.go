@@ -7,10 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	_ "github.com/senhasegura/orbit/internal/cli/emailproxy" // registers the family
-	"io/fs"
-	"path/filepath"
 	"strings"
+
+	_ "github.com/senhasegura/orbit/internal/cli/emailproxy" // registers the family
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/family"
@@ -30,7 +29,13 @@ const DefaultSettingsPath = "/etc/orbit/orbit.yaml"
 // Main runs orbit with args (without the program name) and returns the
 // process exit code.
 func Main(ctx context.Context, args []string, io *iostreams.IOStreams) int {
-	f := factory.New(io)
+	return Run(ctx, args, factory.New(io))
+}
+
+// Run is Main over a given factory: tests inject the environment
+// (f.Getenv, f.Environ), which is then the only one orbit reads.
+func Run(ctx context.Context, args []string, f *factory.Factory) int {
+	io := f.IO
 	cmd, st := build(f)
 	args, answer, answered := preparePlugins(ctx, cmd, f, st, args)
 	if answered {
@@ -93,6 +98,10 @@ type rootState struct {
 	settingsFile string
 	// builtins are the names of orbit's own commands (plugin.go).
 	builtins map[string]bool
+	// warned are the deprecated setting names already warned about.
+	warned map[string]bool
+	// families are the registered families' command names.
+	families map[string]bool
 }
 
 func build(f *factory.Factory) (*cobra.Command, *rootState) {
@@ -125,8 +134,10 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 	})
 	cmd.AddCommand(newVersionCmd(f))
 	cmd.AddCommand(plugin.NewCmd(f, func() plugin.Finder { return pluginFinder(f, st) }))
+	st.families = map[string]bool{}
 	for _, c := range family.Commands(f) {
 		cmd.AddCommand(c)
+		st.families[c.Name()] = true
 	}
 	// cobra adds its completion command lazily; add it now so help lists it
 	// and so the walk below gives it usage errors like every other command.
@@ -209,60 +220,4 @@ func makeUsageErrors(c *cobra.Command) {
 			return nil
 		}
 	}
-}
-
-// applySettings fills every flag the user did not set from ORBIT_<FLAG>
-// (dashes as underscores) or from the settings file, in that order, so
-// commands read one value whatever its source.
-func applySettings(c *cobra.Command, f *factory.Factory, st *rootState, explicit string) error {
-	v := f.Settings
-	v.SetEnvPrefix("ORBIT")
-	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	v.AutomaticEnv()
-
-	path, mustExist := explicit, explicit != ""
-	if path == "" {
-		if p := f.Getenv("ORBIT_SETTINGS"); p != "" {
-			path, mustExist = p, true
-		} else {
-			path = DefaultSettingsPath
-		}
-	}
-	v.SetConfigFile(path)
-	if filepath.Ext(path) == "" {
-		v.SetConfigType("yaml") // e.g. /dev/null, or a file named without extension
-	}
-	if err := v.ReadInConfig(); err != nil {
-		var pe *fs.PathError
-		notFound := errors.As(err, &pe) && errors.Is(pe.Err, fs.ErrNotExist)
-		if !notFound || mustExist {
-			return exitcode.Withf(exitcode.Invalid, "reading settings file %s: %v\nFix the file, or name another with --settings or ORBIT_SETTINGS.", path, err)
-		}
-	} else {
-		st.settingsFile = path
-	}
-
-	var firstErr error
-	c.Flags().VisitAll(func(fl *pflag.Flag) {
-		if fl.Changed || firstErr != nil || fl.Name == "help" || fl.Name == "settings" {
-			return
-		}
-		if !v.IsSet(fl.Name) {
-			return
-		}
-		val := v.GetString(fl.Name)
-		// Marking the flag changed lets commands treat a value from the
-		// environment or settings file as explicit (it beats a preset).
-		if sv, ok := fl.Value.(pflag.SliceValue); ok {
-			if err := sv.Replace(v.GetStringSlice(fl.Name)); err != nil {
-				firstErr = err
-			}
-			fl.Changed = true
-			return
-		}
-		if err := c.Flags().Set(fl.Name, val); err != nil {
-			firstErr = exitcode.Withf(exitcode.Usage, "--%s from environment or settings file: %v", fl.Name, err)
-		}
-	})
-	return firstErr
 }

@@ -61,7 +61,7 @@ func addFlags(cmd *cobra.Command, o *Options) {
 	fl.StringVar(&v.Scope, "oauth2-scope", "", "space-separated scopes")
 	fl.StringVar(&v.Flow, "oauth2-flow", "", "authorization_code, device, client_credentials, password or service_account")
 	fl.StringVar(&v.ClientID, "oauth2-client-id", "", "the application (client) ID registered with the provider")
-	fl.StringVar(&v.ClientSecret, "oauth2-client-secret", "", "the client secret; prefer --oauth2-client-secret-file or $ORBIT_OAUTH2_CLIENT_SECRET (- reads standard input)")
+	fl.StringVar(&v.ClientSecret, "oauth2-client-secret", "", "the client secret; prefer --oauth2-client-secret-file or $ORBIT_EMAIL_OAUTH2_PROXY_OAUTH2_CLIENT_SECRET (- reads standard input)")
 	fl.StringVar(&o.SecretFile, "oauth2-client-secret-file", "", "read the client secret from this file (- for standard input)")
 	fl.StringVar(&v.RedirectURI, "redirect-uri", "", "redirect URI registered with the provider (default "+config.DefaultRedirectURI("<this host>")+")")
 	fl.StringVar(&v.RedirectListenAddress, "redirect-listen-address", config.DefaultRedirectListenAddress, "where the proxy's redirect listener binds")

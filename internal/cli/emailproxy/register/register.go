@@ -72,8 +72,8 @@ version is kept as FILE.bak. An existing file is only replaced with --force
 
 The client secret can come from --oauth2-client-secret, from
 --oauth2-client-secret-file FILE (or - for standard input), or from the
-environment variable ORBIT_OAUTH2_CLIENT_SECRET, which keeps it out of the
-process list and shell history.`,
+environment variable ORBIT_EMAIL_OAUTH2_PROXY_OAUTH2_CLIENT_SECRET, which keeps
+it out of the process list and shell history.`,
 		Example: `  # Office 365, the values filled in by the preset; the secret from a 0600 file
   orbit email-oauth2-proxy register --provider office365 \
     --tenant-id 0f3e3b5c-1a2b-4c3d-8e9f-0123456789ab \

@@ -186,7 +186,7 @@ func (o *Options) registration() (*config.Registration, error) {
 func (o *Options) clientSecret() (string, error) {
 	flagVal := o.Values.ClientSecret
 	if flagVal != "" && o.SecretFile != "" {
-		return "", exitcode.Withf(exitcode.Usage, "--oauth2-client-secret and --oauth2-client-secret-file both given (perhaps one through ORBIT_OAUTH2_CLIENT_SECRET); use one")
+		return "", exitcode.Withf(exitcode.Usage, "--oauth2-client-secret and --oauth2-client-secret-file both given (perhaps one through ORBIT_EMAIL_OAUTH2_PROXY_OAUTH2_CLIENT_SECRET); use one")
 	}
 	src := ""
 	switch {
