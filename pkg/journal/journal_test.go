@@ -95,6 +95,21 @@ func TestReaderOnRealJournalFile(t *testing.T) {
 		{"after cursor", Query{AfterCursor: all[3].Cursor}, []string{"Started email-oauth2-proxy.service."}},
 		// The newest of the window, not journalctl's oldest-after-since.
 		{"since and lines keep the newest", Query{Since: base, Lines: 2}, []string{"bin\xff\x00ary\nsecond line", "Started email-oauth2-proxy.service."}},
+		{"after cursor and lines keep the newest", Query{AfterCursor: all[0].Cursor, Lines: 2}, []string{"bin\xff\x00ary\nsecond line", "Started email-oauth2-proxy.service."}},
+		{"reverse: newest first", Query{Units: []string{unit}, Reverse: true}, []string{
+			"Started email-oauth2-proxy.service.",
+			"bin\xff\x00ary\nsecond line",
+			"Please visit the following URL to authenticate account a@example.com: https://login.example/a?x=1",
+			"listening on 127.0.0.1:2993",
+		}},
+		{"reverse with lines and since", Query{Since: base.Add(time.Millisecond), Lines: 2, Reverse: true}, []string{
+			"Started email-oauth2-proxy.service.", "bin\xff\x00ary\nsecond line",
+		}},
+		{"reverse stops at since", Query{Units: []string{unit}, Since: base.Add(2 * time.Millisecond), Reverse: true}, []string{
+			"Started email-oauth2-proxy.service.",
+			"bin\xff\x00ary\nsecond line",
+			"Please visit the following URL to authenticate account a@example.com: https://login.example/a?x=1",
+		}},
 		{"no match", Query{Units: []string{"nothing.service"}}, nil},
 	}
 	for _, tt := range tests {
@@ -108,6 +123,20 @@ func TestReaderOnRealJournalFile(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("fields: only those asked for, and the address", func(t *testing.T) {
+		got, err := r.Collect(ctx, Query{MessageIDs: []string{idHello}, Units: []string{unit}, Fields: []string{"ORBIT_ACCOUNT", "MESSAGE_ID"}})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("%d entries, %v", len(got), err)
+		}
+		e := got[0]
+		if e.MessageID != idHello || e.Field("ORBIT_ACCOUNT") != "a@example.com" || e.Message != "" || e.Cursor != all[2].Cursor || !e.Time.Equal(all[2].Time) {
+			t.Errorf("entry %+v", e)
+		}
+		if _, ok := e.Fields["ORBIT_AUTH_URL"]; ok {
+			t.Errorf("a field not asked for came along: %v", e.Fields)
+		}
+	})
 
 	e := all[2]
 	if e.Unit != unit || e.PID != 4242 || e.Priority != 6 || e.MessageID != idHello ||
@@ -235,6 +264,21 @@ func TestErrors(t *testing.T) {
 			t.Error("Collect with Follow returned no error")
 		}
 	})
+}
+
+func TestCommandReverseFields(t *testing.T) {
+	r := &Reader{}
+	got := r.Command(Query{Units: []string{unit}, Lines: 1, Reverse: true, Fields: []string{"MESSAGE", "MESSAGE_ID"}})
+	want := []string{"journalctl", "--output=json", "--all", "--no-pager", "--quiet", "--unit=" + unit,
+		"--lines=1", "--reverse", "--output-fields=MESSAGE,MESSAGE_ID"}
+	if !slices.Equal(got, want) {
+		t.Errorf("argv\n got %q\nwant %q", got, want)
+	}
+	for _, q := range []Query{{Reverse: true, Follow: true}, {Reverse: true, AfterCursor: "c"}, {Fields: []string{"a,b"}}} {
+		if _, err := r.Collect(context.Background(), q); err == nil {
+			t.Errorf("query %+v accepted", q)
+		}
+	}
 }
 
 func TestCommand(t *testing.T) {

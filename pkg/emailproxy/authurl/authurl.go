@@ -69,15 +69,20 @@ func (t *Tracker) Observe(e journal.Entry) bool {
 		t.pending[ev.account] = next
 		return true
 	case evClosed:
-		if c, ok := t.closed[ev.account]; !ok || ev.at.After(c) {
-			t.closed[ev.account] = ev.at
-		}
+		t.closeAt(ev.account, ev.at)
 		if cur, ok := t.pending[ev.account]; ok && !cur.Time.After(ev.at) {
 			delete(t.pending, ev.account)
 			return true
 		}
 	}
 	return false
+}
+
+// closeAt records a success or failure of account at that time.
+func (t *Tracker) closeAt(account string, at time.Time) {
+	if c, ok := t.closed[account]; !ok || at.After(c) {
+		t.closed[account] = at
+	}
 }
 
 // Pending returns the pending authorisations, ordered by account.

@@ -16,6 +16,7 @@ import (
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/internal/systemd"
 	"github.com/senhasegura/orbit/pkg/emailproxy/authurl"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
@@ -31,19 +32,21 @@ const DefaultLines = 100
 // a forgotten script ends.
 const DefaultAuthTimeout = 10 * time.Minute
 
-// UnitStarting is systemd's MESSAGE_ID for "Starting <unit>..." (and the
-// job that restarts it): a new engine process, which knows nothing of the
-// URLs its predecessor handed out, so those are void from here on.
-const UnitStarting = "7d4958e842da4a758f6c1cdc7b36dcc5"
+// UnitStarting is systemd's MESSAGE_ID for "Starting <unit>...": a new
+// engine, which voids the URLs its predecessor handed out.
+const UnitStarting = authurl.UnitStarting
 
 // Options are logs's inputs and dependencies.
 type Options struct {
 	IO      *iostreams.IOStreams
 	Journal service.JournalReader
 	// Booted says whether systemd runs this machine (service.Booted).
-	Booted   func() error
-	Now      func() time.Time
-	Location *time.Location
+	Booted func() error
+	// PythonEngine says whether the unit may run the Python proxy
+	// (PythonEngine); nil means it may.
+	PythonEngine func(unit string) bool
+	Now          func() time.Time
+	Location     *time.Location
 
 	Unit       string
 	ConfigPath string
@@ -59,7 +62,7 @@ type Options struct {
 
 // New builds the command. runF replaces Run in tests.
 func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Journal: &journal.Reader{}, Booted: service.Booted, Now: f.Now}
+	opts := &Options{IO: f.IO, Journal: &journal.Reader{}, Booted: service.Booted, PythonEngine: PythonEngine, Now: f.Now}
 	cmd := &cobra.Command{
 		Use:   "logs [flags]",
 		Short: "Show the proxy's journal, or the authorisation URL waiting to be opened",
@@ -259,28 +262,15 @@ type PendingJSON struct {
 }
 
 func (o *Options) authURL(ctx context.Context, since time.Time) error {
-	tracker := authurl.NewTracker()
-	observe := func(e journal.Entry) bool {
-		if e.MessageID == UnitStarting {
-			// A new engine: forget everything before it.
-			changed := len(tracker.Pending()) > 0
-			tracker = authurl.NewTracker()
-			return changed
-		}
-		return tracker.Observe(e)
+	python := true
+	if o.PythonEngine != nil {
+		python = o.PythonEngine(o.Unit)
 	}
-	// The history first, in full: a URL followed later by its success must
-	// not be printed just because it was seen first.
-	q := journal.Query{Units: []string{o.Unit}, Since: since}
-	cursor := ""
-	for e, err := range o.Journal.Entries(ctx, q) {
-		if err != nil {
-			return o.journalError(err)
-		}
-		observe(e)
-		cursor = e.Cursor
+	w, err := authurl.Find(ctx, o.Journal, authurl.Options{Unit: o.Unit, Since: since, PythonLines: python})
+	if err != nil {
+		return o.journalError(err)
 	}
-	if p := tracker.Pending(); len(p) > 0 || !o.Follow {
+	if p := w.Pending(); len(p) > 0 || !o.Follow {
 		if len(p) == 0 {
 			fmt.Fprintf(o.IO.ErrOut, "No authorisation is pending for %s (--follow waits for one).\n", o.Unit)
 		}
@@ -293,27 +283,31 @@ func (o *Options) authURL(ctx context.Context, since time.Time) error {
 	}
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	fq := journal.Query{Units: []string{o.Unit}, Follow: true, AfterCursor: cursor}
-	if cursor == "" {
-		fq.Since = since
-	}
-	for e, err := range o.Journal.Entries(fctx, fq) {
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return exitcode.Withf(exitcode.Timeout, "no authorisation URL appeared for %s within %v; the mailer has to log in first (see: orbit email-oauth2-proxy status)", o.Unit, timeout)
-			}
-			return o.journalError(err)
+	var found []authurl.Pending
+	err = w.Follow(fctx, o.Journal, func(p []authurl.Pending) bool {
+		found = p
+		return len(p) == 0
+	})
+	switch {
+	case len(found) > 0:
+		return o.writePending(found)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return exitcode.Withf(exitcode.Timeout, "no authorisation URL appeared for %s within %v; the mailer has to log in first (see: orbit email-oauth2-proxy status)", o.Unit, timeout)
+	case err != nil:
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
 		}
-		if observe(e) {
-			if p := tracker.Pending(); len(p) > 0 {
-				return o.writePending(p)
-			}
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
+		return o.journalError(err)
 	}
 	return exitcode.Withf(exitcode.Error, "the journal of %s ended while waiting for an authorisation URL", o.Unit)
+}
+
+// PythonEngine reports whether unit may run the Python proxy, whose plain
+// lines --auth-url must then read too: yes unless the installed unit runs
+// `orbit email-oauth2-proxy serve`.
+func PythonEngine(unit string) bool {
+	u, err := systemd.ReadInstalled("", unit)
+	return err != nil || u.Foreign
 }
 
 func (o *Options) writePending(p []authurl.Pending) error {

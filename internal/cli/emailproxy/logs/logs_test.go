@@ -38,6 +38,11 @@ func succeeded(min int, cursor, account string) journal.Entry {
 		"MESSAGE_ID="+events.AuthSucceeded, events.Prefix+events.FieldAccount+"="+account)
 }
 
+func login(min int, cursor, account string) journal.Entry {
+	return servicetest.Entry(at(min), cursor, "IMAP login "+account,
+		"MESSAGE_ID="+events.Login, events.Prefix+events.FieldAccount+"="+account)
+}
+
 func starting(min int, cursor string) journal.Entry {
 	return servicetest.Entry(at(min), cursor, "Starting orbit email OAuth 2.0 proxy...",
 		"MESSAGE_ID="+logs.UnitStarting, "SYSLOG_IDENTIFIER=systemd", "UNIT="+service.DefaultUnit)
@@ -90,6 +95,8 @@ func TestAuthURL(t *testing.T) {
 		history []journal.Entry
 		json    bool
 		want    string
+		// pythonOnly: plain lines, which only the Python engine writes.
+		pythonOnly bool
 	}{
 		{name: "one account: the URL alone",
 			history: []journal.Entry{starting(0, "c0"), authURL(1, "c1", "alice@example.com", urlA)},
@@ -117,7 +124,17 @@ func TestAuthURL(t *testing.T) {
 				python(3, "p4", "IMAP (127.0.0.1:2993; dan@example.com) [ Successfully authenticated IMAP connection - releasing session ]", false),
 				python(3, "p5", "IMAP (127.0.0.1:2993; dan@example.com) [ Successfully authenticated IMAP connection - releasing session ]", true),
 			},
-			want: urlC + "\n"},
+			want: urlC + "\n", pythonOnly: true},
+		{name: "a URL issued again after its success is pending",
+			history: []journal.Entry{authURL(1, "c1", "alice@example.com", urlA), succeeded(2, "c2", "alice@example.com"), authURL(3, "c3", "alice@example.com", urlB)},
+			want:    urlB + "\n"},
+		{name: "a login after the URL retires it; other accounts' logins do not",
+			history: []journal.Entry{authURL(1, "c1", "alice@example.com", urlA), authURL(2, "c2", "bob@example.com", urlB),
+				login(3, "c3", "carol@example.com"), login(4, "c4", "bob@example.com"), login(5, "c5", "carol@example.com")},
+			want: urlA + "\n"},
+		{name: "a restart after the URLs leaves nothing",
+			history: []journal.Entry{authURL(1, "c1", "alice@example.com", urlA), starting(2, "c2"), login(3, "c3", "bob@example.com")},
+			want:    ""},
 		{name: "JSON is an array",
 			history: []journal.Entry{authURL(1, "c1", "alice@example.com", urlA)}, json: true,
 			want: `[
@@ -130,26 +147,39 @@ func TestAuthURL(t *testing.T) {
 `},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(tt.history...)
-			f.opts.AuthURL = true
-			if tt.json {
-				f.opts.Output = output.JSON
+		for _, python := range []bool{false, true} {
+			if tt.pythonOnly && !python {
+				continue
 			}
-			code, stdout, stderr := f.run(t)
-			if code != 0 {
-				t.Fatalf("exit %d: %s", code, stderr)
-			}
-			if stdout != tt.want {
-				t.Errorf("stdout:\n%q\nwant:\n%q", stdout, tt.want)
-			}
-			if tt.want == "" && !strings.Contains(stderr, "No authorisation is pending") {
-				t.Errorf("no note on stderr: %q", stderr)
-			}
-			if q := f.jrnl.Queries[0]; len(q.Units) != 1 || q.Units[0] != service.DefaultUnit || q.Lines != 0 {
-				t.Errorf("query %+v: want the whole journal of the unit", q)
-			}
-		})
+			t.Run(fmt.Sprintf("%s/python=%v", tt.name, python), func(t *testing.T) {
+				f := newFixture(tt.history...)
+				f.opts.AuthURL = true
+				f.opts.PythonEngine = func(unit string) bool { return python }
+				if tt.json {
+					f.opts.Output = output.JSON
+				}
+				code, stdout, stderr := f.run(t)
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, stderr)
+				}
+				if stdout != tt.want {
+					t.Errorf("stdout:\n%q\nwant:\n%q", stdout, tt.want)
+				}
+				if tt.want == "" && !strings.Contains(stderr, "No authorisation is pending") {
+					t.Errorf("no note on stderr: %q", stderr)
+				}
+				for _, q := range f.jrnl.Queries {
+					if len(q.Units) != 1 || q.Units[0] != service.DefaultUnit {
+						t.Errorf("query %+v: want the unit's journal", q)
+					}
+					// With orbit running, no query reads everything the
+					// unit logged: each selects MESSAGE_IDs.
+					if !python && len(q.MessageIDs) == 0 {
+						t.Errorf("query %+v reads every entry of the unit", q)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -162,13 +192,14 @@ func TestAuthURLFollow(t *testing.T) {
 			authURL(63, "c5", "carol@example.com", urlC), // never reached
 		}
 		f.opts.AuthURL, f.opts.Follow = true, true
+		f.opts.PythonEngine = func(string) bool { return false }
 		f.opts.Timeout, f.opts.TimeoutSet = 5*time.Second, true
 		code, stdout, stderr := f.run(t)
 		if code != 0 || stdout != urlB+"\n" {
 			t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and bob's URL", code, stdout, stderr)
 		}
-		if q := f.jrnl.Queries[1]; !q.Follow || q.AfterCursor != "c2" {
-			t.Errorf("follow query %+v: want to resume after the history's last cursor", q)
+		if q := f.jrnl.Queries[len(f.jrnl.Queries)-1]; !q.Follow || q.AfterCursor != "c2" || len(q.MessageIDs) == 0 {
+			t.Errorf("follow query %+v: want to resume after the newest entry that matters, selecting by MESSAGE_ID", q)
 		}
 	})
 	t.Run("a URL already pending is printed without waiting", func(t *testing.T) {
@@ -176,8 +207,13 @@ func TestAuthURLFollow(t *testing.T) {
 		f.jrnl.Later = []journal.Entry{authURL(62, "c4", "bob@example.com", urlB)}
 		f.opts.AuthURL, f.opts.Follow = true, true
 		code, stdout, _ := f.run(t)
-		if code != 0 || stdout != urlA+"\n" || len(f.jrnl.Queries) != 1 {
-			t.Fatalf("exit %d, stdout %q, %d queries", code, stdout, len(f.jrnl.Queries))
+		if code != 0 || stdout != urlA+"\n" {
+			t.Fatalf("exit %d, stdout %q", code, stdout)
+		}
+		for _, q := range f.jrnl.Queries {
+			if q.Follow {
+				t.Errorf("followed (%+v) although a URL was pending", q)
+			}
 		}
 	})
 	t.Run("timeout: exit 8", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"iter"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -210,7 +211,8 @@ type Journal struct {
 }
 
 // Entries implements service.JournalReader, applying the query's Units,
-// Since, AfterCursor and Lines to the fixed entries as journalctl would.
+// MessageIDs, Matches, Since, AfterCursor, Lines and Reverse to the fixed
+// entries as journalctl would.
 func (j *Journal) Entries(ctx context.Context, q journal.Query) iter.Seq2[journal.Entry, error] {
 	j.mu.Lock()
 	j.Queries = append(j.Queries, q)
@@ -228,6 +230,20 @@ func (j *Journal) Entries(ctx context.Context, q journal.Query) iter.Seq2[journa
 			if !q.Since.IsZero() && e.Time.Before(q.Since) {
 				return false
 			}
+			if len(q.MessageIDs) > 0 && !contains(q.MessageIDs, e.MessageID) {
+				return false
+			}
+			// Matches on one field are ORed, on different fields ANDed.
+			byField := map[string][]string{}
+			for _, m := range q.Matches {
+				k, v, _ := strings.Cut(m, "=")
+				byField[k] = append(byField[k], v)
+			}
+			for k, vs := range byField {
+				if !contains(vs, e.Fields[k]) {
+					return false
+				}
+			}
 			return true
 		}
 		var sel []journal.Entry
@@ -243,6 +259,9 @@ func (j *Journal) Entries(ctx context.Context, q journal.Query) iter.Seq2[journa
 		}
 		if q.Lines > 0 && len(sel) > q.Lines {
 			sel = sel[len(sel)-q.Lines:]
+		}
+		if q.Reverse {
+			slices.Reverse(sel)
 		}
 		for _, e := range sel {
 			if !yield(e, nil) {

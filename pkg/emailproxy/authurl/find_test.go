@@ -1,0 +1,179 @@
+package authurl
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/journal"
+	"github.com/senhasegura/orbit/pkg/journal/journaltest"
+)
+
+// Records of a unit's journal as the orbit engine and systemd write them.
+func recStarting() journaltest.Rec {
+	return journaltest.Rec{{"_PID", "1"}, {"UNIT", unit}, {"MESSAGE_ID", UnitStarting}, {"MESSAGE", "Starting the proxy..."}}
+}
+
+func recEvent(id, account string, kv ...string) journaltest.Rec {
+	r := journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"_PID", "42"}, {"MESSAGE_ID", id}, {"ORBIT_ACCOUNT", account}, {"MESSAGE", "event " + id + " " + account}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		r = append(r, [2]string{kv[i], kv[i+1]})
+	}
+	return r
+}
+
+func recURL(account, url string) journaltest.Rec {
+	return recEvent(events.AuthURL, account, "ORBIT_AUTH_URL", url)
+}
+
+func recOther(msg string) journaltest.Rec {
+	return journaltest.Rec{{"_SYSTEMD_UNIT", "other.service"}, {"_PID", "7"}, {"MESSAGE_ID", events.Login}, {"ORBIT_ACCOUNT", "a@x"}, {"MESSAGE", msg}}
+}
+
+// oracle is the plain fold over every entry of the unit, the way --auth-url
+// worked before Find read selectively.
+func oracle(t *testing.T, r *journal.Reader) []Pending {
+	all, err := r.Collect(context.Background(), journal.Query{Units: []string{unit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Watch{tracker: NewTracker()}
+	for _, e := range all {
+		w.observe(e)
+	}
+	return w.Pending()
+}
+
+func summary(p []Pending) []string {
+	var out []string
+	for _, a := range p {
+		out = append(out, a.Account+" "+a.URL)
+	}
+	return out
+}
+
+// TestFindAgreesWithTheFullFold: on random histories in a real journal
+// file, read by journalctl, the selective read (either engine) finds exactly
+// what folding the unit's whole journal finds.
+func TestFindAgreesWithTheFullFold(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	accounts := []string{"a@x", "b@x", "c@x", "d@x"}
+	for round := range 16 {
+		var recs []journaltest.Rec
+		for i := range 40 {
+			a := accounts[rng.IntN(len(accounts))]
+			switch k := rng.IntN(20); {
+			case k < 4:
+				recs = append(recs, recURL(a, fmt.Sprintf("https://login.example/%s/%d", a, i)))
+			case k < 5:
+				recs = append(recs, recEvent(events.DeviceCode, a, "ORBIT_AUTH_URL", "https://login.example/device", "ORBIT_USER_CODE", fmt.Sprint("CODE", i)))
+			case k < 7:
+				recs = append(recs, recEvent(events.AuthSucceeded, a))
+			case k < 8:
+				recs = append(recs, recEvent(events.AuthFailed, a))
+			case k < 12:
+				recs = append(recs, recEvent(events.Login, a))
+			case k < 13:
+				recs = append(recs, recStarting())
+			case k < 16:
+				recs = append(recs, recOther(fmt.Sprint("noise ", i)))
+			default:
+				recs = append(recs, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"MESSAGE", fmt.Sprint("plain ", i)}})
+			}
+		}
+		path := journaltest.Write(t, filepath.Join(t.TempDir(), "r.journal"), 0, recs...)
+		r := &journal.Reader{Args: []string{"--file=" + path}}
+		want := summary(oracle(t, r))
+		for _, mode := range []struct {
+			python    bool
+			perAcount int
+		}{{false, 16}, {false, 0}, {true, 16}} {
+			perAccountQueries = mode.perAcount
+			w, err := Find(context.Background(), r, Options{Unit: unit, PythonLines: mode.python})
+			perAccountQueries = 16
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := summary(w.Pending()); !slices.Equal(got, want) {
+				t.Errorf("round %d, %+v: Find = %q, the full fold %q", round, mode, got, want)
+			}
+		}
+	}
+}
+
+// TestFindReadsLittle: with many logins after a URL, the selective read
+// still finds the pending URL and the one that a login retired, and
+// journalctl is asked only for the fields the tracker uses.
+func TestFindReadsLittle(t *testing.T) {
+	recs := []journaltest.Rec{recStarting(), recURL("old@x", "https://void"), recStarting(),
+		recURL("waiting@x", "https://login.example/w"), recURL("busy@x", "https://login.example/b")}
+	for i := range 500 {
+		recs = append(recs, recEvent(events.Login, "busy@x"), recOther(fmt.Sprint("noise ", i)))
+	}
+	path := journaltest.Write(t, filepath.Join(t.TempDir(), "r.journal"), 0, recs...)
+	src := &countingSource{r: &journal.Reader{Args: []string{"--file=" + path}}}
+	w, err := Find(context.Background(), src, Options{Unit: unit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(w.Pending()); !slices.Equal(got, []string{"waiting@x https://login.example/w"}) {
+		t.Errorf("pending %q", got)
+	}
+	// The newest relevant entry, the URLs back to the start, and one
+	// login of busy@x; not its 500 logins nor the other unit's lines.
+	if src.n > 6 {
+		t.Errorf("read %d entries, want at most 6", src.n)
+	}
+	for _, q := range src.queries {
+		if len(q.MessageIDs) == 0 {
+			t.Errorf("query %+v selects no MESSAGE_ID", q)
+		}
+	}
+}
+
+type countingSource struct {
+	r       *journal.Reader
+	n       int
+	queries []journal.Query
+}
+
+func (c *countingSource) Entries(ctx context.Context, q journal.Query) iter.Seq2[journal.Entry, error] {
+	c.queries = append(c.queries, q)
+	return func(yield func(journal.Entry, error) bool) {
+		for e, err := range c.r.Entries(ctx, q) {
+			c.n++
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+// TestFollowResumes: after Find, Follow sees a URL logged later, and an
+// engine start voids what was pending.
+func TestFollowResumes(t *testing.T) {
+	dir := t.TempDir()
+	path := journaltest.Write(t, filepath.Join(dir, "r.journal"), 0, recStarting(), recURL("a@x", "https://a"), recEvent(events.Login, "a@x"))
+	r := &journal.Reader{Args: []string{"--file=" + path}}
+	w, err := Find(context.Background(), r, Options{Unit: unit})
+	if err != nil || len(w.Pending()) != 0 {
+		t.Fatalf("Find: %v, %v", w.Pending(), err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		journaltest.Write(t, path, 10, recURL("b@x", "https://b"))
+	}()
+	var got []Pending
+	err = w.Follow(ctx, r, func(p []Pending) bool { got = p; return len(p) == 0 })
+	if err != nil || !slices.Equal(summary(got), []string{"b@x https://b"}) {
+		t.Fatalf("Follow: %q, %v", summary(got), err)
+	}
+}
