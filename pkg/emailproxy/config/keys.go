@@ -14,6 +14,8 @@ var (
 		"encrypt_client_secret_on_first_use",
 		"use_login_password_as_client_credentials_secret",
 		"allow_catch_all_accounts",
+		// orbit's own (the Python proxy ignores them): notify.go
+		"notify_command", "notify_url", "notify_reminder", "notify_timeout",
 	}
 	serverKeys = []string{
 		"server_address", "server_port", "local_address",

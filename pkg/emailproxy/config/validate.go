@@ -68,6 +68,10 @@ func (c *Config) Validate() []Diagnostic {
 			ds = append(ds, unknownKey(l, globalKeys))
 			continue
 		}
+		if check, ok := globalChecks[k]; ok {
+			ds = append(ds, check(l, c.str(GlobalSection, k))...)
+			continue
+		}
 		ds = append(ds, checkBool(l, c.str(GlobalSection, k))...)
 	}
 	if c.doc.defaults != nil {

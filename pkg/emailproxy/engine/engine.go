@@ -19,6 +19,7 @@ import (
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/emailproxy/notify"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/assertion"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/interactive"
@@ -52,6 +53,11 @@ type Engine struct {
 	manager *oauth.Manager
 	auth    *interactive.Server
 	proxy   *proxy.Server
+
+	// notifier delivers notify_command / notify_url events; replaced when a
+	// reload changes those settings.
+	notifier       atomic.Pointer[notify.Notifier]
+	notifySettings config.Notify
 
 	reloadMu sync.Mutex
 }
@@ -103,6 +109,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, log: opts.Logger}
 	e.current.Store(cfg)
+	e.configureNotifier(cfg)
 
 	e.store = tokens.NewFileStore(opts.TokenPath, tokens.WithLogger(opts.Logger))
 	e.auth = interactive.New(interactive.Options{
@@ -124,6 +131,7 @@ func New(opts Options) (*Engine, error) {
 		Assertions:              assertion.Default,
 		StatusFile:              statusFile,
 		OnClientSecretEncrypted: e.dropPlainClientSecret,
+		OnEvent:                 e.notifyEvent,
 	})
 	if err != nil {
 		return nil, err
@@ -177,6 +185,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 		return err
 	}
 	e.current.Store(cfg)
+	e.configureNotifier(cfg)
 	e.importInlineTokens(ctx, cfg)
 	err = e.proxy.Apply(ctx, cfg.Servers)
 	state := "reloaded"
@@ -199,6 +208,8 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if err == nil {
 		err = aerr
 	}
+	// Deliveries under way may finish within the drain; none start now.
+	_ = e.notifier.Load().Close(ctx)
 	// Tokens whose save failed live only in memory: one last try.
 	if unsaved := e.store.Unsaved(); len(unsaved) > 0 {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -274,4 +285,62 @@ func (e *Engine) dropPlainClientSecret(ctx context.Context, acct config.Account)
 		return err
 	}
 	return nil
+}
+
+// configureNotifier starts a notifier for cfg's notification settings,
+// replacing (and closing) the previous one when they changed.
+func (e *Engine) configureNotifier(cfg *config.Config) {
+	settings := cfg.Notify()
+	if old := e.notifier.Load(); old != nil && settings == e.notifySettings {
+		return
+	}
+	e.notifySettings = settings
+	n := notify.New(notify.Options{
+		Command:    settings.Command,
+		URL:        settings.URL,
+		Reminder:   settings.Reminder,
+		Timeout:    settings.Timeout,
+		Logger:     e.log,
+		HTTPClient: e.opts.HTTPClient,
+	})
+	if old := e.notifier.Swap(n); old != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = old.Close(ctx)
+		}()
+	}
+	if n.Enabled() {
+		e.log.Info("notifications on: " + notifyTargets(settings))
+	}
+}
+
+func notifyTargets(s config.Notify) string {
+	var t []string
+	if s.Command != "" {
+		t = append(t, "notify_command "+s.Command)
+	}
+	if s.URL != "" {
+		t = append(t, "notify_url (a JSON POST per event)")
+	}
+	return strings.Join(t, " and ")
+}
+
+// notifyEvent turns what the token manager reports into notifications.
+func (e *Engine) notifyEvent(ev oauth.Event) {
+	n := e.notifier.Load()
+	if !n.Enabled() {
+		return
+	}
+	now, prev := ev.Status, ev.Previous
+	switch {
+	case ev.Rejected:
+		n.Notify(notify.Event{Kind: notify.TokenRevoked, Account: ev.Account})
+	case ev.Refused:
+		n.Notify(notify.Event{Kind: notify.RefreshFailed, Account: ev.Account, Reason: now.Reason})
+	case now.State == oauth.StateWaiting && now.AuthURL != "":
+		n.Notify(notify.Event{Kind: notify.AuthNeeded, Account: ev.Account, AuthURL: now.AuthURL, UserCode: now.UserCode})
+	case now.State == oauth.StateAuthorised && prev.State != oauth.StateAuthorised:
+		n.Notify(notify.Event{Kind: notify.AuthCompleted, Account: ev.Account})
+	}
 }

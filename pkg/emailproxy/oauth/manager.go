@@ -71,6 +71,24 @@ type Options struct {
 	// RequestTimeout bounds each token request; zero means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// OnEvent, when set, hears what an admin may want to be told of (the
+	// engine turns it into notifications). It is called without the
+	// manager's locks held, on the goroutine of the login concerned, so it
+	// must return quickly.
+	OnEvent func(Event)
+}
+
+// Event is a change an admin may want to hear of.
+type Event struct {
+	Account string
+	// Status is the account's entry after the change, Previous before it
+	// (zero for an account not seen since the engine started).
+	Status, Previous AccountStatus
+	// Refused: the provider refused a token request in a way retrying will
+	// not mend (ErrProviderRefused); Status.Reason says what it answered.
+	Refused bool
+	// Rejected: the mail server refused an access token before its expiry.
+	Rejected bool
 }
 
 // Manager turns a client's plain login into an access token: it implements
@@ -100,6 +118,7 @@ type Manager struct {
 	interactive Authorizer
 	signer      AssertionSigner
 	onSecret    func(context.Context, config.Account) error
+	onEvent     func(Event)
 	reqTimeout  time.Duration
 
 	macKey  [32]byte
@@ -152,6 +171,7 @@ func NewManager(opts Options) (*Manager, error) {
 		interactive: opts.Interactive,
 		signer:      opts.Assertions,
 		onSecret:    opts.OnClientSecretEncrypted,
+		onEvent:     opts.OnEvent,
 		reqTimeout:  opts.RequestTimeout,
 		cache:       map[string]cachedToken{},
 		rejected:    map[string]string{},
@@ -173,6 +193,11 @@ func NewManager(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("oauth.NewManager: no randomness for the password cache key: %w", err)
 	}
 	m.status = newStatusBook(opts.StatusFile, m.now, m.log, m.hasOwnSection)
+	if opts.OnEvent != nil {
+		m.status.onChange = func(account string, before, after AccountStatus) {
+			opts.OnEvent(Event{Account: account, Status: after, Previous: before})
+		}
+	}
 	return m, nil
 }
 
@@ -294,12 +319,15 @@ func (m *Manager) TokenRejected(username, token string) {
 		name = acct.Name
 	}
 	m.cacheMu.Lock()
-	defer m.cacheMu.Unlock()
 	if c, ok := m.cache[name]; ok && c.token == token {
 		delete(m.cache, name)
 	}
 	m.rejected[name] = token
+	m.cacheMu.Unlock()
 	m.log.Info("the upstream server refused the access token; the next login gets a new one", "account", name)
+	if m.onEvent != nil {
+		m.onEvent(Event{Account: name, Rejected: true})
+	}
 }
 
 func (m *Manager) isRejected(account, token string) bool {
@@ -625,6 +653,10 @@ func (m *Manager) requestError(account string, err error) *loginError {
 func (m *Manager) fail(log *slog.Logger, account string, flow config.Flow, reason string, err error) error {
 	log.Warn("could not get an access token", "message_id", events.AuthFailed, "reason", reason)
 	m.status.failing(account, flow, reason)
+	if m.onEvent != nil && errors.Is(err, ErrProviderRefused) {
+		m.onEvent(Event{Account: account, Refused: true,
+			Status: AccountStatus{State: StateFailing, Flow: flow, Reason: reason}})
+	}
 	return err
 }
 

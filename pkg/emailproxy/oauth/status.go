@@ -139,6 +139,10 @@ type statusBook struct {
 	// called with mu held, so it must not call back into the book.
 	ownSection func(name string) bool
 
+	// onChange, when set, hears of every change of an entry's state,
+	// authorisation URL or device code, outside the lock.
+	onChange func(account string, before, after AccountStatus)
+
 	mu        sync.Mutex
 	accounts  map[string]AccountStatus
 	gen       uint64
@@ -183,11 +187,14 @@ func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 	now := b.now().UTC()
 	b.mu.Lock()
 	a, known := b.accounts[account]
-	before := a.State
+	prev := a
 	changed := fn(&a)
-	if a.State != before {
+	if a.State != prev.State {
 		a.Since = now
 		changed = true
+	}
+	if b.onChange != nil && (a.State != prev.State || a.AuthURL != prev.AuthURL || a.UserCode != prev.UserCode) {
+		defer b.onChange(account, prev, a)
 	}
 	a.LastActivity = now
 	b.accounts[account] = a
