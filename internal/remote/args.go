@@ -3,6 +3,7 @@ package remote
 import (
 	"strings"
 
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/spf13/pflag"
 )
 
@@ -101,25 +102,7 @@ func SecretInArgs(args []string) bool {
 // single-quoted; a single quote inside ends the quoting, is escaped with a
 // backslash, and the quoting starts again.
 func Quote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	if isPlain(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func isPlain(s string) bool {
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case strings.ContainsRune("-_./=:,+@%", r):
-		default:
-			return false
-		}
-	}
-	return true
+	return cmdutil.ShellQuote(s) // orbit's one quoting, shared with printed commands
 }
 
 // CommandLine is the command string sent to sshd: program then args, each

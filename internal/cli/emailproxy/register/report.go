@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/charmbracelet/lipgloss"
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/panel"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
@@ -50,7 +51,7 @@ func (o *Options) report(res Result) error {
 	// written elsewhere must be named, or the steps would act on another.
 	cfgFlag := ""
 	if o.ConfigPath != config.DefaultPath {
-		cfgFlag = " --config " + shellQuote(o.ConfigPath)
+		cfgFlag = " --config " + cmdutil.ShellQuote(o.ConfigPath)
 	}
 	var next []string
 	next = append(next, "orbit email-oauth2-proxy start"+cfgFlag+"            # run the proxy under systemd")
@@ -89,15 +90,4 @@ func (o *Options) width() int {
 		return 0
 	}
 	return o.Width()
-}
-
-// shellQuote quotes s for a POSIX shell when it needs it, so a printed
-// command can be pasted as it is.
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+=:,@", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
 	"github.com/senhasegura/orbit/pkg/journal"
@@ -158,12 +159,7 @@ func AbsConfig(p string) (string, error) {
 
 // shellQuote quotes s for a POSIX shell when it needs it, so that printed
 // commands can be pasted.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%_+=:,./-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+func shellQuote(s string) string { return cmdutil.ShellQuote(s) }
 
 // CheckUnit checks --unit before anything reaches systemd, so that a typo is
 // a usage error (exit 2) on every machine rather than a D-Bus refusal, and a
