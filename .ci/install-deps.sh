@@ -6,7 +6,8 @@
 # would otherwise run a system-wide instance bound to 143/993/110/995/587,
 # and every test starts its own Dovecot on free loopback ports instead
 # (likewise openssh-server: the --host test runs its own sshd on a free
-# loopback port, never a host sshd on port 22). A
+# loopback port, never a host sshd on port 22; sudo is there for the
+# --ssh-sudo tests, which log in as non-root users). A
 # policy-rc.d that denies every start (exit 101) covers both invoke-rc.d and
 # deb-systemd-invoke for the duration of the install.
 set -euo pipefail
@@ -17,7 +18,7 @@ packages=(
   dovecot-imapd dovecot-pop3d dovecot-submissiond
   curl python3 python3-cryptography
   systemd dbus systemd-journal-remote iproute2 util-linux
-  openssh-server
+  openssh-server sudo
 )
 
 missing=()

@@ -23,6 +23,7 @@ const (
 	Failed      Code = 7   // the service manager ran the job and it failed (unit did not start/stop)
 	Timeout     Code = 8   // waited for something (--timeout) that did not happen in time
 	Permission  Code = 10  // permission denied (run as root or the file's owner)
+	HostsFailed Code = 11  // several hosts (--host repeated, --hosts-file): at least one failed
 	Interrupted Code = 130 // interrupted by SIGINT/SIGTERM
 )
 
@@ -43,6 +44,7 @@ var Table = []struct {
 	{Failed, "failed", "systemd ran the job and it failed: the unit did not start, stop or restart."},
 	{Timeout, "timeout", "A wait (`--timeout`) ended before what was waited for happened."},
 	{Permission, "permission", "Permission denied: run as root (or as the owner of the file)."},
+	{HostsFailed, "hosts-failed", "Run on several hosts (`--host` repeated, `--hosts-file`, `ORBIT_HOSTS`): at least one host failed or could not be reached. Each host's own code is in the summary table (or the JSON's `exit_code`)."},
 	{Interrupted, "interrupted", "Interrupted by a signal (Ctrl-C)."},
 }
 

@@ -4,13 +4,9 @@ import (
 	"strings"
 
 	"github.com/senhasegura/orbit/internal/cli/cmdutil"
+	"github.com/senhasegura/orbit/internal/secretflag"
 	"github.com/spf13/pflag"
 )
-
-// LocalFlags are the flags that configure the connection itself. They are
-// consumed by the local orbit and never forwarded: the remote orbit would
-// otherwise try to connect onwards, or reject a key path it cannot read.
-var LocalFlags = []string{"host", "ssh-user", "ssh-port", "ssh-identity", "ssh-known-hosts", "remote-orbit"}
 
 // Args returns the arguments to run remotely: args without the flags named
 // in drop (each in its --name=value or --name value form). fs, the parsed
@@ -65,6 +61,20 @@ func Args(args []string, drop []string, fs *pflag.FlagSet) []string {
 	return out
 }
 
+// shortValueWords is 1 when the shorthand cluster a (-vo) ends with a
+// letter that takes its value from the next word, else 0.
+func shortValueWords(a string, fs *pflag.FlagSet) int {
+	for j := 1; j < len(a); j++ {
+		if shortTakesValue(fs, a[j:j+1]) {
+			if j == len(a)-1 {
+				return 1
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
 func longTakesValue(fs *pflag.FlagSet, name string) bool {
 	if fs == nil {
 		return false
@@ -81,19 +91,71 @@ func shortTakesValue(fs *pflag.FlagSet, short string) bool {
 	return f != nil && f.NoOptDefVal == ""
 }
 
-// SecretInArgs reports whether args (before a bare "--") carry
-// --oauth2-client-secret with its value on the command line, where the
-// remote process list and shell history would show it.
-func SecretInArgs(args []string) bool {
-	for _, a := range args {
+// Secret is the value of a secret-bearing flag (one marked with
+// secretflag.Mark) lifted off a command line.
+type Secret struct {
+	Flag     string // the flag it was given to, e.g. oauth2-client-secret
+	FileFlag string // the flag that reads it from a file or "-", e.g. oauth2-client-secret-file
+	Value    string
+}
+
+// LiftSecrets returns args with every secret-bearing flag that was given a
+// value (--name VALUE or --name=VALUE) replaced by its file flag reading
+// standard input (--name-file -), and the values taken out. A value of "-"
+// already reads standard input and stays. fs, the parsed command's flags,
+// says which flags are secret; everything from a bare "--" on is the
+// command's and stays untouched.
+func LiftSecrets(args []string, fs *pflag.FlagSet) ([]string, []Secret) {
+	out := make([]string, 0, len(args))
+	var secrets []Secret
+	for i := 0; i < len(args); i++ {
+		a := args[i]
 		if a == "--" {
-			return false
+			return append(out, args[i:]...), secrets
 		}
-		if a == "--oauth2-client-secret" || strings.HasPrefix(a, "--oauth2-client-secret=") {
-			return true
+		name, val, inline := "", "", false
+		if strings.HasPrefix(a, "--") {
+			name, val, inline = strings.Cut(a[2:], "=")
 		}
+		fileFlag, secret := "", false
+		if fs != nil && name != "" {
+			fileFlag, secret = secretflag.FileFlag(fs.Lookup(name))
+		}
+		if !secret && name == "" && len(a) > 1 && a[0] == '-' {
+			out = append(out, a)
+			if n := shortValueWords(a, fs); n > 0 && i+1 < len(args) {
+				i++
+				out = append(out, args[i])
+			}
+			continue
+		}
+		if !secret {
+			out = append(out, a)
+			// Keep a flag's value with it, so a value that looks like a
+			// secret flag (--description --oauth2-client-secret) is not
+			// taken for one.
+			if name != "" && !inline && longTakesValue(fs, name) && i+1 < len(args) {
+				i++
+				out = append(out, args[i])
+			}
+			continue
+		}
+		if !inline {
+			if i+1 >= len(args) {
+				out = append(out, a) // the command reports the missing value
+				continue
+			}
+			i++
+			val = args[i]
+		}
+		if val == "-" {
+			out = append(out, "--"+name, "-")
+			continue
+		}
+		secrets = append(secrets, Secret{Flag: name, FileFlag: fileFlag, Value: val})
+		out = append(out, "--"+fileFlag, "-")
 	}
-	return false
+	return out, secrets
 }
 
 // Quote makes s one word for a POSIX shell (sshd runs the command through

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/senhasegura/orbit/internal/secretflag"
 	"github.com/spf13/pflag"
 )
 
@@ -28,7 +29,7 @@ func commandFlags() *pflag.FlagSet {
 }
 
 func TestArgs(t *testing.T) {
-	drop := append(slices.Clone(LocalFlags), "settings")
+	drop := []string{"host", "ssh-user", "ssh-port", "ssh-identity", "ssh-known-hosts", "remote-orbit", "settings"}
 	tests := []struct {
 		name string
 		in   []string
@@ -63,7 +64,7 @@ func TestArgs(t *testing.T) {
 }
 
 func TestArgsWithoutFlagSet(t *testing.T) {
-	got := Args([]string{"--description", "x", "--host", "h", "-o", "json"}, LocalFlags, nil)
+	got := Args([]string{"--description", "x", "--host", "h", "-o", "json"}, []string{"host"}, nil)
 	want := []string{"--description", "x", "-o", "json"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
@@ -118,54 +119,90 @@ func TestCommandLineProgramWithEquals(t *testing.T) {
 	}
 }
 
-func TestSecretInArgs(t *testing.T) {
+func TestLiftSecrets(t *testing.T) {
+	fs := commandFlags()
+	fs.String("oauth2-client-secret", "", "")
+	fs.String("oauth2-client-secret-file", "", "")
+	secretflag.Mark(fs, "oauth2-client-secret", "oauth2-client-secret-file")
 	tests := []struct {
-		in   []string
-		want bool
+		name    string
+		in      []string
+		want    []string
+		secrets []string
 	}{
-		{[]string{"register", "--oauth2-client-secret", "s"}, true},
-		{[]string{"register", "--oauth2-client-secret=s"}, true},
-		{[]string{"register", "--oauth2-client-secret-file", "-"}, false},
-		{[]string{"register", "--", "--oauth2-client-secret=s"}, false},
+		{"value after", []string{"register", "--oauth2-client-secret", "s3cr3t", "--force"}, []string{"register", "--oauth2-client-secret-file", "-", "--force"}, []string{"s3cr3t"}},
+		{"value inline", []string{"register", "--oauth2-client-secret=a b'c", "--dry-run"}, []string{"register", "--oauth2-client-secret-file", "-", "--dry-run"}, []string{"a b'c"}},
+		{"dash reads stdin already", []string{"register", "--oauth2-client-secret", "-"}, []string{"register", "--oauth2-client-secret", "-"}, nil},
+		{"file flag untouched", []string{"register", "--oauth2-client-secret-file", "/root/s"}, []string{"register", "--oauth2-client-secret-file", "/root/s"}, nil},
+		{"value of another flag", []string{"register", "--description", "--oauth2-client-secret", "x"}, []string{"register", "--description", "--oauth2-client-secret", "x"}, nil},
+		{"value of a shorthand", []string{"status", "-o", "--oauth2-client-secret"}, []string{"status", "-o", "--oauth2-client-secret"}, nil},
+		{"after --", []string{"x", "--", "--oauth2-client-secret", "s"}, []string{"x", "--", "--oauth2-client-secret", "s"}, nil},
+		{"dangling", []string{"register", "--oauth2-client-secret"}, []string{"register", "--oauth2-client-secret"}, nil},
 	}
 	for _, tt := range tests {
-		if got := SecretInArgs(tt.in); got != tt.want {
-			t.Errorf("SecretInArgs(%q) = %v, want %v", tt.in, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			got, secrets := LiftSecrets(tt.in, fs)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("args\n got %q\nwant %q", got, tt.want)
+			}
+			var vals []string
+			for _, s := range secrets {
+				vals = append(vals, s.Value)
+				if s.Flag != "oauth2-client-secret" || s.FileFlag != "oauth2-client-secret-file" {
+					t.Errorf("secret %+v names the wrong flags", s)
+				}
+			}
+			if !slices.Equal(vals, tt.secrets) {
+				t.Errorf("secrets %q, want %q", vals, tt.secrets)
+			}
+		})
 	}
 }
 
-func TestSplitTarget(t *testing.T) {
+func TestParseAddress(t *testing.T) {
 	tests := []struct {
-		in       string
-		host     string
-		port     int
-		wantFail bool
+		in   string
+		want Address
+		bad  bool
 	}{
-		{"vault.example.com", "vault.example.com", 59022, false},
-		{"vault.example.com:2222", "vault.example.com", 2222, false},
-		{"127.0.0.1:22", "127.0.0.1", 22, false},
-		{"[::1]:2222", "::1", 2222, false},
-		{"::1", "::1", 59022, false},
-		{"[::1]", "::1", 59022, false},
-		{"", "", 0, true},
-		{"mt4adm@vault", "", 0, true},
-		{"vault:", "", 0, true},
-		{"vault:0", "", 0, true},
-		{"vault:70000", "", 0, true},
-		{"vault:ssh", "", 0, true},
-		{"a b", "", 0, true},
+		{in: "vault.example.com", want: Address{Host: "vault.example.com"}},
+		{in: "vault.example.com:2222", want: Address{Host: "vault.example.com", Port: 2222}},
+		{in: "mt4adm@vault", want: Address{User: "mt4adm", Host: "vault"}},
+		{in: "mt4adm@vault:59022", want: Address{User: "mt4adm", Host: "vault", Port: 59022}},
+		{in: "ssh://mt4adm@vault:59022", want: Address{User: "mt4adm", Host: "vault", Port: 59022}},
+		{in: "ssh://vault/", want: Address{Host: "vault"}},
+		{in: "ssh://root@[2001:db8::5]:22", want: Address{User: "root", Host: "2001:db8::5", Port: 22}},
+		{in: "[::1]:2222", want: Address{Host: "::1", Port: 2222}},
+		{in: "root@[::1]", want: Address{User: "root", Host: "::1"}},
+		{in: "::1", want: Address{Host: "::1"}},
+		{in: "fe80::1", want: Address{Host: "fe80::1"}},
+		{in: "127.0.0.1:22", want: Address{Host: "127.0.0.1", Port: 22}},
+		{in: "", bad: true},
+		{in: "vault:", bad: true},
+		{in: "vault:0", bad: true},
+		{in: "vault:70000", bad: true},
+		{in: "vault:ssh", bad: true},
+		{in: "a b", bad: true},
+		{in: "@vault", bad: true},
+		{in: "[::1", bad: true},
+		{in: "[::1]x", bad: true},
+		{in: "ssh://::1", bad: true},
+		{in: "ssh://vault/path", bad: true},
+		{in: "https://vault", bad: true},
+		{in: "vault:1:2", bad: true},
 	}
 	for _, tt := range tests {
-		host, port, err := SplitTarget(tt.in, 59022)
-		if tt.wantFail {
+		got, err := ParseAddress(tt.in)
+		if tt.bad {
 			if err == nil {
-				t.Errorf("SplitTarget(%q) = %q, %d; want an error", tt.in, host, port)
+				t.Errorf("ParseAddress(%q) = %+v; want an error", tt.in, got)
+			} else if !strings.Contains(err.Error(), "[USER@]HOST[:PORT]") {
+				t.Errorf("ParseAddress(%q): error %q does not show the accepted forms", tt.in, err)
 			}
 			continue
 		}
-		if err != nil || host != tt.host || port != tt.port {
-			t.Errorf("SplitTarget(%q) = %q, %d, %v; want %q, %d", tt.in, host, port, err, tt.host, tt.port)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseAddress(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 		}
 	}
 }

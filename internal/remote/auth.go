@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"golang.org/x/crypto/ssh"
@@ -34,7 +35,7 @@ func (k *keyring) Close() {
 	}
 }
 
-func (o *Options) loadKeys() (*keyring, error) {
+func (o *Options) loadKeys(e *endpoint) (*keyring, error) {
 	k := &keyring{}
 	if sock := o.getenv("SSH_AUTH_SOCK"); sock != "" {
 		conn, err := net.Dial("unix", sock)
@@ -53,9 +54,9 @@ func (o *Options) loadKeys() (*keyring, error) {
 		}
 	}
 
-	explicit := len(o.Identities) > 0
-	files := o.Identities
-	if !explicit {
+	explicit := e.explicitID
+	files := e.Identities
+	if len(files) == 0 {
 		home, err := o.home()
 		if err == nil {
 			for _, n := range DefaultIdentities {
@@ -103,7 +104,10 @@ func (o *Options) loadKeys() (*keyring, error) {
 	if len(k.signers) == 0 {
 		k.Close()
 		msg := "no SSH key to log in with: start ssh-agent and add a key (ssh-add), or name a key file with --ssh-identity"
-		if !explicit {
+		switch {
+		case !explicit && len(e.Identities) > 0:
+			msg += " (looked for the IdentityFile of ~/.ssh/config: " + strings.Join(e.Identities, ", ") + ")"
+		case !explicit:
 			msg += " (looked for ~/.ssh/" + DefaultIdentities[0] + ", " + DefaultIdentities[1] + ", " + DefaultIdentities[2] + ")"
 		}
 		for _, n := range k.notes {

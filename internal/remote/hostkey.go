@@ -36,7 +36,7 @@ func (e *HostKeyError) Error() string {
 	if len(e.Known) == 0 {
 		fmt.Fprintf(&b, "refusing to connect: the host key of %s is not in %s\n", addr, e.File)
 		fmt.Fprintf(&b, "  the host offered %s\n", offered)
-		b.WriteString("Check that fingerprint on the appliance itself (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub),\n")
+		b.WriteString("Check that fingerprint on the host itself (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub),\n")
 		fmt.Fprintf(&b, "and only if it matches, add the key:\n  %s\n", scan)
 		sshOpt := ""
 		if !e.defaultKHF {
@@ -52,7 +52,7 @@ func (e *HostKeyError) Error() string {
 	}
 	b.WriteString("Someone may be intercepting the connection, or the appliance was reinstalled.\n")
 	b.WriteString("If the appliance's admin confirms the new fingerprint, replace the old entry:\n")
-	fmt.Fprintf(&b, "  ssh-keygen -R %s -f %s\n  %s", Quote(addr), Quote(e.File), scan)
+	fmt.Fprintf(&b, "  ssh-keygen -R %s -f %s\n  %s", Quote(addr), Quote(e.Known[0].Filename), scan)
 	return b.String()
 }
 
@@ -72,13 +72,16 @@ func keyscanType(t string) string {
 // the host key algorithms to ask for: those of the keys already known for
 // the host, so that a server with several host keys presents the one the
 // file holds instead of one that would look like a changed key.
-func hostKeyCheck(file string, defaultFile bool, user, host string, port int) (ssh.HostKeyCallback, []string, error) {
+func hostKeyCheck(khFiles []string, defaultFile bool, user, host string, port int) (ssh.HostKeyCallback, []string, error) {
 	var files []string
-	if _, err := os.Stat(file); err == nil {
-		files = append(files, file)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, exitcode.Withf(exitcode.Permission, "reading the known hosts file %s: %w", file, err)
+	for _, file := range khFiles {
+		if _, err := os.Stat(file); err == nil {
+			files = append(files, file)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, exitcode.Withf(exitcode.Permission, "reading the known hosts file %s: %w", file, err)
+		}
 	}
+	file := khFiles[0]
 	// With no file every host is unknown, which the callback reports.
 	db, err := knownhosts.New(files...)
 	if err != nil {

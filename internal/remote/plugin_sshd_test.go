@@ -13,7 +13,7 @@ import (
 // machine has no such plugin; its arguments (orbit's flag names included)
 // arrive untouched and its exit status comes back.
 func TestPluginOverRealSSHD(t *testing.T) {
-	s := startSSHD(t)
+	s := startSSHD(t, sshdConfig{})
 	dir := filepath.Join(s.dir, "plugins")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -1,21 +1,27 @@
-// Package remote runs an orbit command on another appliance over SSH, for
-// `orbit --host HOST[:PORT] ...`: the same command line, minus the
-// connection flags, runs there with this process's standard streams, and
-// its exit status becomes this process's.
+// Package remote runs an orbit command on other appliances over SSH, for
+// `orbit --host [USER@]HOST[:PORT] ...`: the same command line, minus the
+// connection flags and with secrets moved to standard input, runs there
+// with this process's standard streams, and its exit status becomes this
+// process's. With several hosts (a fleet) it runs on all of them in
+// parallel and sums up.
 //
-// The host key is always checked against known_hosts; an unknown or changed
-// key is refused with its fingerprint and the command that would accept it.
+// Addresses and ~/.ssh/config are read as ssh(1) reads them (HostName,
+// Port, User, IdentityFile, UserKnownHostsFile, ProxyJump, Host patterns).
+// Every host key, of jump hosts too, is checked against known_hosts; an
+// unknown or changed key is refused with its fingerprint and the command
+// that would accept it.
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,17 +39,33 @@ const (
 	DefaultKnownHosts  = "~/.ssh/known_hosts"
 	DefaultRemoteOrbit = "orbit"
 	DefaultTimeout     = 15 * time.Second
+	DefaultSudo        = SudoAuto
+	DefaultParallel    = 8
 )
 
-// Options say where and how to connect.
+// --ssh-sudo values: run the remote command through `sudo -n` when the
+// login user is not root (auto), always, or never.
+const (
+	SudoAuto   = "auto"
+	SudoAlways = "always"
+	SudoNever  = "never"
+)
+
+// SudoModes lists the --ssh-sudo values, for help and completion.
+var SudoModes = []string{SudoAuto, SudoAlways, SudoNever}
+
+// Options say how to connect. Zero values mean "not given": the address,
+// ~/.ssh/config and the defaults above fill them.
 type Options struct {
-	Target      string   // HOST or HOST:PORT ([v6addr]:PORT)
-	User        string   // login user; DefaultUser when empty
-	Port        int      // used when Target has no port; DefaultPort when 0
-	Identities  []string // private key files; DefaultIdentities under ~/.ssh when empty
-	KnownHosts  string   // known_hosts file; DefaultKnownHosts when empty
-	RemoteOrbit string   // the orbit program on the remote host; DefaultRemoteOrbit when empty
+	User        string   // --ssh-user: wins over the address and ~/.ssh/config
+	Port        int      // --ssh-port: wins over the address and ~/.ssh/config
+	Identities  []string // --ssh-identity: private key files
+	KnownHosts  string   // --ssh-known-hosts: wins over UserKnownHostsFile
+	SSHConfig   string   // --ssh-config: ssh_config file, or "none"; "" = ~/.ssh/config then /etc/ssh/ssh_config
+	RemoteOrbit string   // the orbit program on the remote host
 	Timeout     time.Duration
+	Sudo        string // SudoAuto, SudoAlways or SudoNever
+	Parallel    int    // hosts at once in a fleet run
 
 	// Getenv and Home default to the process's; tests replace them.
 	Getenv func(string) string
@@ -74,109 +96,155 @@ func (o *Options) expand(p string) string {
 	return p
 }
 
-// SplitTarget parses HOST, HOST:PORT, [IPv6]:PORT or a bare IPv6 address;
-// defPort applies when no port is given.
-func SplitTarget(target string, defPort int) (string, int, error) {
-	fix := "\n--host takes HOST or HOST:PORT (e.g. vault.example.com or vault.example.com:59022); the user goes in --ssh-user."
-	if target == "" {
-		return "", 0, exitcode.Withf(exitcode.Usage, "--host is empty%s", fix)
-	}
-	if strings.Contains(target, "@") {
-		return "", 0, exitcode.Withf(exitcode.Usage, "--host %q names a user%s", target, fix)
-	}
-	host, portStr, err := net.SplitHostPort(target)
-	if err != nil {
-		// No port: a name, an IPv4 address, or an IPv6 address (which has
-		// colons of its own), possibly in brackets.
-		if strings.Count(target, ":") == 1 && !strings.HasPrefix(target, "[") {
-			return "", 0, exitcode.Withf(exitcode.Usage, "--host %q: %v%s", target, err, fix)
-		}
-		host, portStr = strings.TrimSuffix(strings.TrimPrefix(target, "["), "]"), ""
-	} else if portStr == "" {
-		return "", 0, exitcode.Withf(exitcode.Usage, "--host %q ends with a colon but names no port%s", target, fix)
-	}
-	if host == "" || strings.ContainsAny(host, " \t/[]") {
-		return "", 0, exitcode.Withf(exitcode.Usage, "--host %q is not a host name or address%s", target, fix)
-	}
-	port := defPort
-	if portStr != "" {
-		port, err = strconv.Atoi(portStr)
-		if err != nil || port < 1 || port > 65535 {
-			return "", 0, exitcode.Withf(exitcode.Usage, "--host %q: the port must be a number from 1 to 65535%s", target, fix)
-		}
-	}
-	return host, port, nil
-}
-
-// Run connects and runs `RemoteOrbit args...` remotely with io's streams.
-// It returns nil when the remote command exits 0, an *exitcode.ExitError
-// carrying the remote status otherwise (already reported by the remote
-// command, so silent), and an error with an exit code of orbit's table
-// when the connection fails.
-func Run(ctx context.Context, o Options, args []string, io *iostreams.IOStreams) error {
-	if o.User == "" {
-		o.User = DefaultUser
-	}
-	if o.Port == 0 {
-		o.Port = DefaultPort
-	}
+func (o *Options) defaults() error {
 	if o.RemoteOrbit == "" {
 		o.RemoteOrbit = DefaultRemoteOrbit
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
-	khf := o.KnownHosts
-	if khf == "" {
-		khf = DefaultKnownHosts
+	if o.Parallel <= 0 {
+		o.Parallel = DefaultParallel
 	}
-	defaultKHF := khf == DefaultKnownHosts
-	khf = o.expand(khf)
-
-	host, port, err := SplitTarget(o.Target, o.Port)
-	if err != nil {
-		return err
+	switch o.Sudo {
+	case "":
+		o.Sudo = DefaultSudo
+	case SudoAuto, SudoAlways, SudoNever:
+	default:
+		return exitcode.Withf(exitcode.Usage, "--ssh-sudo %q: use one of %s", o.Sudo, strings.Join(SudoModes, ", "))
 	}
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-
-	if SecretInArgs(args) {
-		fmt.Fprintln(io.ErrOut, "orbit: warning: --oauth2-client-secret puts the secret in the process list of "+host+" (and in shell history); pipe it instead: --oauth2-client-secret-file - < FILE")
-	}
-
-	hostKey, algos, err := hostKeyCheck(khf, defaultKHF, o.User, host, port)
-	if err != nil {
-		return err
-	}
-	keys, err := o.loadKeys()
-	if err != nil {
-		return err
-	}
-	defer keys.Close()
-
-	cfg := &ssh.ClientConfig{
-		User:              o.User,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(keys.signers...)},
-		HostKeyCallback:   hostKey,
-		HostKeyAlgorithms: algos,
-		Timeout:           o.Timeout,
-	}
-	client, err := dial(ctx, addr, cfg, o.Timeout)
-	if err != nil {
-		return connectError(ctx, err, o, addr, keys)
-	}
-	defer client.Close()
-
-	return runSession(ctx, client, CommandLine(o.RemoteOrbit, args), o, host, io)
+	return nil
 }
 
-// dial connects within timeout, and gives up at once when ctx ends (the
-// handshake itself has no context).
-func dial(ctx context.Context, addr string, cfg *ssh.ClientConfig, timeout time.Duration) (*ssh.Client, error) {
+// Command is what to run on each host.
+type Command struct {
+	Args []string // after the orbit program; quoted for the remote shell
+	// Secret, when set, is sent as the first line of the session's
+	// standard input instead of this process's input: Args name "-" for
+	// it (see LiftSecrets), so it is never on the remote command line.
+	Secret string
+}
+
+// streams are one session's standard streams; tty, when set, asks for a
+// remote terminal (both local ends are one).
+type streams struct {
+	in          io.Reader
+	out, errOut io.Writer
+	tty         *iostreams.IOStreams
+}
+
+// Run connects to target ([user@]host[:port], ssh://..., or an
+// ~/.ssh/config alias) and runs `RemoteOrbit cmd.Args...` there with io's
+// streams. It returns nil when the remote command exits 0, an
+// *exitcode.ExitError carrying the remote status otherwise (already
+// reported by the remote command, so silent), and an error with an exit
+// code of orbit's table when the connection fails.
+func Run(ctx context.Context, o Options, target string, cmd Command, io *iostreams.IOStreams) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	cfg, err := o.loadSSHConfig()
+	if err != nil {
+		return err
+	}
+	st := streams{in: io.In, out: io.Out, errOut: io.ErrOut}
+	if io.IsStdinTTY() && io.IsStdoutTTY() {
+		st.tty = io
+	}
+	return o.runOn(ctx, cfg, target, cmd, st)
+}
+
+func (o *Options) runOn(ctx context.Context, cfg *sshConfig, target string, cmd Command, st streams) error {
+	a, err := ParseAddress(target)
+	if err != nil {
+		return err
+	}
+	e, err := o.resolve(a, cfg, false)
+	if err != nil {
+		return err
+	}
+	client, closeAll, err := o.connect(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	return o.runSession(ctx, client, e, cmd, st)
+}
+
+// connect logs in to e, through its jump hosts in order: each hop's host
+// key is checked against its known_hosts like the appliance's. The
+// returned func closes every hop.
+func (o *Options) connect(ctx context.Context, e *endpoint) (*ssh.Client, func(), error) {
+	hops := append(append([]*endpoint(nil), e.Jumps...), e)
+	var clients []*ssh.Client
+	closeAll := func() {
+		for i := len(clients) - 1; i >= 0; i-- {
+			clients[i].Close()
+		}
+	}
+	for i, h := range hops {
+		via := ""
+		if i < len(hops)-1 {
+			via = fmt.Sprintf("jump host %s (ProxyJump of %s): ", h.Name, e.Name)
+		}
+		hostKey, algos, err := hostKeyCheck(h.KnownHosts, h.defaultKH, h.User, h.Host, h.Port)
+		if err != nil {
+			closeAll()
+			return nil, nil, prefixError(via, err)
+		}
+		keys, err := o.loadKeys(h)
+		if err != nil {
+			closeAll()
+			return nil, nil, prefixError(via, err)
+		}
+		cfg := &ssh.ClientConfig{
+			User:              h.User,
+			Auth:              []ssh.AuthMethod{ssh.PublicKeys(keys.signers...)},
+			HostKeyCallback:   hostKey,
+			HostKeyAlgorithms: algos,
+			Timeout:           o.Timeout,
+		}
+		var prev *ssh.Client
+		if i > 0 {
+			prev = clients[i-1]
+		}
+		c, err := dial(ctx, prev, h.addr(), cfg, o.Timeout)
+		keys.Close()
+		if err != nil {
+			closeAll()
+			return nil, nil, prefixError(via, o.connectError(ctx, err, h, keys))
+		}
+		clients = append(clients, c)
+	}
+	return clients[len(clients)-1], closeAll, nil
+}
+
+// prefixError puts prefix before err's message, keeping its exit code.
+func prefixError(prefix string, err error) error {
+	if prefix == "" {
+		return err
+	}
+	return exitcode.With(exitcode.Of(err), fmt.Errorf("%s%w", prefix, err))
+}
+
+// dial connects within timeout (directly, or through the jump host prev),
+// and gives up at once when ctx ends (the handshake itself has no
+// context).
+func dial(ctx context.Context, prev *ssh.Client, addr string, cfg *ssh.ClientConfig, timeout time.Duration) (*ssh.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if prev == nil {
+		var d net.Dialer
+		conn, err = d.DialContext(dctx, "tcp", addr)
+	} else {
+		conn, err = prev.DialContext(dctx, "tcp", addr)
+	}
 	if err != nil {
+		if dctx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w (connecting)", context.DeadlineExceeded)
+		}
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(timeout))
@@ -194,7 +262,8 @@ func dial(ctx context.Context, addr string, cfg *ssh.ClientConfig, timeout time.
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
-func connectError(ctx context.Context, err error, o Options, addr string, keys *keyring) error {
+func (o *Options) connectError(ctx context.Context, err error, e *endpoint, keys *keyring) error {
+	addr := e.addr()
 	if ctx.Err() != nil {
 		return exitcode.Withf(exitcode.Interrupted, "connecting to %s: interrupted", addr)
 	}
@@ -204,10 +273,10 @@ func connectError(ctx context.Context, err error, o Options, addr string, keys *
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return exitcode.Withf(exitcode.Error, "connecting to %s: no answer within %v: check the host name, the port (--ssh-port, default %d) and any firewall in between", addr, o.Timeout, DefaultPort)
+		return exitcode.Withf(exitcode.Error, "connecting to %s: no answer within %v (--ssh-timeout): check the host name, the port (--ssh-port, default %d) and any firewall in between", addr, o.Timeout, DefaultPort)
 	}
 	if strings.Contains(err.Error(), "unable to authenticate") {
-		msg := fmt.Sprintf("%s@%s refused every key offered (%s)\nAdd your public key to ~%s/.ssh/authorized_keys on the appliance, or name the right key with --ssh-identity (or the user with --ssh-user).", o.User, addr, strings.Join(uniq(keys.offered), ", "), o.User)
+		msg := fmt.Sprintf("%s@%s refused every key offered (%s)\nAdd your public key to ~%s/.ssh/authorized_keys on that host, or name the right key with --ssh-identity (or the user with --ssh-user, or IdentityFile and User in ~/.ssh/config).", e.User, addr, strings.Join(uniq(keys.offered), ", "), e.User)
 		for _, n := range keys.notes {
 			msg += "\n  " + n
 		}
@@ -232,26 +301,49 @@ func uniq(s []string) []string {
 	return out
 }
 
-func runSession(ctx context.Context, client *ssh.Client, cmdline string, o Options, host string, io *iostreams.IOStreams) error {
+// useSudo says whether the remote command runs through sudo -n.
+func (o *Options) useSudo(user string) bool {
+	switch o.Sudo {
+	case SudoAlways:
+		return true
+	case SudoNever:
+		return false
+	}
+	return user != "root"
+}
+
+func (o *Options) runSession(ctx context.Context, client *ssh.Client, e *endpoint, cmd Command, st streams) error {
+	host := e.Name
 	sess, err := client.NewSession()
 	if err != nil {
 		return exitcode.Withf(exitcode.Error, "opening an SSH session on %s: %w", host, err)
 	}
 	defer sess.Close()
-	sess.Stdin, sess.Stdout, sess.Stderr = io.In, io.Out, io.ErrOut
+	sess.Stdin, sess.Stdout = st.in, st.out
+	if cmd.Secret != "" {
+		sess.Stdin = strings.NewReader(cmd.Secret + "\n")
+	}
+	watch := &headWriter{w: st.errOut, max: 2048}
+	sess.Stderr = watch
 
 	// A terminal at both ends gets one remotely too, so remote panels,
-	// colours and prompts behave as they would in an ssh login.
-	if io.IsStdinTTY() && io.IsStdoutTTY() {
-		restore, err := startPTY(sess, io, o.getenv("TERM"))
+	// colours and prompts behave as they would in an ssh login. Not when a
+	// secret travels on standard input: the terminal would echo it.
+	if st.tty != nil && cmd.Secret == "" {
+		restore, err := startPTY(sess, st.tty, o.getenv("TERM"))
 		if err != nil {
 			return exitcode.Withf(exitcode.Error, "setting up the terminal for %s: %w", host, err)
 		}
 		defer restore()
 	}
 
+	sudo := o.useSudo(e.User)
+	cmdline := CommandLine(o.RemoteOrbit, cmd.Args)
+	if sudo {
+		cmdline = "sudo -n -- " + cmdline
+	}
 	if err := sess.Start(cmdline); err != nil {
-		return exitcode.Withf(exitcode.Error, "starting %q on %s: %w", cmdline, host, err)
+		return exitcode.Withf(exitcode.Error, "starting orbit on %s: %w", host, err)
 	}
 	// Ctrl-C without a terminal reaches this process, not the remote one:
 	// pass it on, then hang up so nothing is left waiting.
@@ -275,8 +367,13 @@ func runSession(ctx context.Context, client *ssh.Client, cmdline string, o Optio
 			return exitcode.Withf(signalCode(sig), "the remote command on %s was killed by SIG%s", host, sig)
 		}
 		code := ee.ExitStatus()
+		if sudo {
+			if err := o.sudoError(client, e, code, watch.head.String()); err != nil {
+				return err
+			}
+		}
 		if code == 127 {
-			fmt.Fprintf(io.ErrOut, "orbit: exit status 127 from %s: is %q installed there, on the PATH of %s? --remote-orbit names its full path.\n", host, o.RemoteOrbit, o.User)
+			return exitcode.Withf(exitcode.Code(code), "exit status 127 from %s: is %q installed there, on the PATH of %s? --remote-orbit names its full path.", host, o.RemoteOrbit, e.User)
 		}
 		return exitcode.Silent(exitcode.Code(code))
 	}
@@ -285,6 +382,21 @@ func runSession(ctx context.Context, client *ssh.Client, cmdline string, o Optio
 		return exitcode.Withf(exitcode.Error, "the connection to %s ended without the remote command's exit status", host)
 	}
 	return exitcode.Withf(exitcode.Error, "running orbit on %s: %w", host, err)
+}
+
+// headWriter passes everything on and keeps the first max bytes, so that
+// sudo's own complaint can be recognised after the command ends.
+type headWriter struct {
+	w    io.Writer
+	head bytes.Buffer
+	max  int
+}
+
+func (h *headWriter) Write(p []byte) (int, error) {
+	if room := h.max - h.head.Len(); room > 0 {
+		h.head.Write(p[:min(room, len(p))])
+	}
+	return h.w.Write(p)
 }
 
 func signalCode(sig string) exitcode.Code {

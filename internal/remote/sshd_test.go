@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,11 +10,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +38,8 @@ type sshServer struct {
 	hostKey    ssh.PublicKey
 	userKey    string // private key file accepted by the server
 	knownHosts string // holds hostKey for the server's address
-	log        *bytes.Buffer
+	addr       string // host:port to reach it
+	log        *syncBuffer
 }
 
 func writeKey(t *testing.T, path string) ssh.PublicKey {
@@ -58,7 +62,17 @@ func writeKey(t *testing.T, path string) ssh.PublicKey {
 	return sp
 }
 
-func startSSHD(t *testing.T) *sshServer {
+// sshdConfig varies a test sshd; the zero value logs in root with a key of
+// its own.
+type sshdConfig struct {
+	userKey      string   // the client key to accept (default: a new one)
+	users        []string // who may log in with it, besides root
+	forceCommand string   // ForceCommand: a wrapper that records command lines
+	listen       string   // ListenAddress (default 127.0.0.1)
+	logLevel     string   // LogLevel (default VERBOSE)
+}
+
+func startSSHD(t *testing.T, sc sshdConfig) *sshServer {
 	t.Helper()
 	testenv.RequireRoot(t, "running sshd as root to log in")
 	if _, err := os.Stat(sshdPath); err != nil {
@@ -69,24 +83,41 @@ func startSSHD(t *testing.T) *sshServer {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &sshServer{dir: testenv.SharedDir(t), log: &bytes.Buffer{}}
+	s := &sshServer{dir: testenv.SharedDir(t), log: &syncBuffer{}}
 	hostKeyFile := filepath.Join(s.dir, "ssh_host_ed25519_key")
 	s.hostKey = writeKey(t, hostKeyFile)
-	s.userKey = filepath.Join(s.dir, "id_ed25519")
-	userPub := writeKey(t, s.userKey)
-	authorized := filepath.Join(s.dir, "authorized_keys")
-	if err := os.WriteFile(authorized, ssh.MarshalAuthorizedKey(userPub), 0o600); err != nil {
+	var userPub ssh.PublicKey
+	if sc.userKey != "" {
+		s.userKey = sc.userKey
+		userPub = readPub(t, sc.userKey)
+	} else {
+		s.userKey = filepath.Join(s.dir, "id_ed25519")
+		userPub = writeKey(t, s.userKey)
+	}
+	// One file per user, readable by all: sshd reads it as the user.
+	authDir := filepath.Join(s.dir, "authorized_keys")
+	if err := os.Mkdir(authDir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	for _, u := range append([]string{"root"}, sc.users...) {
+		if err := os.WriteFile(filepath.Join(authDir, u), ssh.MarshalAuthorizedKey(userPub), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen, logLevel := cmp.Or(sc.listen, "127.0.0.1"), cmp.Or(sc.logLevel, "VERBOSE")
+	force := ""
+	if sc.forceCommand != "" {
+		force = "ForceCommand " + sc.forceCommand + "\n"
 	}
 
 	var cmd *exec.Cmd
 	for attempt := 0; ; attempt++ {
 		s.port = testenv.FreePort(t)
 		config := filepath.Join(s.dir, "sshd_config")
-		conf := fmt.Sprintf(`ListenAddress 127.0.0.1
+		conf := fmt.Sprintf(`ListenAddress %s
 Port %d
 HostKey %s
-AuthorizedKeysFile %s
+AuthorizedKeysFile %s/%%u
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -94,8 +125,8 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 PidFile %s
-LogLevel VERBOSE
-`, s.port, hostKeyFile, authorized, filepath.Join(s.dir, "sshd.pid"))
+LogLevel %s
+%s`, listen, s.port, hostKeyFile, authDir, filepath.Join(s.dir, "sshd.pid"), logLevel, force)
 		if err := os.WriteFile(config, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +140,7 @@ LogLevel VERBOSE
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		up := make(chan error, 1)
-		go func() { up <- testenv.WaitPort(ctx, testenv.Addr(s.port)) }()
+		go func() { up <- testenv.WaitPort(ctx, net.JoinHostPort(listen, strconv.Itoa(s.port))) }()
 		select {
 		case err := <-up:
 			cancel()
@@ -136,11 +167,53 @@ LogLevel VERBOSE
 	}
 
 	s.knownHosts = filepath.Join(s.dir, "known_hosts")
-	line := knownhosts.Line([]string{knownhosts.Normalize(testenv.Addr(s.port))}, s.hostKey)
-	if err := os.WriteFile(s.knownHosts, []byte(line+"\n"), 0o600); err != nil {
+	s.addr = net.JoinHostPort(listen, strconv.Itoa(s.port))
+	if err := os.WriteFile(s.knownHosts, []byte(s.knownHostsLine()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// knownHostsLine is the known_hosts line for s's address and key.
+func (s *sshServer) knownHostsLine() string {
+	return knownhosts.Line([]string{knownhosts.Normalize(s.addr)}, s.hostKey)
+}
+
+// syncBuffer is sshd's log: written by sshd's output copier, read by tests.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *syncBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b.Reset()
+}
+
+func readPub(t *testing.T, keyFile string) ssh.PublicKey {
+	t.Helper()
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer.PublicKey()
 }
 
 type result struct {
@@ -192,7 +265,7 @@ func (s *sshServer) remoteArgs(t *testing.T, knownHosts string) []string {
 }
 
 func TestRemoteOverRealSSHD(t *testing.T) {
-	s := startSSHD(t)
+	s := startSSHD(t, sshdConfig{})
 
 	t.Run("version as JSON", func(t *testing.T) {
 		local := s.orbit(t, "", "version", "--output", "json")
@@ -269,15 +342,15 @@ func TestRemoteOverRealSSHD(t *testing.T) {
 		}
 	})
 
-	t.Run("secret on the command line warns", func(t *testing.T) {
+	t.Run("secret on the command line goes over stdin", func(t *testing.T) {
 		args := append(s.remoteArgs(t, s.knownHosts), "email-oauth2-proxy", "register", "--provider", "google",
 			"--oauth2-client-id", "1234567890-abc.apps.googleusercontent.com",
-			"--oauth2-client-secret", "visible-in-ps",
+			"--oauth2-client-secret", "not-in-ps",
 			"--redirect-uri", "https://vault.example.com/email-oauth2-proxy-authorize/",
 			"--config", filepath.Join(s.dir, "absent", "emailproxy.config"), "--dry-run")
 		r := s.orbit(t, "", args...)
-		if r.code != 0 || !strings.Contains(r.stderr, "warning: --oauth2-client-secret puts the secret in the process list") {
-			t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+		if r.code != 0 || strings.Contains(r.stderr, "warning") || !strings.Contains(r.stdout, "client_secret = ********") {
+			t.Errorf("exit %d, stdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 		}
 	})
 

@@ -16,9 +16,7 @@ import (
 	"github.com/senhasegura/orbit/internal/cli/plugin"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
-	"github.com/senhasegura/orbit/internal/remote"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 // DefaultSettingsPath is orbit's own settings file (YAML, TOML or JSON by
@@ -90,7 +88,7 @@ func New(f *factory.Factory) *cobra.Command {
 // line as typed, which --host forwards.
 type rootState struct {
 	argv   []string
-	remote remote.Options
+	remote remoteFlags
 	// tail are a plugin's arguments (after its name), which cobra never
 	// parses; --host forwards them untouched after argv.
 	tail []string
@@ -126,6 +124,7 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 	}
 	cmd.PersistentFlags().StringVar(&settingsPath, "settings", "", "orbit's own settings file (default "+DefaultSettingsPath+", or $ORBIT_SETTINGS)")
 	addRemoteFlags(cmd.PersistentFlags(), &st.remote)
+	registerRemoteCompletion(cmd)
 	cmd.SetIn(f.IO.In)
 	cmd.SetOut(f.IO.Out)
 	cmd.SetErr(f.IO.ErrOut)
@@ -145,40 +144,6 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 	walk(cmd, func(c *cobra.Command) { makeUsageErrors(c) })
 	st.builtins = builtinNames(cmd)
 	return cmd, st
-}
-
-func addRemoteFlags(fs *pflag.FlagSet, o *remote.Options) {
-	fs.StringVar(&o.Target, "host", "", "run the command over SSH on the appliance `HOST[:PORT]` instead of here (docs/remote.md)")
-	fs.StringVar(&o.User, "ssh-user", remote.DefaultUser, "with --host: the SSH login `USER`")
-	fs.IntVar(&o.Port, "ssh-port", remote.DefaultPort, "with --host: the SSH `PORT` when --host names none")
-	fs.StringArrayVar(&o.Identities, "ssh-identity", nil, "with --host: a private key `FILE`, repeatable (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
-	fs.StringVar(&o.KnownHosts, "ssh-known-hosts", remote.DefaultKnownHosts, "with --host: the known_hosts `FILE` that must hold the host's key")
-	fs.StringVar(&o.RemoteOrbit, "remote-orbit", remote.DefaultRemoteOrbit, "with --host: the orbit `PROGRAM` on the remote host (a name on its PATH, or a full path)")
-}
-
-// runRemote, when --host is set (by flag, ORBIT_HOST or the settings
-// file), runs the command on that host instead of here and stops the local
-// run: with a silent exit status carrying the remote one. Help and shell
-// completion stay local, so they answer at once and need no connection.
-func runRemote(c *cobra.Command, f *factory.Factory, st *rootState) error {
-	if st.remote.Target == "" {
-		return nil
-	}
-	switch c.Name() {
-	case "help", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
-		return nil
-	}
-	if st.argv == nil {
-		return exitcode.Withf(exitcode.Usage, "--host is only available from orbit's command line")
-	}
-	// --settings names a file on this machine (where --host may come
-	// from), not one on the remote host.
-	drop := append(append([]string(nil), remote.LocalFlags...), "settings")
-	args := append(remote.Args(st.argv, drop, c.Flags()), st.tail...)
-	if err := remote.Run(c.Context(), st.remote, args, f.IO); err != nil {
-		return err
-	}
-	return exitcode.Silent(exitcode.OK)
 }
 
 func walk(c *cobra.Command, fn func(*cobra.Command)) {

@@ -2,6 +2,7 @@ package register
 
 import (
 	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/internal/secretflag"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/spf13/cobra"
 )
@@ -89,4 +90,7 @@ func addFlags(cmd *cobra.Command, o *Options) {
 	})
 	_ = cmd.MarkFlagFilename("config")
 	_ = cmd.MarkFlagFilename("oauth2-client-secret-file")
+	// The one place that says this flag's value is a secret: --host sends
+	// it over standard input, and a local run warns about ps and history.
+	secretflag.Mark(fl, "oauth2-client-secret", "oauth2-client-secret-file")
 }
