@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
@@ -52,13 +53,11 @@ func Run(ctx context.Context, o *Options) error {
 
 	existing, err := os.ReadFile(o.ConfigPath)
 	exists := err == nil
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		existing = nil
-	case errors.Is(err, fs.ErrPermission):
-		return exitcode.Withf(exitcode.Permission, "cannot read %s: permission denied; run as root (sudo orbit ...)", o.ConfigPath)
-	case err != nil:
-		return fmt.Errorf("reading %s: %w", o.ConfigPath, err)
+	if errors.Is(err, fs.ErrNotExist) {
+		existing, err = nil, nil // a new file
+	}
+	if err != nil {
+		return cmdutil.FileError("read", o.ConfigPath, err)
 	}
 
 	reg.Normalize()
@@ -106,10 +105,7 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	if !bytes.Equal(existing, data) {
 		if err := config.WriteFile(ctx, o.ConfigPath, data); err != nil {
-			if errors.Is(err, fs.ErrPermission) {
-				return exitcode.Withf(exitcode.Permission, "writing %s: permission denied; run as root (sudo orbit ...)", o.ConfigPath)
-			}
-			return fmt.Errorf("writing %s: %w", o.ConfigPath, err)
+			return cmdutil.FileError("write", o.ConfigPath, err)
 		}
 		res.Written = true
 		if exists {
@@ -206,7 +202,7 @@ func (o *Options) clientSecret() (string, error) {
 		b, err := read(o.SecretFile)
 		switch {
 		case errors.Is(err, fs.ErrPermission):
-			return "", exitcode.Withf(exitcode.Permission, "--oauth2-client-secret-file: cannot read %s: permission denied; run as root (sudo orbit ...) or as the file's owner", o.SecretFile)
+			return "", fmt.Errorf("--oauth2-client-secret-file: %w", cmdutil.FileError("read", o.SecretFile, err))
 		case errors.Is(err, fs.ErrNotExist):
 			return "", exitcode.Withf(exitcode.Invalid, "--oauth2-client-secret-file: %s does not exist; write the secret's value to it first (install -m 0600 /dev/stdin %s), or pass - to read it from standard input", o.SecretFile, o.SecretFile)
 		case err != nil:
