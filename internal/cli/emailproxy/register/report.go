@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/charmbracelet/lipgloss"
 	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/panel"
 	"github.com/senhasegura/orbit/internal/output"
@@ -63,16 +62,13 @@ func (o *Options) report(res Result) error {
 	}
 	next = append(next, "orbit email-oauth2-proxy status"+cfgFlag+"            # check listeners and accounts")
 
-	r := o.IO.Renderer()
-	title := r.NewStyle().Bold(true).Foreground(lipgloss.Color("10"))
-	box := r.NewStyle().Border(lipgloss.RoundedBorder()).Padding(0, 1)
-	dim := r.NewStyle().Faint(true)
+	cs := cmdutil.NewColorScheme(o.IO)
 	var steps strings.Builder
 	for i, n := range next {
 		fmt.Fprintf(&steps, "%d. %s\n", i+1, n)
 	}
-	body := title.Render("email-oauth2-proxy registered") + "\n" + strings.TrimRight(b.String(), "\n") +
-		"\n\n" + dim.Render("Next steps") + "\n" + strings.TrimRight(steps.String(), "\n")
+	body := cs.Success("email-oauth2-proxy registered") + "\n" + strings.TrimRight(b.String(), "\n") +
+		"\n\n" + cs.Faint("Next steps") + "\n" + strings.TrimRight(steps.String(), "\n")
 	if !panel.Fits(o.IO, o.width(), body) {
 		fmt.Fprint(o.IO.Out, b.String())
 		fmt.Fprintln(o.IO.Out, "Next steps:")
@@ -81,7 +77,7 @@ func (o *Options) report(res Result) error {
 		}
 		return nil
 	}
-	fmt.Fprintln(o.IO.Out, box.Render(body))
+	fmt.Fprintln(o.IO.Out, cs.Box(body))
 	return nil
 }
 
