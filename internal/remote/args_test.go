@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -204,5 +205,28 @@ func TestParseAddress(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("ParseAddress(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+// TestSSHConfigUnsupportedMatch: a Match block the parser cannot evaluate
+// is skipped, not a reason to refuse the whole file.
+func TestSSHConfigUnsupportedMatch(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/config"
+	conf := "Match exec \"test -f /x\"\n    User wrong\nMatch user bob\n    Port 1\nHost vault\n    HostName 10.0.0.5\n    User admin\nMatch host vault\n    Port 2222\n"
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := &Options{SSHConfig: file}
+	cfg, err := o.loadSSHConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := o.resolve(Address{Host: "vault"}, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Host != "10.0.0.5" || e.User != "admin" || e.Port != 2222 {
+		t.Errorf("resolved %s@%s:%d, want admin@10.0.0.5:2222", e.User, e.Host, e.Port)
 	}
 }

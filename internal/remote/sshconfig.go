@@ -45,7 +45,7 @@ func (o *Options) loadSSHConfig() (*sshConfig, error) {
 		if err != nil {
 			return nil, exitcode.Withf(exitcode.Usage, "reading the SSH client configuration: %w\nName a readable file with --ssh-config, or --ssh-config none to use none.", err)
 		}
-		cfg, err := ssh_config.Decode(bytes.NewReader(b))
+		cfg, err := ssh_config.Decode(bytes.NewReader(skipUnsupportedMatch(b)))
 		if err != nil {
 			return nil, exitcode.Withf(exitcode.Usage, "reading the SSH client configuration %s: %w\nFix the line, or name another file with --ssh-config (none: use no file).", p, err)
 		}
@@ -53,6 +53,26 @@ func (o *Options) loadSSHConfig() (*sshConfig, error) {
 		c.paths = append(c.paths, p)
 	}
 	return c, nil
+}
+
+// skipUnsupportedMatch turns Match blocks whose criteria the parser does
+// not evaluate (exec, user, originalhost, ...) into blocks that match no
+// host, instead of failing on the whole file: their settings are ignored,
+// as ssh ignores them when the condition is false. Match host and Match
+// all stay.
+func skipUnsupportedMatch(b []byte) []byte {
+	lines := bytes.Split(b, []byte("\n"))
+	for i, line := range lines {
+		f := strings.Fields(strings.ReplaceAll(string(line), "=", " "))
+		if len(f) == 0 || !strings.EqualFold(f[0], "Match") {
+			continue
+		}
+		if len(f) > 1 && (strings.EqualFold(f[1], "host") || (strings.EqualFold(f[1], "all") && len(f) == 2)) {
+			continue
+		}
+		lines[i] = []byte("Host !*")
+	}
+	return bytes.Join(lines, []byte("\n"))
 }
 
 // get is the first value of key in a Host (or Match host) block matching
