@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,5 +247,33 @@ func TestRunList(t *testing.T) {
 	io, _, out, errOut = iostreams.Test()
 	if err := RunList(context.Background(), &ListOptions{IO: io, Finder: Finder{Path: t.TempDir()}}); err != nil || out.Len() != 0 || !strings.Contains(errOut.String(), "No plugins") {
 		t.Errorf("no plugins: %v, %q, %q", err, out, errOut)
+	}
+}
+
+// BenchmarkMatch is what `orbit NAME` pays to find its plugin: one scan of
+// PATH. Here PATH is three directories holding 3,000 files in all (a
+// typical /usr/bin has 1,000-2,000), two of them plugins.
+func BenchmarkMatch(b *testing.B) {
+	var dirs []string
+	for d := 0; d < 3; d++ {
+		dir := b.TempDir()
+		for i := 0; i < 1000; i++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("tool%04d", i)), nil, 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		dirs = append(dirs, dir)
+	}
+	for _, n := range []string{"orbit-foo", "orbit-foo-bar"} {
+		if err := os.WriteFile(filepath.Join(dirs[2], n), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f := Finder{Path: strings.Join(dirs, ":"), Builtin: builtin}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, ok := f.Match([]string{"foo", "bar", "x"}); !ok {
+			b.Fatal("no match")
+		}
 	}
 }

@@ -2,6 +2,7 @@ package root
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/testenv"
 )
 
@@ -165,5 +168,41 @@ func TestPluginExecBinary(t *testing.T) {
 	n, _ := r.Read(rest)
 	if cmd.ProcessState.ExitCode() != 42 || !strings.Contains(string(rest[:n]), "TERM") {
 		t.Errorf("SIGTERM to orbit: %v, output %q; want the plugin's trap to exit 42", err, rest[:n])
+	}
+}
+
+// TestBuiltinsDoNotLookForPlugins: a built-in command never reads PATH, so
+// it pays nothing for plugins; help and unknown words do.
+func TestBuiltinsDoNotLookForPlugins(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.yaml")
+	writeFile(t, empty, "")
+	for _, tt := range []struct {
+		args []string
+		scan bool
+	}{
+		{[]string{"version"}, false},
+		{[]string{"email-oauth2-proxy", "config", "validate", "--config", "/nonexistent"}, false},
+		{[]string{"--help"}, true},
+		{[]string{"help"}, true},
+		{[]string{"nosuch"}, true},
+		{[]string{"plugin", "list"}, true},
+	} {
+		read := false
+		io, _, _, _ := iostreams.Test()
+		f := factory.New(io)
+		f.Getenv = func(k string) string {
+			switch k {
+			case "PATH":
+				read = true
+				return t.TempDir()
+			case "ORBIT_SETTINGS":
+				return empty
+			}
+			return ""
+		}
+		Run(context.Background(), tt.args, f)
+		if read != tt.scan {
+			t.Errorf("orbit %q read PATH: %v, want %v", tt.args, read, tt.scan)
+		}
 	}
 }
