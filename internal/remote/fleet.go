@@ -97,6 +97,13 @@ func RunFleet(ctx context.Context, o Options, hosts []string, cmd Command, jsonO
 		return err
 	}
 	hosts = uniq(hosts)
+	// A typo in one address is the script's mistake, not that host's
+	// failure: refuse the run before connecting anywhere.
+	for _, h := range hosts {
+		if _, err := ParseAddress(h); err != nil {
+			return err
+		}
+	}
 	// The same input goes to every host: a secret for register, say. A
 	// terminal is not read (nobody types to ten hosts at once).
 	var in *broadcast

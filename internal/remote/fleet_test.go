@@ -32,8 +32,9 @@ const (
 // password: '*'), home /, and removes it when the test ends.
 func ensureUser(t *testing.T, name string) {
 	t.Helper()
+	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
 	if _, err := exec.Command("id", name).Output(); err == nil {
-		return // left by a run that died; reuse it
+		return // left by a run that died; reuse it (and remove it after)
 	}
 	useradd, err := exec.LookPath("useradd")
 	if err != nil {
@@ -42,7 +43,6 @@ func ensureUser(t *testing.T, name string) {
 	if out, err := exec.Command(useradd, "--system", "--no-create-home", "--home-dir", "/", "--shell", "/bin/sh", "--password", "*", name).CombinedOutput(); err != nil {
 		t.Fatalf("useradd %s: %v\n%s", name, err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
 }
 
 // allowSudo lets user run orbit (only) as root without a password, as the
@@ -467,6 +467,17 @@ func TestRemoteFleet(t *testing.T) {
 		}
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta("root@"+f.c.addr) + ` +\| orbit: +ssh-keygen -R `).MatchString(r.stderr) {
 			t.Errorf("the changed key's full message is not on stderr with its host")
+		}
+	})
+
+	t.Run("a malformed address stops the run before any connection", func(t *testing.T) {
+		before := logins(f.a, "root")
+		r := runOrbit(t, f.home, "", nil, append([]string{"--host", good[0], "--host", "vault:0"}, append(f.flags(t), "version")...)...)
+		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, `--host "vault:0": the port must be a number`) {
+			t.Errorf("exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+		if logins(f.a, "root") != before {
+			t.Errorf("connected to %s although the run was refused", good[0])
 		}
 	})
 
