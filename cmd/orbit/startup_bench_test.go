@@ -88,4 +88,3 @@ func initCost(trace string) (float64, []string) {
 	}
 	return total, top
 }
-
