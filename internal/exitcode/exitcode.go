@@ -24,7 +24,16 @@ const (
 	Timeout     Code = 8   // waited for something (--timeout) that did not happen in time
 	Permission  Code = 10  // permission denied (run as root or the file's owner)
 	HostsFailed Code = 11  // several hosts (--host repeated, --hosts-file): at least one failed
+	Config      Code = 78  // serve: the configuration file is invalid or missing (EX_CONFIG, systemd's 78/CONFIG)
 	Interrupted Code = 130 // interrupted by SIGINT/SIGTERM
+)
+
+// Who uses a code: the administrator's commands, the daemon (serve, whose
+// status systemd records and the journal shows), or both.
+const (
+	ByCommands = "commands"
+	ByServe    = "serve"
+	ByBoth     = "commands, serve"
 )
 
 // Table lists every code with its meaning, in order, for documentation and
@@ -32,20 +41,22 @@ const (
 var Table = []struct {
 	Code    Code
 	Name    string
+	UsedBy  string
 	Meaning string
 }{
-	{OK, "ok", "Success. `config validate` also exits 0 when it found only warnings."},
-	{Error, "error", "A failure not covered below (I/O error, unexpected answer)."},
-	{Usage, "usage", "Unknown command or flag, a bad flag value, or the wrong number of arguments."},
-	{NotRunning, "not-running", "`status`: the proxy's unit is not running (as `systemctl status`)."},
-	{Invalid, "invalid", "The configuration or the flags are invalid; nothing was written."},
-	{Exists, "exists", "The file exists and overwriting was not confirmed: pass `--force`."},
-	{NoSystemd, "no-systemd", "systemd (or its D-Bus API) is not available on this machine."},
-	{Failed, "failed", "systemd ran the job and it failed: the unit did not start, stop or restart."},
-	{Timeout, "timeout", "A wait (`--timeout`) ended before what was waited for happened."},
-	{Permission, "permission", "Permission denied: run as root (or as the owner of the file)."},
-	{HostsFailed, "hosts-failed", "Run on several hosts (`--host` repeated, `--hosts-file`, `ORBIT_HOSTS`): at least one host failed or could not be reached. Each host's own code is in the summary table (or the JSON's `exit_code`)."},
-	{Interrupted, "interrupted", "Interrupted by a signal (Ctrl-C)."},
+	{OK, "ok", ByBoth, "Success. `config validate` also exits 0 when it found only warnings; `serve` exits 0 when stopped by SIGTERM or SIGINT."},
+	{Error, "error", ByBoth, "A failure not covered below (I/O error, unexpected answer; `serve`: a listener could not be opened)."},
+	{Usage, "usage", ByBoth, "Unknown command or flag, a bad flag value, or the wrong number of arguments."},
+	{NotRunning, "not-running", ByCommands, "`status`: the proxy is not running (as `systemctl status`)."},
+	{Invalid, "invalid", ByCommands, "The configuration or the flags are invalid; nothing was written, started or stopped."},
+	{Exists, "exists", ByCommands, "The file exists and overwriting was not confirmed: pass `--force`."},
+	{NoSystemd, "no-systemd", ByCommands, "systemd (or its D-Bus API) is not available on this machine."},
+	{Failed, "failed", ByCommands, "systemd ran the job and it failed: the unit did not start, stop, restart or reload."},
+	{Timeout, "timeout", ByCommands, "A wait (`--timeout`) ended before what was waited for happened."},
+	{Permission, "permission", ByBoth, "Permission denied: run as root (or as the owner of the file)."},
+	{HostsFailed, "hosts-failed", ByCommands, "Run on several hosts (`--host` repeated, `--hosts-file`, `ORBIT_HOSTS`): at least one host failed or could not be reached. Each host's own code is in the summary table (or the JSON's `exit_code`)."},
+	{Config, "config", ByServe, "`serve`: the configuration file is invalid or missing (`EX_CONFIG`; systemd shows `status=78/CONFIG` and does not restart the unit)."},
+	{Interrupted, "interrupted", ByCommands, "Interrupted by a signal (Ctrl-C)."},
 }
 
 // Error carries an exit code with an error. Commands return it (wrapped or

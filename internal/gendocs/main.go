@@ -172,11 +172,19 @@ Every orbit command exits with one of these codes. Scripts can rely on them:
 the same code means the same thing for every command. This file is generated
 from internal/exitcode (run ` + "`make generate`" + `).
 
-| code | name | meaning |
-|---:|---|---|
+"used by" says who exits with the code: the administrator's *commands*
+(register, start, status, ...), whose status a script or shell sees, or
+*serve*, the daemon the systemd unit runs, whose status systemd records
+(` + "`systemctl status`" + ` and the journal show it as ` + "`status=78/CONFIG`" + `, for
+example). The unit does not restart the daemon after 2, 10 or 78: those
+failures need an administrator, and a restart loop would only bury the reason
+in the journal.
+
+| code | name | used by | meaning |
+|---:|---|---|---|
 `)
 	for _, e := range exitcode.Table {
-		fmt.Fprintf(&b, "| %d | %s | %s |\n", e.Code, e.Name, e.Meaning)
+		fmt.Fprintf(&b, "| %d | %s | %s | %s |\n", e.Code, e.Name, e.UsedBy, e.Meaning)
 	}
 	b.WriteString(`
 Errors are printed to standard error as ` + "`orbit: <what is wrong>`" + `, followed by

@@ -169,3 +169,25 @@ func GrantConfigAccess(ctx context.Context, configFile, userName string) error {
 	}
 	return nil
 }
+
+// RemoveSysusers removes the user's sysusers.d snippet (EnsureUser's) and
+// reports whether there was one. The user itself stays in /etc/passwd, as
+// with packages: its ID may still own files, and reusing it for someone
+// else later would hand them over.
+func RemoveSysusers(ctx context.Context, root, userName string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if userName == "" {
+		userName = DefaultUser
+	}
+	p := SysusersPath(root, userName)
+	switch err := os.Remove(p); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	default:
+		return false, fmt.Errorf("removing %s: %w", p, err)
+	}
+}

@@ -223,6 +223,28 @@ func (m *Manager) Stop(ctx context.Context, name string) error {
 	return m.run(ctx, "stop", name, m.conn.StopUnitContext, "inactive", "failed")
 }
 
+// Reload asks the unit to re-read its configuration (its ExecReload=)
+// and fails unless it is active afterwards. Whether the engine took the
+// new file is the engine's to say (its journal); see the reload command.
+func (m *Manager) Reload(ctx context.Context, name string) error {
+	return m.run(ctx, "reload", name, m.conn.ReloadUnitContext, "active")
+}
+
+// ResetFailed clears the unit's failed state and its start-rate counter
+// (systemctl reset-failed), so that a start after a unit that gave up
+// (start-limit-hit) is not refused. A unit that is not loaded has nothing
+// to reset; that is not an error.
+func (m *Manager) ResetFailed(ctx context.Context, name string) error {
+	if err := m.conn.ResetFailedUnitContext(ctx, name); err != nil {
+		var de dbus.Error
+		if errors.As(err, &de) && (de.Name == "org.freedesktop.systemd1.NoSuchUnit" || de.Name == "org.freedesktop.systemd1.LoadFailed") {
+			return nil
+		}
+		return fmt.Errorf("reset-failed %s: %w", name, err)
+	}
+	return nil
+}
+
 type jobFunc func(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 
 func (m *Manager) run(ctx context.Context, op, name string, job jobFunc, want ...string) error {

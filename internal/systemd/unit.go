@@ -32,6 +32,25 @@ const (
 	DefaultStopTimeout    = 15 * time.Second
 )
 
+// KillCommand sends the reload signal (ExecReload); procps' kill, at the
+// path Debian keeps it.
+const KillCommand = "/bin/kill"
+
+// RestartPreventExitStatus lists the exit statuses after which the unit is
+// not restarted, because only an administrator can cure them: serve's
+// usage error (2), permission denied (10) and invalid or missing file (78,
+// EX_CONFIG), and systemd's own failures to set the process up: 200/CHDIR
+// (the working directory, in the state directory, is not accessible),
+// 203/EXEC, 217/USER, 238/STATE_DIRECTORY.
+const RestartPreventExitStatus = "2 10 78 200 203 217 238"
+
+// StartLimitInterval and StartLimitBurst bound automatic restarts of any
+// other failure: 5 starts in 2 minutes, then the unit stays failed.
+const (
+	StartLimitInterval = 2 * time.Minute
+	StartLimitBurst    = 5
+)
+
 // ConfigPlaceholder, as a word of UnitOptions.Exec, is replaced by the
 // configuration file's path.
 const ConfigPlaceholder = "{config}"
@@ -142,6 +161,12 @@ func Render(opts UnitOptions) (Unit, error) {
 	// up only produces failed first logins.
 	add("Unit", "Wants", "network-online.target")
 	add("Unit", "After", "network-online.target")
+	// A failure that restarting does not cure must end in "failed", not
+	// in a restart every RestartSec for ever: at most StartLimitBurst
+	// starts in StartLimitIntervalSec (systemd's default window, 10 s, is
+	// shorter than RestartSec times the burst, so it never stopped one).
+	add("Unit", "StartLimitIntervalSec", seconds(StartLimitInterval))
+	add("Unit", "StartLimitBurst", strconv.Itoa(StartLimitBurst))
 
 	if notify {
 		add("Service", "Type", "notify")
@@ -153,12 +178,16 @@ func Render(opts UnitOptions) (Unit, error) {
 		add("Service", "Type", "exec")
 	}
 	add("Service", "ExecStart", exec)
+	if notify {
+		// serve reloads its file on SIGHUP (refusing a broken one), which
+		// makes `systemctl reload` and `orbit email-oauth2-proxy reload`
+		// work; $MAINPID is systemd's, not to be escaped.
+		add("Service", "ExecReload", KillCommand+" -HUP $MAINPID")
+	}
 	add("Service", "Restart", "on-failure")
 	add("Service", "RestartSec", seconds(o.RestartDelay))
 	if notify {
-		// serve exits 4 on an invalid file: restarting cannot fix that,
-		// and a restart loop would bury the error in the journal.
-		add("Service", "RestartPreventExitStatus", "4")
+		add("Service", "RestartPreventExitStatus", RestartPreventExitStatus)
 	}
 	if notify && o.Watchdog > 0 {
 		add("Service", "WatchdogSec", seconds(o.Watchdog))

@@ -64,7 +64,10 @@ Signals: SIGHUP reloads the file (listeners are added, changed and removed;
 running sessions continue; an invalid file is refused and the old one stays).
 SIGTERM and SIGINT stop accepting and let sessions finish for --drain-timeout.
 
-Exits 4 when the file is invalid, so Restart=on-failure and the journal show why.`,
+Exits 78 (EX_CONFIG) when the file is invalid or missing: systemd shows
+status=78/CONFIG and does not restart the unit (RestartPreventExitStatus), so
+the reason stays at the end of the journal. 10 means a file could not be read
+(permission), 2 a bad flag; see docs/exit-codes.md.`,
 		Example: `  # In the foreground, for a first test or where systemd is not running
   orbit email-oauth2-proxy serve --config /etc/orbit/email-oauth2-proxy/emailproxy.config`,
 		Args: cobra.NoArgs,
@@ -119,6 +122,12 @@ func Run(ctx context.Context, o *Options) error {
 	if notify == nil {
 		notify = func(state string) error { _, err := daemon.SdNotify(false, state); return err }
 	}
+
+	handover := newStateHandover(log, o.TokenPath, o.StatusPath)
+	handover.run(ctx)
+	// Also when serve stops: what the engine wrote meanwhile (the token
+	// store, its lock, the status file) is root's.
+	defer handover.run(ctx)
 
 	eng, err := engine.New(engine.Options{
 		ConfigPath:  o.ConfigPath,
@@ -178,7 +187,8 @@ func Run(ctx context.Context, o *Options) error {
 }
 
 // startError gives each way the engine can fail to start its exit code and
-// a fix: a file that cannot be read is not an invalid file, and sending the
+// a fix (EX_CONFIG, 78, for a file that is invalid or missing: that is the
+// code systemd names 78/CONFIG in the journal): a file that cannot be read is not an invalid file, and sending the
 // admin to config validate for it would not help.
 func startError(path string, err error) error {
 	var pe *fs.PathError
@@ -188,9 +198,9 @@ func startError(path string, err error) error {
 	case errors.Is(err, fs.ErrPermission):
 		return exitcode.With(exitcode.Permission, fmt.Errorf("%w; run as root (as the unit does)", err))
 	case errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Path == path:
-		return exitcode.Withf(exitcode.Invalid, "cannot read %s: %v; write it with `orbit email-oauth2-proxy register`, or name another file with --config", path, pe.Err)
+		return exitcode.Withf(exitcode.Config, "cannot read %s: %v; write it with `orbit email-oauth2-proxy register`, or name another file with --config", path, pe.Err)
 	case errors.Is(err, engine.ErrInvalidConfig):
-		return exitcode.With(exitcode.Invalid, fmt.Errorf("%w\nFix the file (orbit email-oauth2-proxy config validate %s shows every problem), then start again", err, path))
+		return exitcode.With(exitcode.Config, fmt.Errorf("%w\nFix the file (orbit email-oauth2-proxy config validate %s shows every problem), then start again", err, path))
 	}
 	return err
 }

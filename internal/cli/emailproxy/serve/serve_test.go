@@ -31,9 +31,9 @@ func TestRunRefusesBeforeListening(t *testing.T) {
 		code   exitcode.Code
 		want   []string
 	}{
-		{"missing file", func(o *Options) { o.ConfigPath = missing }, exitcode.Invalid,
+		{"missing file", func(o *Options) { o.ConfigPath = missing }, exitcode.Config,
 			[]string{"cannot read " + missing + ": no such file or directory", "orbit email-oauth2-proxy register", "--config"}},
-		{"invalid file", func(o *Options) { o.ConfigPath = invalid }, exitcode.Invalid,
+		{"invalid file", func(o *Options) { o.ConfigPath = invalid }, exitcode.Config,
 			[]string{"config validate " + invalid}},
 		{"negative auth timeout", func(o *Options) { o.AuthTimeout = -time.Second }, exitcode.Usage,
 			[]string{"--auth-timeout -1s", "positive duration"}},
