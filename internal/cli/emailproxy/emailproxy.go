@@ -6,9 +6,11 @@ import (
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/configcmd"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/logs"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/register"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/reload"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/serve"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/status"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/uninstall"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/family"
 	"github.com/spf13/cobra"
@@ -34,7 +36,8 @@ Typical use:
   4. orbit email-oauth2-proxy status                                        (is everything authorised?)`,
 	}
 	cmd.AddCommand(register.NewWithService(f, service.NewHook(f), nil))
-	cmd.AddCommand(service.NewStart(f, nil), service.NewStop(f, nil), service.NewRestart(f, nil))
+	cmd.AddCommand(service.NewStart(f, nil), service.NewStop(f, nil), service.NewRestart(f, nil), reload.New(f, nil))
+	cmd.AddCommand(uninstall.New(f, nil))
 	cmd.AddCommand(status.New(f, nil), logs.New(f, nil))
 	cmd.AddCommand(configcmd.New(f))
 	cmd.AddCommand(serve.New(f))

@@ -219,8 +219,20 @@ func Run(ctx context.Context, o *Options) error {
 			return o.failed(ctx, "", err, time.Time{}, cfgPath)
 		}
 	case Start, Restart:
+		if o.Action == Restart {
+			// A restart stops a proxy that may be serving well: never for
+			// a file the new engine would refuse.
+			if err := checkBeforeRestart(ctx, o.Installer, m, o.Unit, cfgPath); err != nil {
+				return err
+			}
+		}
 		if res.Prepared, err = install(ctx, o.Installer, m, o.Executable, o.Unit, cfgPath, what); err != nil {
 			return err
+		}
+		// A unit that gave up restarting (start-limit-hit) refuses even an
+		// administrator's start until its failure is cleared.
+		if err := m.ResetFailed(ctx, o.Unit); err != nil {
+			return jobError(what, err)
 		}
 		if !o.NoEnable {
 			if _, err := m.Enable(ctx, o.Unit); err != nil {
@@ -246,6 +258,20 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	res.fill(p)
 	return o.report(res)
+}
+
+// checkBeforeRestart validates the file a restart would hand the engine;
+// a unit running another engine (register --exec) is that engine's to
+// judge.
+func checkBeforeRestart(ctx context.Context, inst Installer, m Manager, unit, cfgPath string) error {
+	if cur, ok := ReadInstalled(inst, unit); ok && cur.Foreign {
+		return nil
+	}
+	keep := "nothing was restarted"
+	if p, err := m.Properties(ctx, unit); err == nil && p.ActiveState == "active" && p.MainPID != 0 {
+		keep = fmt.Sprintf("the running proxy (%s, main PID %d) was left as it is", unit, p.MainPID)
+	}
+	return CheckFile(cfgPath, keep)
 }
 
 func (r *Result) fill(p systemd.Properties) {
@@ -323,6 +349,9 @@ func (o *Options) report(res Result) error {
 	}
 	if res.Reloaded {
 		lines = append(lines, "Reloaded systemd's unit files.")
+	}
+	for _, c := range res.StateRepaired {
+		lines = append(lines, "Repaired the state directory for the service user: "+c)
 	}
 	if o.Action != Stop && !o.NoEnable {
 		lines = append(lines, "Enabled at boot.")

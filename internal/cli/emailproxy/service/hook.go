@@ -53,13 +53,21 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 		return "", ConnectError(what, cfg, err)
 	}
 	defer m.Close()
-	prep, err := install(ctx, h.Installer, m, h.Executable, unit, cfg, what)
-	if err != nil {
-		return "", err
-	}
 	p, err := m.Properties(ctx, unit)
 	if err != nil {
 		return "", jobError(what, err)
+	}
+	running := p.ActiveState == "active" || p.ActiveState == "activating" || p.ActiveState == "reloading"
+	if running && restart {
+		// The restart below would stop a working proxy for a file the new
+		// engine refuses: check first, and leave the unit alone if so.
+		if err := checkBeforeRestart(ctx, h.Installer, m, unit, cfg); err != nil {
+			return "", fmt.Errorf("the file is written, but %w", err)
+		}
+	}
+	prep, err := install(ctx, h.Installer, m, h.Executable, unit, cfg, what)
+	if err != nil {
+		return "", err
 	}
 	msg := fmt.Sprintf("%s installed", prep.UnitFile)
 	switch {
@@ -68,7 +76,6 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	case !prep.Written:
 		msg = fmt.Sprintf("%s unchanged", prep.UnitFile)
 	}
-	running := p.ActiveState == "active" || p.ActiveState == "activating" || p.ActiveState == "reloading"
 	switch {
 	case !running:
 		return msg + fmt.Sprintf("; %s is not running (start it: orbit email-oauth2-proxy start)", unit), nil

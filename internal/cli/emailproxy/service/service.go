@@ -39,7 +39,10 @@ type Manager interface {
 	Start(ctx context.Context, name string) error
 	Stop(ctx context.Context, name string) error
 	Restart(ctx context.Context, name string) error
+	Reload(ctx context.Context, name string) error
+	ResetFailed(ctx context.Context, name string) error
 	Enable(ctx context.Context, name string) (bool, error)
+	Disable(ctx context.Context, name string) (bool, error)
 	Properties(ctx context.Context, name string) (systemd.Properties, error)
 	Close()
 }
@@ -78,6 +81,17 @@ type Installer interface {
 	EnsureUser(ctx context.Context, user string) error
 	// GrantConfigAccess gives the service user the configuration file.
 	GrantConfigAccess(ctx context.Context, configFile, user string) error
+	// RepairStateDir makes the unit's state directory (relative to
+	// /var/lib) usable by the service user and says what it changed.
+	RepairStateDir(ctx context.Context, stateDirectory, user string) ([]string, error)
+	// CheckStateDir lists what in the state directory the user cannot use.
+	CheckStateDir(stateDirectory, user string) ([]systemd.StateProblem, error)
+	// Uninstall removes the unit file and the user's sysusers.d entry and
+	// says which files it removed.
+	Uninstall(ctx context.Context, unit, user string) ([]string, error)
+	// Purge removes the state directory (the token store, the status
+	// file) and says what it removed.
+	Purge(ctx context.Context, stateDirectory string) ([]string, error)
 }
 
 // SystemInstaller installs below Root ("" is the running system).
@@ -102,6 +116,45 @@ func (s SystemInstaller) EnsureUser(ctx context.Context, user string) error {
 // GrantConfigAccess implements Installer.
 func (s SystemInstaller) GrantConfigAccess(ctx context.Context, configFile, user string) error {
 	return systemd.GrantConfigAccess(ctx, configFile, user)
+}
+
+// RepairStateDir implements Installer.
+func (s SystemInstaller) RepairStateDir(ctx context.Context, stateDirectory, user string) ([]string, error) {
+	u, err := systemd.LookupServiceUser(user)
+	if err != nil {
+		return nil, fmt.Errorf("preparing the state directory: %w", err)
+	}
+	return systemd.FixStateDir(ctx, systemd.StateDirPath(s.Root, stateDirectory), u)
+}
+
+// CheckStateDir implements Installer.
+func (s SystemInstaller) CheckStateDir(stateDirectory, user string) ([]systemd.StateProblem, error) {
+	u, err := systemd.LookupServiceUser(user)
+	if err != nil {
+		return nil, err
+	}
+	return systemd.CheckStateDir(systemd.StateDirPath(s.Root, stateDirectory), u)
+}
+
+// Uninstall implements Installer.
+func (s SystemInstaller) Uninstall(ctx context.Context, unit, user string) ([]string, error) {
+	var removed []string
+	if ok, err := systemd.Uninstall(ctx, s.Root, unit); err != nil {
+		return removed, err
+	} else if ok {
+		removed = append(removed, systemd.UnitPath(s.Root, unit))
+	}
+	if ok, err := systemd.RemoveSysusers(ctx, s.Root, user); err != nil {
+		return removed, err
+	} else if ok {
+		removed = append(removed, systemd.SysusersPath(s.Root, user))
+	}
+	return removed, nil
+}
+
+// Purge implements Installer.
+func (s SystemInstaller) Purge(ctx context.Context, stateDirectory string) ([]string, error) {
+	return systemd.PurgeStateDir(ctx, systemd.StateDirPath(s.Root, stateDirectory))
 }
 
 // ForegroundHint tells how to run the engine without systemd.

@@ -60,6 +60,10 @@ type Prepared struct {
 	Reloaded bool `json:"daemon_reloaded"`
 	// Foreign: an existing unit runs another engine and was left as it is.
 	Foreign bool `json:"foreign_engine"`
+	// StateRepaired lists what was changed so that the service user can
+	// use its state directory (files root left there by `serve` in the
+	// foreground, a /var/lib/orbit it cannot enter).
+	StateRepaired []string `json:"state_repaired,omitempty"`
 }
 
 // prepare installs or refreshes the unit and its user, gives the user the
@@ -67,12 +71,13 @@ type Prepared struct {
 // systemd says it changed behind its back).
 func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared, error) {
 	res := Prepared{UnitFile: systemd.UnitPath("", s.Unit)}
-	user := systemd.DefaultUser
+	user, stateDir := systemd.DefaultUser, systemd.DefaultStateDirectory
 	if cur, ok := ReadInstalled(inst, s.Unit); ok && cur.Foreign {
 		res.Foreign = true
 		if cur.User != "" {
 			user = cur.User
 		}
+		stateDir = cur.StateDirectory
 	}
 	if !res.Foreign {
 		if _, err := os.Stat(s.ConfigPath); err != nil {
@@ -99,6 +104,16 @@ func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared,
 	}
 	if _, err := os.Stat(s.ConfigPath); err == nil {
 		if err := inst.GrantConfigAccess(ctx, s.ConfigPath, user); err != nil {
+			return res, permissionOr(err)
+		}
+	}
+	if stateDir != "" {
+		// systemd gives the state directory to the user only when the
+		// directory itself has the wrong owner, and never makes its
+		// parents passable: after `serve` ran as root, either can stop
+		// the unit (200/CHDIR) or its token store.
+		var err error
+		if res.StateRepaired, err = inst.RepairStateDir(ctx, stateDir, user); err != nil {
 			return res, permissionOr(err)
 		}
 	}
@@ -154,3 +169,19 @@ func binaryPath(executable func() (string, error)) (string, error) {
 	}
 	return exe, nil
 }
+
+// Prepare is what start does before it starts the unit, for the other
+// commands that need the unit current (reload): the unit installed or
+// refreshed for the running orbit and cfgPath, its user, the file and the
+// state directory handed to that user, systemd reloaded when needed.
+func Prepare(ctx context.Context, d Deps, m Manager, unit, cfgPath, what string) (Prepared, error) {
+	return install(ctx, d.Installer, m, d.Executable, unit, cfgPath, what)
+}
+
+// JobError classifies an error of the service manager under what: no
+// privilege (10), out of time (8), or anything else systemd said (7).
+func JobError(what string, err error) error { return jobError(what, err) }
+
+// UnitFlag is " --unit NAME" for commands printed as advice, "" for the
+// default unit.
+func UnitFlag(unit string) string { return unitFlag(unit) }

@@ -80,7 +80,10 @@ func (o *Options) print(rep Report) error {
 	writeRows(&b, lrows, "  ", style)
 
 	b.WriteString("\nAccounts:\n")
-	if len(rep.Accounts) == 0 {
+	switch {
+	case len(rep.Unreadable) > 0:
+		fmt.Fprintf(&b, "  %s\n", style(bad, "cannot tell: permission denied reading "+strings.Join(rep.Unreadable, ", ")+" (run as root)"))
+	case len(rep.Accounts) == 0:
 		fmt.Fprintf(&b, "  %s\n", style(faint, "none configured and none used"))
 	}
 	var arows []row
@@ -90,7 +93,13 @@ func (o *Options) print(rep Report) error {
 	writeRows(&b, arows, "  ", style)
 
 	if sf := rep.StatusFile; sf.Updated != nil && sf.Stale {
-		fmt.Fprintf(&b, "\n%s\n", style(faint, fmt.Sprintf("Account states as of %s, written by PID %d, which is no longer the running engine.", o.when(*sf.Updated), sf.PID)))
+		fmt.Fprintf(&b, "\n%s\n", style(faint, fmt.Sprintf("The status file was last written at %s by PID %d, an engine that no longer runs: its account states are not current and are not shown (the accounts above come from the token store and the configuration).", o.when(*sf.Updated), sf.PID)))
+	}
+	if len(rep.StateProblems) > 0 {
+		fmt.Fprintf(&b, "\n%s\n", style(bad, "The service user cannot use its state directory:"))
+		for _, p := range rep.StateProblems {
+			fmt.Fprintf(&b, "  %s: %s\n    fix: %s\n", p.Path, p.What, p.Fix)
+		}
 	}
 	if next := o.nextStep(rep); next != "" {
 		fmt.Fprintf(&b, "\n%s\n", next)
@@ -122,6 +131,9 @@ func (o *Options) headRows(rep Report) []row {
 		state.tail, state.tone = "unknown: "+u.Error, bad
 	case u.LoadState == "not-found":
 		state.tail, state.tone = "not installed", bad
+		if rep.Engine != nil {
+			state.tone = warn
+		}
 	default:
 		state.tail = fmt.Sprintf("%s (%s)", u.ActiveState, u.SubState)
 		if u.Since != nil {
@@ -140,6 +152,9 @@ func (o *Options) headRows(rep Report) []row {
 		}
 	}
 	rows = append(rows, state)
+	if e := rep.Engine; e != nil && e.Manager == Foreground {
+		rows = append(rows, row{cols: []string{"Engine:"}, tail: fmt.Sprintf("running in the foreground, PID %d (orbit email-oauth2-proxy serve, not under systemd)", e.PID), tone: good})
+	}
 	if u.MainPID != 0 {
 		rows = append(rows, row{cols: []string{"Main PID:"}, tail: fmt.Sprint(u.MainPID)})
 	}
@@ -200,11 +215,16 @@ func (o *Options) accountRow(a Account) row {
 
 func (o *Options) nextStep(rep Report) string {
 	u := rep.Unit
+	if e := rep.Engine; e != nil && e.Manager == Foreground {
+		return fmt.Sprintf("To run it under systemd instead: stop the foreground proxy (Ctrl-C, or kill %d), then orbit email-oauth2-proxy start%s; its tokens carry over.", e.PID, unitFlag(u.Name))
+	}
 	switch {
 	case !u.Systemd:
 		return ""
 	case u.LoadState == "not-found":
 		return "Install and start it: orbit email-oauth2-proxy start" + unitFlag(u.Name)
+	case len(rep.StateProblems) > 0 && (u.ActiveState == "failed" || u.SubState == "auto-restart" || !rep.Running):
+		return "Repair and start it: orbit email-oauth2-proxy start" + unitFlag(u.Name)
 	case u.ActiveState == "failed" || u.SubState == "auto-restart":
 		return "Why it failed: orbit email-oauth2-proxy logs -n 50" + unitFlag(u.Name)
 	case !rep.Running:

@@ -11,8 +11,10 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +53,9 @@ type Options struct {
 	// Width is the terminal's width in columns (0: unknown); the panel is
 	// drawn only where it fits.
 	Width func() int
+	// Processes lists the running serve processes (ReadProcesses), so
+	// that a proxy run in the foreground is recognised; nil skips that.
+	Processes func() ([]Process, error)
 
 	Unit           string
 	ConfigPath     string
@@ -72,6 +77,7 @@ func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.
 		DialTimeout: DefaultDialTimeout,
 		Now:         f.Now,
 		Width:       f.TerminalWidth,
+		Processes:   ReadProcesses,
 	}
 	cmd := &cobra.Command{
 		Use:   "status [flags]",
@@ -90,9 +96,16 @@ timestamps, and configured accounts nobody used yet are listed as such.
 A panel on a terminal, plain text otherwise, JSON with --output json
 (schema in docs/status-json.md).
 
-Exit status, as systemctl status: 0 the unit is running; 3 it is not (stopped,
-failed or not installed; the state is printed first); 6 there is no systemd
-here (the file's listeners and accounts are still shown).`,
+A proxy started by hand (orbit email-oauth2-proxy serve, outside the unit) is
+recognised as running in the foreground. When the state directory holds
+files the service user cannot use (left by serve run as root), each path is
+named with the fix.
+
+Exit status, as systemctl status: 0 the proxy is running (the unit, or serve
+in the foreground); 3 it is not (stopped, failed or not installed; the state
+is printed first); 6 there is no systemd here and no proxy runs (the file's
+listeners and accounts are still shown); 10 a file could not be read (run as
+root): the report is then incomplete and says which.`,
 		Example: `  orbit email-oauth2-proxy status
   orbit email-oauth2-proxy status --output json | jq '.accounts[] | select(.state != "authorised")'`,
 		Args: cobra.NoArgs,
@@ -107,12 +120,22 @@ here (the file's listeners and accounts are still shown).`,
 
 // Report is status's result and its --output json document.
 type Report struct {
-	Running    bool       `json:"running"`
+	Running bool `json:"running"`
+	// Engine is the proxy process found running, under the unit or in the
+	// foreground; absent when none runs.
+	Engine     *Engine    `json:"engine,omitempty"`
 	Unit       Unit       `json:"unit"`
 	Config     Config     `json:"config"`
 	Listeners  []Listener `json:"listeners"`
 	Accounts   []Account  `json:"accounts"`
 	StatusFile StatusFile `json:"status_file"`
+	// StateProblems lists what in the unit's state directory the service
+	// user cannot use, each with its fix; absent when all is well (or it
+	// could not be checked).
+	StateProblems []systemd.StateProblem `json:"state_problems,omitempty"`
+	// Unreadable lists files status could not read for lack of permission:
+	// the report is incomplete (exit 10).
+	Unreadable []string `json:"unreadable,omitempty"`
 }
 
 // Unit is the systemd unit's state.
@@ -184,7 +207,9 @@ type StatusFile struct {
 	Path    string     `json:"path"`
 	Updated *time.Time `json:"updated,omitempty"`
 	PID     int        `json:"pid,omitempty"`
-	// Stale: written by an engine that is no longer the unit's main process.
+	// Stale: written by an engine that no longer runs (not the unit's main
+	// process, not a foreground serve); its account states are then not
+	// reported as current.
 	Stale bool   `json:"stale"`
 	Error string `json:"error,omitempty"`
 }
@@ -226,19 +251,47 @@ func Run(ctx context.Context, o *Options) error {
 		rep.Unit.Systemd = true
 	}
 	rep.Running = rep.Unit.ActiveState == "active" || rep.Unit.ActiveState == "reloading"
+	if rep.Running && rep.Unit.MainPID != 0 {
+		rep.Engine = &Engine{PID: int(rep.Unit.MainPID), Manager: ManagedBySystemd}
+	}
+	var procs []Process
+	procsKnown := false
+	if o.Processes != nil {
+		if ps, err := o.Processes(); err == nil {
+			procs, procsKnown = ps, true
+		}
+	}
+	if rep.Engine == nil {
+		if p, ok := foregroundEngine(procs, cfgPath, o.StatusFile); ok {
+			rep.Engine = &Engine{PID: p.PID, Manager: Foreground}
+			rep.Running = true
+		}
+	}
 
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		rep.Config.Error = configError(cfgPath, err)
+		if errors.Is(err, fs.ErrPermission) {
+			rep.Unreadable = append(rep.Unreadable, cfgPath)
+		}
 	} else {
 		rep.Listeners = o.probe(ctx, cfg)
 	}
-	rep.Accounts, rep.StatusFile = o.accounts(cfg, cfgPath, rep.Unit)
+	var unreadable []string
+	rep.Accounts, rep.StatusFile, unreadable = o.accounts(cfg, cfgPath, rep.Engine, rep.Unit.Systemd || procsKnown)
+	rep.Unreadable = append(rep.Unreadable, unreadable...)
+	if rep.Unit.LoadState == "loaded" && o.Installer != nil {
+		rep.StateProblems = o.stateProblems()
+	}
 
 	if err := o.print(rep); err != nil {
 		return err
 	}
 	switch {
+	case len(rep.Unreadable) > 0:
+		return exitcode.Withf(exitcode.Permission, "cannot read %s: permission denied, so the report above is incomplete; run as root (sudo orbit email-oauth2-proxy status)", strings.Join(rep.Unreadable, ", "))
+	case rep.Running:
+		return nil
 	case connErr != nil && errors.Is(connErr, systemd.ErrNoSystemd) && !errors.Is(connErr, fs.ErrPermission):
 		return service.NoSystemdError("cannot read the state of "+o.Unit, cfgPath, connErr)
 	case connErr != nil:
@@ -364,9 +417,60 @@ func dialError(err error) string {
 	return err.Error()
 }
 
+// foregroundEngine finds a serve process outside the unit that serves
+// cfgPath, or that wrote the status file (its PID is in it).
+func foregroundEngine(procs []Process, cfgPath, statusFile string) (Process, bool) {
+	if a, err := filepath.Abs(cfgPath); err == nil {
+		cfgPath = a
+	}
+	for _, p := range procs {
+		if p.Config == cfgPath {
+			return p, true
+		}
+	}
+	if statusFile == "" {
+		return Process{}, false
+	}
+	st, err := oauth.ReadStatus(statusFile)
+	if err != nil {
+		return Process{}, false
+	}
+	for _, p := range procs {
+		if p.PID == st.PID {
+			return p, true
+		}
+	}
+	return Process{}, false
+}
+
+// stateProblems checks the unit's state directory for its user; only root
+// can see all of it, and a user that does not exist yet is start's to
+// create.
+func (o *Options) stateProblems() []systemd.StateProblem {
+	user, stateDir := systemd.DefaultUser, systemd.DefaultStateDirectory
+	if cur, ok := service.ReadInstalled(o.Installer, o.Unit); ok {
+		if cur.User != "" {
+			user = cur.User
+		}
+		stateDir = cur.StateDirectory
+	}
+	if stateDir == "" {
+		return nil
+	}
+	ps, err := o.Installer.CheckStateDir(stateDir, user)
+	if err != nil {
+		return nil
+	}
+	return ps
+}
+
 // accounts merges the status file, the token stores and the configuration.
-func (o *Options) accounts(cfg *config.Config, cfgPath string, unit Unit) ([]Account, StatusFile) {
+// The status file's states count only while the engine that wrote it runs
+// (engine); known says whether it could be told what runs at all. It also
+// returns the files it could not read for lack of permission.
+func (o *Options) accounts(cfg *config.Config, cfgPath string, engine *Engine, known bool) ([]Account, StatusFile, []string) {
 	sf := StatusFile{Path: o.StatusFile}
+	var unreadable []string
 	byName := map[string]Account{}
 	if o.StatusFile != "" {
 		st, err := oauth.ReadStatus(o.StatusFile)
@@ -375,12 +479,18 @@ func (o *Options) accounts(cfg *config.Config, cfgPath string, unit Unit) ([]Acc
 			sf.Error = "the engine has not written it yet"
 		case errors.Is(err, fs.ErrPermission):
 			sf.Error = "permission denied (run as root)"
+			unreadable = append(unreadable, o.StatusFile)
 		case err != nil:
 			sf.Error = err.Error()
 		default:
 			up := st.Updated.UTC()
 			sf.Updated, sf.PID = &up, st.PID
-			sf.Stale = unit.Systemd && (unit.MainPID == 0 || uint32(st.PID) != unit.MainPID)
+			sf.Stale = known && (engine == nil || st.PID != engine.PID)
+			if sf.Stale {
+				// An engine that no longer runs: what it last wrote is
+				// history, not the state of anything now.
+				break
+			}
 			for name, a := range st.Accounts {
 				byName[name] = Account{
 					Name: name, State: string(a.State), Source: SourceStatusFile, Flow: string(a.Flow),
@@ -398,10 +508,16 @@ func (o *Options) accounts(cfg *config.Config, cfgPath string, unit Unit) ([]Acc
 			continue
 		}
 		if _, err := os.Stat(p); err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				unreadable = append(unreadable, p)
+			}
 			continue
 		}
 		list, err := tokens.NewFileStore(p).Summaries()
 		if err != nil {
+			if errors.Is(err, fs.ErrPermission) && p != cfgPath {
+				unreadable = append(unreadable, p)
+			}
 			continue
 		}
 		for _, s := range list {
@@ -444,7 +560,7 @@ func (o *Options) accounts(cfg *config.Config, cfgPath string, unit Unit) ([]Acc
 		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, sf
+	return out, sf, unreadable
 }
 
 func tp(t time.Time) *time.Time {

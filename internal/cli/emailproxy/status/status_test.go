@@ -253,7 +253,7 @@ func TestStatusJSONSchema(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, stdout)
 	}
-	wantKeys(t, "top", doc, "running", "unit", "config", "listeners", "accounts", "status_file")
+	wantKeys(t, "top", doc, "running", "engine", "unit", "config", "listeners", "accounts", "status_file")
 	unit := doc["unit"].(map[string]any)
 	wantKeys(t, "unit", unit, "name", "systemd", "load_state", "active_state", "sub_state", "unit_file_state",
 		"main_pid", "since", "memory_bytes", "result", "restarts")
@@ -371,5 +371,96 @@ func TestProbeRealListener(t *testing.T) {
 				t.Errorf("address %q: the configured bind address should be shown", rep.Listeners[0].Address)
 			}
 		})
+	}
+}
+
+// TestStatusForegroundEngine: no unit, but serve runs in the foreground
+// for this file and wrote the status file: status says it runs (exit 0),
+// names the process, and takes the status file's states as current.
+func TestStatusForegroundEngine(t *testing.T) {
+	f := newFixture(t, "127.0.0.1:2993", "127.0.0.1:2465")
+	f.mgr.Props = systemd.Properties{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
+	f.opts.Processes = func() ([]status.Process, error) {
+		return []status.Process{{PID: 4242, Config: f.opts.ConfigPath, Argv: []string{"orbit", "email-oauth2-proxy", "serve"}}}, nil
+	}
+	f.opts.Output = output.JSON
+	code, stdout, stderr := f.run(t)
+	if code != exitcode.OK {
+		t.Fatalf("exit %d, want 0 (a foreground proxy runs); stderr:\n%s", code, stderr)
+	}
+	var rep status.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Running || rep.Engine == nil || rep.Engine.PID != 4242 || rep.Engine.Manager != status.Foreground {
+		t.Errorf("running %v, engine %+v; want the foreground engine 4242", rep.Running, rep.Engine)
+	}
+	if rep.StatusFile.Stale {
+		t.Error("the status file written by the running foreground engine is called stale")
+	}
+	found := false
+	for _, a := range rep.Accounts {
+		found = found || (a.Name == "alice@example.com" && a.State == "authorised" && a.Source == status.SourceStatusFile)
+	}
+	if !found {
+		t.Errorf("alice's state from the live engine's status file is missing: %+v", rep.Accounts)
+	}
+
+	f2 := newFixture(t, "127.0.0.1:2993", "127.0.0.1:2465")
+	f2.mgr.Props = f.mgr.Props
+	f2.opts.Processes = func() ([]status.Process, error) {
+		return []status.Process{{PID: 4242, Config: f2.opts.ConfigPath}}, nil
+	}
+	_, text, _ := f2.run(t)
+	for _, want := range []string{"running in the foreground, PID 4242", "orbit email-oauth2-proxy start"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "no longer") {
+		t.Errorf("text calls the live engine's status file stale:\n%s", text)
+	}
+}
+
+// TestStatusStaleStatusFileIsNotCurrent: nothing runs (the unit is gone,
+// no serve process): the old status file's "authorised", "waiting" and
+// "failing" are not reported as the accounts' state.
+func TestStatusStaleStatusFileIsNotCurrent(t *testing.T) {
+	f := newFixture(t)
+	f.mgr.Props = systemd.Properties{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
+	f.opts.Processes = func() ([]status.Process, error) { return nil, nil }
+	f.opts.Output = output.JSON
+	code, stdout, _ := f.run(t)
+	if code != exitcode.NotRunning {
+		t.Fatalf("exit %d, want 3", code)
+	}
+	var rep status.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.StatusFile.Stale || rep.Engine != nil {
+		t.Errorf("status file %+v, engine %+v: want stale and no engine", rep.StatusFile, rep.Engine)
+	}
+	for _, a := range rep.Accounts {
+		if a.Source == status.SourceStatusFile {
+			t.Errorf("%s is reported %s from the stale status file", a.Name, a.State)
+		}
+	}
+}
+
+// TestStatusNamesStateDirectoryProblems: what CheckStateDir finds is in
+// the report with its fix, and the next step is start (which repairs it).
+func TestStatusNamesStateDirectoryProblems(t *testing.T) {
+	f := newFixture(t)
+	f.mgr.Props = systemd.Properties{LoadState: "loaded", ActiveState: "failed", SubState: "failed", Result: "exit-code", ExecMainCode: 1, ExecMainStatus: 200}
+	f.opts.Installer = &servicetest.Installer{Problems: []systemd.StateProblem{{Path: "/var/lib/orbit", What: "mode 0700, owner uid 0: the service user orbit-emailproxy cannot enter it", Fix: "chmod 0755 /var/lib/orbit"}}}
+	code, stdout, _ := f.run(t)
+	if code != exitcode.NotRunning {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"/var/lib/orbit: mode 0700", "fix: chmod 0755 /var/lib/orbit", "Repair and start it: orbit email-oauth2-proxy start"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, stdout)
+		}
 	}
 }

@@ -107,6 +107,37 @@ func (m *Manager) Start(ctx context.Context, name string) error   { return m.run
 func (m *Manager) Stop(ctx context.Context, name string) error    { return m.run(ctx, "stop", name) }
 func (m *Manager) Restart(ctx context.Context, name string) error { return m.run(ctx, "restart", name) }
 
+// Reload records the call; the unit's state does not change.
+func (m *Manager) Reload(ctx context.Context, name string) error {
+	return m.call(ctx, "reload "+name)
+}
+
+// ResetFailed records the call and turns a failed unit inactive.
+func (m *Manager) ResetFailed(ctx context.Context, name string) error {
+	if err := m.call(ctx, "reset-failed "+name); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Props.ActiveState == "failed" {
+		m.Props.ActiveState, m.Props.SubState = "inactive", "dead"
+	}
+	return nil
+}
+
+func (m *Manager) Disable(ctx context.Context, name string) (bool, error) {
+	if err := m.call(ctx, "disable "+name); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := m.Props.UnitFileState == "enabled"
+	if m.Props.LoadState == "loaded" {
+		m.Props.UnitFileState = "disabled"
+	}
+	return changed, nil
+}
+
 func (m *Manager) Enable(ctx context.Context, name string) (bool, error) {
 	if err := m.call(ctx, "enable "+name); err != nil {
 		return false, err
@@ -155,7 +186,15 @@ type Installer struct {
 	Files   map[string][]byte
 	Users   []string
 	Granted []string
-	Err     error
+	// Repaired records RepairStateDir calls as "user:stateDirectory".
+	Repaired []string
+	// Problems is what CheckStateDir reports.
+	Problems []systemd.StateProblem
+	// Sysusers holds the users whose sysusers.d entry exists.
+	Sysusers map[string]bool
+	// Purged records Purge calls.
+	Purged []string
+	Err    error
 }
 
 func (i *Installer) Install(ctx context.Context, u systemd.Unit) (bool, error) {
@@ -190,6 +229,41 @@ func (i *Installer) EnsureUser(ctx context.Context, user string) error {
 	defer i.mu.Unlock()
 	i.Users = append(i.Users, user)
 	return nil
+}
+
+func (i *Installer) RepairStateDir(ctx context.Context, stateDirectory, user string) ([]string, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.Repaired = append(i.Repaired, user+":"+stateDirectory)
+	return nil, nil
+}
+
+func (i *Installer) CheckStateDir(stateDirectory, user string) ([]systemd.StateProblem, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.Problems, nil
+}
+
+func (i *Installer) Uninstall(ctx context.Context, unit, user string) ([]string, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	var removed []string
+	if _, ok := i.Files[unit]; ok {
+		delete(i.Files, unit)
+		removed = append(removed, systemd.UnitPath("", unit))
+	}
+	if i.Sysusers[user] {
+		delete(i.Sysusers, user)
+		removed = append(removed, systemd.SysusersPath("", user))
+	}
+	return removed, nil
+}
+
+func (i *Installer) Purge(ctx context.Context, stateDirectory string) ([]string, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.Purged = append(i.Purged, stateDirectory)
+	return []string{systemd.StateDirPath("", stateDirectory)}, nil
 }
 
 func (i *Installer) GrantConfigAccess(ctx context.Context, configFile, user string) error {
