@@ -126,6 +126,9 @@ func TestPluginCompletion(t *testing.T) {
 // itself with the plugin, so the plugin has orbit's process ID, and a
 // signal sent to the orbit process the caller started is the plugin's.
 func TestPluginExecBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the orbit binary (-short)")
+	}
 	bin := testenv.BuildOrbit(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "orbit-pid"), "#!/bin/sh\necho $$\nexit 5\n")
