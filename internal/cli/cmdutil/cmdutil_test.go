@@ -92,6 +92,9 @@ func TestFileError(t *testing.T) {
 	if exitcode.Of(err) != exitcode.Permission || !strings.HasSuffix(err.Error(), "\nRun as root (sudo orbit ...).") || !strings.HasPrefix(err.Error(), "cannot start x.service: ") {
 		t.Errorf("Denied: %d %q", exitcode.Of(err), err)
 	}
+	if err := Denied("", errors.New("open /x: permission denied")); err.Error() != "open /x: permission denied\nRun as root (sudo orbit ...)." {
+		t.Errorf("Denied without what: %q", err)
+	}
 }
 
 func TestColorScheme(t *testing.T) {

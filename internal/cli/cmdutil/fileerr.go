@@ -53,9 +53,13 @@ func FileError(verb, path string, err error) error {
 //	cannot start email-oauth2-proxy.service: Access denied
 //	Run as root (sudo orbit ...).
 //
-// what says what could not be done.
+// what says what could not be done; "" when err says it already.
 func Denied(what string, err error) error {
-	return exitcode.With(exitcode.Permission, &hinted{fmt.Sprintf("%s: %v\nRun as root (sudo orbit ...).", what, err), err})
+	msg := err.Error()
+	if what != "" {
+		msg = what + ": " + msg
+	}
+	return exitcode.With(exitcode.Permission, &hinted{msg + "\nRun as root (sudo orbit ...).", err})
 }
 
 // IsPermission reports whether err is a permission problem (EACCES, EPERM).

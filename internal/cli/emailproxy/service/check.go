@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/pkg/emailproxy/engine"
 )
@@ -23,12 +24,12 @@ func CheckFile(path, keep string) error {
 	var pe *fs.PathError
 	switch {
 	case errors.Is(err, fs.ErrPermission):
-		return exitcode.Withf(exitcode.Permission, "cannot read %s: permission denied; run as root (sudo orbit ...); %s", path, keep)
+		return fmt.Errorf("%w; %s", cmdutil.FileError("read", path, err), keep)
 	case errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Path == path:
 		return exitcode.Withf(exitcode.Invalid, "%s does not exist; %s.\nWrite it with orbit email-oauth2-proxy register, or name the file with --config", path, keep)
 	}
 	msg := strings.TrimPrefix(err.Error(), engine.ErrInvalidConfig.Error()+": ")
-	return exitcode.With(exitcode.Invalid, fmt.Errorf("%s is not valid; %s:\n%s\nFix the file (orbit email-oauth2-proxy config validate %s explains each problem), then try again", path, keep, indent(msg), shellQuote(path)))
+	return exitcode.With(exitcode.Invalid, fmt.Errorf("%s is not valid; %s:\n%s\nFix the file (orbit email-oauth2-proxy config validate %s explains each problem), then try again", path, keep, indent(msg), cmdutil.ShellQuote(path)))
 }
 
 func indent(s string) string {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
 	"github.com/godbus/dbus/v5"
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
@@ -289,7 +289,7 @@ func jobError(what string, err error) error {
 	var de dbus.Error
 	switch {
 	case errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.AccessDenied" || strings.HasSuffix(de.Name, "InteractiveAuthorizationRequired")):
-		return exitcode.Withf(exitcode.Permission, "%s: %v\nRun as root (sudo orbit ...).", what, err)
+		return cmdutil.Denied(what, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return exitcode.Withf(exitcode.Timeout, "%s: %v\nsystemd may still be working on it: orbit email-oauth2-proxy status", what, err)
 	}
@@ -310,7 +310,7 @@ func (o *Options) failed(ctx context.Context, what string, err error, since time
 	case errors.Is(err, context.DeadlineExceeded):
 		code = exitcode.Timeout
 	case errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.AccessDenied" || strings.HasSuffix(de.Name, "InteractiveAuthorizationRequired")):
-		return exitcode.Withf(exitcode.Permission, "%s: %v\nRun as root (sudo orbit ...).", what, err)
+		return cmdutil.Denied(what, err)
 	}
 	var b strings.Builder
 	if what != "" {
@@ -323,7 +323,7 @@ func (o *Options) failed(ctx context.Context, what string, err error, since time
 	}
 	b.WriteString("\nWhat to do:")
 	if o.Action != Stop {
-		fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy config validate %s   # check the file", shellQuote(cfgPath))
+		fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy config validate %s   # check the file", cmdutil.ShellQuote(cfgPath))
 	}
 	fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy logs -n 100%s   # the unit's whole story", unitFlag(o.Unit))
 	fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy status%s", unitFlag(o.Unit))
@@ -334,7 +334,7 @@ func unitFlag(unit string) string {
 	if unit == DefaultUnit {
 		return ""
 	}
-	return " --unit " + shellQuote(unit)
+	return " --unit " + cmdutil.ShellQuote(unit)
 }
 
 func (o *Options) report(res Result) error {
@@ -370,13 +370,11 @@ func (o *Options) report(res Result) error {
 		done = fmt.Sprintf("%s %s: %s (%s), main PID %d.", verb, res.Unit, res.ActiveState, res.SubState, res.MainPID)
 	}
 	if o.IO.IsStdoutTTY() {
-		r := o.IO.Renderer()
-		ok := r.NewStyle().Foreground(lipgloss.Color("10")).Bold(true).Render("✓")
-		dim := r.NewStyle().Faint(true)
+		cs := cmdutil.NewColorScheme(o.IO)
 		for _, l := range lines {
-			fmt.Fprintln(o.IO.Out, dim.Render(l))
+			fmt.Fprintln(o.IO.Out, cs.Faint(l))
 		}
-		fmt.Fprintf(o.IO.Out, "%s %s\n", ok, done)
+		fmt.Fprintf(o.IO.Out, "%s %s\n", cs.SuccessIcon(), done)
 		return nil
 	}
 	for _, l := range lines {

@@ -159,7 +159,7 @@ func (s SystemInstaller) Purge(ctx context.Context, stateDirectory string) ([]st
 
 // ForegroundHint tells how to run the engine without systemd.
 func ForegroundHint(configPath string) string {
-	return fmt.Sprintf("run the proxy in the foreground instead (it logs to standard error; stop it with Ctrl-C):\n  orbit email-oauth2-proxy serve --config %s", shellQuote(configPath))
+	return fmt.Sprintf("run the proxy in the foreground instead (it logs to standard error; stop it with Ctrl-C):\n  orbit email-oauth2-proxy serve --config %s", cmdutil.ShellQuote(configPath))
 }
 
 // NoSystemdError explains that there is no systemd here and how to do
@@ -174,7 +174,7 @@ func NoSystemdError(what, configPath string, err error) error {
 func ConnectError(what, configPath string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
-		return exitcode.Withf(exitcode.Permission, "%s: %v\nRun as root (sudo orbit ...).", what, err)
+		return cmdutil.Denied(what, err)
 	case errors.Is(err, systemd.ErrNoSystemd):
 		return NoSystemdError(what, configPath, err)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -209,10 +209,6 @@ func AbsConfig(p string) (string, error) {
 	}
 	return a, nil
 }
-
-// shellQuote quotes s for a POSIX shell when it needs it, so that printed
-// commands can be pasted.
-func shellQuote(s string) string { return cmdutil.ShellQuote(s) }
 
 // CheckUnit checks --unit before anything reaches systemd, so that a typo is
 // a usage error (exit 2) on every machine rather than a D-Bus refusal, and a

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
 )
@@ -84,8 +85,8 @@ func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared,
 			if errors.Is(err, fs.ErrNotExist) {
 				return res, exitcode.Withf(exitcode.Invalid, "the configuration file %s does not exist: write it first with orbit email-oauth2-proxy register (or name it with --config)", s.ConfigPath)
 			}
-			if errors.Is(err, fs.ErrPermission) {
-				return res, exitcode.Withf(exitcode.Permission, "cannot read %s: permission denied; run as root (sudo orbit ...)", s.ConfigPath)
+			if cmdutil.IsPermission(err) {
+				return res, cmdutil.FileError("read", s.ConfigPath, err)
 			}
 			return res, fmt.Errorf("checking the configuration file: %w", err)
 		}
@@ -135,8 +136,8 @@ func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared,
 }
 
 func permissionOr(err error) error {
-	if errors.Is(err, fs.ErrPermission) {
-		return exitcode.Withf(exitcode.Permission, "%v\nRun as root (sudo orbit ...).", err)
+	if cmdutil.IsPermission(err) {
+		return cmdutil.Denied("", err)
 	}
 	return err
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
@@ -231,8 +232,8 @@ func (o *Options) confirm(t targets) error {
 }
 
 func permissionOr(what string, err error) error {
-	if errors.Is(err, fs.ErrPermission) {
-		return exitcode.Withf(exitcode.Permission, "%s: %v\nRun as root (sudo orbit ...).", what, err)
+	if cmdutil.IsPermission(err) {
+		return cmdutil.Denied(what, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
