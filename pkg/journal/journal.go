@@ -25,6 +25,10 @@ import (
 // PATH; without it (and without the sdjournal build) nothing can be read.
 var ErrNoJournalctl = errors.New("journalctl not found")
 
+// ErrNoGrep means journalctl was built without pattern matching, so
+// Query.Grep cannot be used; read without it and filter instead.
+var ErrNoGrep = errors.New("journalctl cannot match patterns (built without PCRE)")
+
 // Entry is one journal entry.
 type Entry struct {
 	// Time is when journald received the entry (__REALTIME_TIMESTAMP).
@@ -84,6 +88,11 @@ type Query struct {
 	// it cannot be combined with Follow or AfterCursor (journalctl would
 	// walk backwards from the cursor).
 	Reverse bool
+	// Grep keeps only entries whose MESSAGE matches this PCRE pattern,
+	// case-sensitively (journalctl --grep): journalctl then formats and
+	// sends only those, which is most of its cost. A journalctl built
+	// without PCRE fails the query with ErrNoGrep.
+	Grep string
 	// Fields, when set, restricts each entry to these fields
 	// (journalctl --output-fields); __CURSOR and __REALTIME_TIMESTAMP
 	// always come along. Reading only what is used makes journalctl's
@@ -133,6 +142,9 @@ func (r *Reader) Command(q Query) []string {
 	}
 	if len(q.Fields) > 0 {
 		argv = append(argv, "--output-fields="+strings.Join(q.Fields, ","))
+	}
+	if q.Grep != "" {
+		argv = append(argv, "--case-sensitive=true", "--grep="+q.Grep)
 	}
 	for _, id := range q.MessageIDs {
 		argv = append(argv, "MESSAGE_ID="+id)
@@ -262,6 +274,10 @@ func (r *Reader) entries(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 			cancel() // the consumer is gone: kill journalctl, do not drain it
 		}
 		werr := cmd.Wait()
+		var exitErr *exec.ExitError
+		if q.Grep != "" && errors.As(werr, &exitErr) && exitErr.ExitCode() == 1 && strings.TrimSpace(stderr.String()) == "" {
+			werr = nil // journalctl --grep exits 1, silently, when nothing matched
+		}
 		switch {
 		case stopped:
 		case ctx.Err() != nil:
@@ -270,6 +286,9 @@ func (r *Reader) entries(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 			msg := strings.TrimSpace(stderr.String())
 			if msg == "" {
 				msg = "no message"
+			}
+			if q.Grep != "" && strings.Contains(msg, "pattern matching support") {
+				werr = fmt.Errorf("%w: %w", ErrNoGrep, werr)
 			}
 			yield(Entry{}, fmt.Errorf("%s failed: %s: %w", strings.Join(argv, " "), msg, werr))
 		}

@@ -124,6 +124,16 @@ func TestReaderOnRealJournalFile(t *testing.T) {
 		})
 	}
 
+	t.Run("grep: only matching messages; none is not an error", func(t *testing.T) {
+		got, err := r.Collect(ctx, Query{Units: []string{unit}, Grep: `^listening|^Started`})
+		if want := []string{"listening on 127.0.0.1:2993", "Started email-oauth2-proxy.service."}; err != nil || !slices.Equal(messages(got), want) {
+			t.Errorf("messages %q, %v; want %q", messages(got), err, want)
+		}
+		// Case-sensitive even for an all-lower-case pattern.
+		if got, err := r.Collect(ctx, Query{Units: []string{unit}, Grep: `started`}); err != nil || len(got) != 0 {
+			t.Errorf("lower-case pattern: %q, %v; want nothing and no error", messages(got), err)
+		}
+	})
 	t.Run("fields: only those asked for, and the address", func(t *testing.T) {
 		got, err := r.Collect(ctx, Query{MessageIDs: []string{idHello}, Units: []string{unit}, Fields: []string{"ORBIT_ACCOUNT", "MESSAGE_ID"}})
 		if err != nil || len(got) != 1 {

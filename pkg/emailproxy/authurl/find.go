@@ -2,7 +2,9 @@ package authurl
 
 import (
 	"context"
+	"errors"
 	"iter"
+	"slices"
 	"time"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
@@ -26,9 +28,10 @@ type Options struct {
 	// Since ignores entries older than this; zero means no bound.
 	Since time.Time
 	// PythonLines reads the unit's plain lines too, for the Python proxy,
-	// which writes no structured entries. It costs a read of everything
-	// the unit logged since the engine started, so it is for when the
-	// unit does not (or may not) run orbit.
+	// which writes no structured entries. journalctl then scans (but
+	// sends only the matching lines of) everything the unit logged since
+	// the engine started, so it is for when the unit does not (or may not)
+	// run orbit.
 	PythonLines bool
 }
 
@@ -185,29 +188,72 @@ func (w *Watch) closeMany(ctx context.Context, src Source, unit []string, issued
 	return nil
 }
 
-// findAll folds every entry of the unit since the engine started: the
-// Python proxy's lines carry no MESSAGE_ID to select them by.
+// PythonPattern matches the Python proxy's lines that the tracker reads
+// (journalctl --grep), so that journalctl sends only those.
+const PythonPattern = `Please visit the following URL to authenticate account|\[ Successfully authenticated|Authorisation result error for|Local server auth mode`
+
+// findAll folds, in journal order, everything since the engine started
+// that can change the pending set: the Python proxy's lines (no MESSAGE_ID
+// selects them, a pattern does) and this engine's structured entries, in
+// case the unit runs orbit after all.
 func (w *Watch) findAll(ctx context.Context, src Source) error {
 	unit := []string{w.opts.Unit}
+	// Follow resumes after the unit's newest entry of any kind: it reads
+	// everything new, since it cannot select the Python lines by field.
+	newest, err := first(ctx, src, journal.Query{Units: unit, Since: w.opts.Since, Reverse: true, Lines: 1})
+	if err != nil {
+		return err
+	}
+	w.cursor = newest.Cursor
 	start, err := first(ctx, src, journal.Query{Units: unit, MessageIDs: []string{UnitStarting}, Since: w.opts.Since, Reverse: true, Lines: 1})
 	if err != nil {
 		return err
 	}
-	q := journal.Query{Units: unit, Since: w.opts.Since, Fields: fields}
+	window := journal.Query{Units: unit, Since: w.opts.Since, Fields: fields}
 	if start.Cursor != "" {
 		// journalctl takes either --since or --after-cursor; the start is
 		// within the window (the query above was bounded by it).
-		q.Since, q.AfterCursor = time.Time{}, start.Cursor
-		w.cursor = start.Cursor
+		window.Since, window.AfterCursor = time.Time{}, start.Cursor
 	}
-	for e, err := range src.Entries(ctx, q) {
-		if err != nil {
-			return err
+	plainQ := window
+	plainQ.Grep = PythonPattern
+	plain, err := collect(ctx, src, plainQ)
+	if errors.Is(err, journal.ErrNoGrep) {
+		// Everything, then; the tracker skips what does not concern it.
+		plain, err = collect(ctx, src, window)
+	}
+	if err != nil {
+		return err
+	}
+	structQ := window
+	structQ.MessageIDs = append(slices.Clone(issuedIDs), closerIDs...)
+	structured, err := collect(ctx, src, structQ)
+	if err != nil {
+		return err
+	}
+	// Both lists are in journal order; merge them by time (a duplicate
+	// from the unfiltered fallback is harmless to the tracker).
+	for len(plain) > 0 || len(structured) > 0 {
+		var e journal.Entry
+		if len(structured) == 0 || (len(plain) > 0 && !structured[0].Time.Before(plain[0].Time)) {
+			e, plain = plain[0], plain[1:]
+		} else {
+			e, structured = structured[0], structured[1:]
 		}
 		w.observe(e)
-		w.cursor = e.Cursor
 	}
 	return nil
+}
+
+func collect(ctx context.Context, src Source, q journal.Query) ([]journal.Entry, error) {
+	var out []journal.Entry
+	for e, err := range src.Entries(ctx, q) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 // Follow reads what the unit logs from where Find stopped and calls changed

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +51,17 @@ func oracle(t *testing.T, r *journal.Reader) []Pending {
 	return w.Pending()
 }
 
+func hasPlain(recs []journaltest.Rec) bool {
+	for _, r := range recs {
+		for _, kv := range r {
+			if kv[0] == "MESSAGE" && strings.HasPrefix(kv[1], "Email OAuth 2.0 Proxy: ") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func summary(p []Pending) []string {
 	var out []string
 	for _, a := range p {
@@ -60,7 +72,8 @@ func summary(p []Pending) []string {
 
 // TestFindAgreesWithTheFullFold: on random histories in a real journal
 // file, read by journalctl, the selective read (either engine) finds exactly
-// what folding the unit's whole journal finds.
+// what folding the unit's whole journal finds. Odd rounds hold the Python
+// proxy's lines too, which only the Python engine's read looks for.
 func TestFindAgreesWithTheFullFold(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	accounts := []string{"a@x", "b@x", "c@x", "d@x"}
@@ -81,8 +94,12 @@ func TestFindAgreesWithTheFullFold(t *testing.T) {
 				recs = append(recs, recEvent(events.Login, a))
 			case k < 13:
 				recs = append(recs, recStarting())
-			case k < 16:
+			case k < 14:
 				recs = append(recs, recOther(fmt.Sprint("noise ", i)))
+			case k < 15 && round%2 == 1:
+				recs = append(recs, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"MESSAGE", "Email OAuth 2.0 Proxy: " + visit(a, fmt.Sprintf("https://py.example/%s/%d", a, i))}})
+			case k < 16 && round%2 == 1:
+				recs = append(recs, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"MESSAGE", "Email OAuth 2.0 Proxy: " + success(a)}})
 			default:
 				recs = append(recs, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"MESSAGE", fmt.Sprint("plain ", i)}})
 			}
@@ -94,6 +111,9 @@ func TestFindAgreesWithTheFullFold(t *testing.T) {
 			python    bool
 			perAcount int
 		}{{false, 16}, {false, 0}, {true, 16}} {
+			if !mode.python && hasPlain(recs) {
+				continue // orbit mode reads structured entries only
+			}
 			perAccountQueries = mode.perAcount
 			w, err := Find(context.Background(), r, Options{Unit: unit, PythonLines: mode.python})
 			perAccountQueries = 16
