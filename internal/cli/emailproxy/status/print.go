@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/panel"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
@@ -34,24 +34,21 @@ func (o *Options) print(rep Report) error {
 	if o.Output == output.JSON {
 		return output.WriteJSON(o.IO.Out, rep)
 	}
-	style := func(t tone, s string) string { return s }
-	tty := o.IO.IsStdoutTTY()
-	var r *lipgloss.Renderer
-	if tty {
-		r = o.IO.Renderer()
-		colours := map[tone]lipgloss.Style{
-			good:  r.NewStyle().Foreground(lipgloss.Color("10")).Bold(true),
-			warn:  r.NewStyle().Foreground(lipgloss.Color("11")).Bold(true),
-			bad:   r.NewStyle().Foreground(lipgloss.Color("9")).Bold(true),
-			faint: r.NewStyle().Faint(true),
+	cs := cmdutil.NewColorScheme(o.IO)
+	style := func(t tone, s string) string {
+		switch t {
+		case good:
+			return cs.Success(s)
+		case warn:
+			return cs.Warning(s)
+		case bad:
+			return cs.Failure(s)
+		case faint:
+			return cs.Faint(s)
 		}
-		style = func(t tone, s string) string {
-			if st, ok := colours[t]; ok {
-				return st.Render(s)
-			}
-			return s
-		}
+		return s
 	}
+	tty := o.IO.IsStdoutTTY()
 
 	var b strings.Builder
 	head := o.headRows(rep)
@@ -115,8 +112,7 @@ func (o *Options) print(rep Report) error {
 		_, err := fmt.Fprint(o.IO.Out, b.String())
 		return err
 	}
-	box := r.NewStyle().Border(lipgloss.RoundedBorder()).Padding(0, 1)
-	_, err := fmt.Fprintln(o.IO.Out, box.Render(body))
+	_, err := fmt.Fprintln(o.IO.Out, cs.Box(body))
 	return err
 }
 
