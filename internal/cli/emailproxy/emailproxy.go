@@ -3,6 +3,7 @@
 package emailproxy
 
 import (
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/authorize"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/configcmd"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/logs"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/register"
@@ -41,5 +42,6 @@ Typical use:
 	cmd.AddCommand(status.New(f, nil), logs.New(f, nil))
 	cmd.AddCommand(configcmd.New(f))
 	cmd.AddCommand(serve.New(f))
+	cmd.AddCommand(authorize.New(f, nil))
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/control"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 	"github.com/senhasegura/orbit/pkg/emailproxy/notify"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
@@ -36,8 +37,11 @@ type Options struct {
 	ConfigPath string // the proxy's INI file (config.DefaultPath)
 	TokenPath  string // the token cache file (tokens.DefaultPath)
 	StatusPath string // the secret-free status file for `status` (oauth.DefaultStatusFile); "-" keeps it in memory only
-	Logger     *slog.Logger
-	HTTPClient *http.Client // token requests; nil: a client with sane timeouts
+	// ControlPath is the control socket `authorize` uses; empty puts it
+	// beside the status file, "-" turns it off.
+	ControlPath string
+	Logger      *slog.Logger
+	HTTPClient  *http.Client // token requests; nil: a client with sane timeouts
 	// AuthTimeout is how long a client's login waits for an admin to
 	// complete an interactive authorisation (default 600 s).
 	AuthTimeout time.Duration
@@ -58,6 +62,9 @@ type Engine struct {
 	// reload changes those settings.
 	notifier       atomic.Pointer[notify.Notifier]
 	notifySettings config.Notify
+
+	control *control.Server
+	subs    subscribers
 
 	reloadMu sync.Mutex
 }
@@ -169,6 +176,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		_ = e.proxy.Shutdown(ctx)
 		return err
 	}
+	e.openControl()
 	return nil
 }
 
@@ -203,6 +211,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	// still needed: nobody completes one during the drain, and otherwise
 	// each of them would hold every stop and restart for the whole drain
 	// time-out and then be cut off without a reply.
+	e.closeControl()
 	aerr := e.auth.Shutdown(ctx)
 	err := e.proxy.Shutdown(ctx)
 	if err == nil {
@@ -328,6 +337,7 @@ func notifyTargets(s config.Notify) string {
 
 // notifyEvent turns what the token manager reports into notifications.
 func (e *Engine) notifyEvent(ev oauth.Event) {
+	e.subs.publish(ev)
 	n := e.notifier.Load()
 	if !n.Enabled() {
 		return

@@ -310,6 +310,12 @@ func (m *Manager) remember(account string, c cachedToken) {
 	m.cacheMu.Unlock()
 }
 
+// AccountStatus is the account's current entry in the status (what the
+// status file shows), by its resolved name.
+func (m *Manager) AccountStatus(name string) (AccountStatus, bool) {
+	return m.status.get(name)
+}
+
 // TokenRejected is told by the proxy that the upstream server refused
 // token for username (revoked before its expiry): it is dropped from memory
 // and never used again, so the next login refreshes or re-runs the flow.

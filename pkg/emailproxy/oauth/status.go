@@ -307,6 +307,13 @@ func writeStatusFile(path string, data []byte) error {
 	return pf.CloseAtomicallyReplace()
 }
 
+func (b *statusBook) get(account string) (AccountStatus, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, ok := b.accounts[account]
+	return a, ok
+}
+
 func (b *statusBook) state(account string) State {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -35,6 +35,7 @@ type Options struct {
 	ConfigPath   string
 	TokenPath    string
 	StatusPath   string
+	ControlPath  string
 	AuthTimeout  time.Duration
 	DrainTimeout time.Duration
 	Debug        bool
@@ -79,6 +80,7 @@ the reason stays at the end of the journal. 10 means a file could not be read
 	fl.StringVar(&opts.ConfigPath, "config", config.DefaultPath, "the proxy's configuration file")
 	fl.StringVar(&opts.TokenPath, "token-cache", tokens.DefaultPath, "the encrypted token store")
 	fl.StringVar(&opts.StatusPath, "status-file", oauth.DefaultStatusFile, "per-account state that orbit's status command reads (no secrets); - to keep it in memory")
+	fl.StringVar(&opts.ControlPath, "control-socket", "", "the control socket `authorize` uses (default: control.sock beside --status-file; - for none)")
 	fl.DurationVar(&opts.AuthTimeout, "auth-timeout", interactive.DefaultTimeout, "how long a login waits for an admin to complete an authorisation")
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long running sessions may take to finish")
 	fl.BoolVar(&opts.Debug, "debug", false, "trace protocol lines (credentials redacted)")
@@ -133,6 +135,7 @@ func Run(ctx context.Context, o *Options) error {
 		ConfigPath:  o.ConfigPath,
 		TokenPath:   o.TokenPath,
 		StatusPath:  o.StatusPath,
+		ControlPath: o.ControlPath,
 		Logger:      log,
 		AuthTimeout: o.AuthTimeout,
 		Debug:       o.Debug,
