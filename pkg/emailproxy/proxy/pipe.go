@@ -56,6 +56,12 @@ type nbConn struct {
 	*net.TCPConn
 	rc       syscall.RawConn
 	nonblock bool // set by pipe before its goroutines start; read only by the reading one
+	// short: the last socket read returned less than asked, so the socket
+	// is most likely empty: the next non-blocking read reports
+	// errWouldBlock without a system call (the readiness wait that follows
+	// looks at the socket anyway).
+	short bool
+	woken bool // the readiness wait parked once: the socket is readable
 
 	// State of one raw read, kept here so the callbacks passed to rc.Read
 	// are bound once and do not allocate per read.
@@ -96,6 +102,10 @@ func (c *nbConn) readNow(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.short {
+		c.short = false
+		return 0, errWouldBlock
+	}
 	c.p, c.n, c.err = p, 0, nil
 	if err := c.rc.Read(c.readFn); err != nil {
 		c.p = nil
@@ -120,19 +130,27 @@ func (c *nbConn) rawRead(fd uintptr) bool {
 		c.n, c.err = 0, io.EOF
 	default:
 		c.n = n
+		c.short = n < len(c.p)
 	}
 	return true // never park: the caller decides when to wait
 }
 
 // waitReadable returns when the socket has bytes, an end of file or an
-// error to report, without reading anything. The MSG_PEEK check makes a
-// stale readiness notification wait again instead of waking the pipe for
-// nothing.
+// error to report, without reading anything. It looks first (MSG_PEEK):
+// the runtime forgets earlier readiness when a wait begins, so bytes that
+// came since the last read would otherwise not wake it. After a wake-up it
+// trusts the notification; a rare stale one costs one read that would
+// block.
 func (c *nbConn) waitReadable() error {
+	c.woken = false
 	return c.rc.Read(c.peekFn)
 }
 
 func (c *nbConn) rawPeek(fd uintptr) bool {
+	if c.woken {
+		return true
+	}
+	c.woken = true
 	for {
 		_, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekByte[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
@@ -168,12 +186,12 @@ func copyPipe(dst io.Writer, src pipeEnd) error {
 		if err := src.sock.waitReadable(); err != nil {
 			return err
 		}
+		src.sock.short = false
 		bp := pipeBufs.Get().(*[]byte)
 		err := burst(dst, src.read, *bp)
 		pipeBufs.Put(bp)
 		switch {
 		case err == errWouldBlock:
-			continue
 		case errors.Is(err, io.EOF):
 			return nil
 		default:
