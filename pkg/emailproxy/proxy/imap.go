@@ -38,7 +38,12 @@ func (s *session) runIMAP() {
 		s.writeClient(greeting)
 		return
 	}
+	s.imapCommands()
+}
 
+// imapCommands serves the client's commands until it has logged in (then
+// the session is a pipe) or the session ends.
+func (s *session) imapCommands() {
 	bad := 0
 	for bad < maxBadCommands {
 		line, err := s.readClient(redactIMAP)

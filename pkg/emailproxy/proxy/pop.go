@@ -24,7 +24,12 @@ func (s *session) runPOP() {
 	if s.writeClient(greeting) != nil || !strings.HasPrefix(greeting, "+OK") {
 		return
 	}
+	s.popCommands()
+}
 
+// popCommands serves the client's commands until it has logged in (then
+// the session is a pipe) or the session ends.
+func (s *session) popCommands() {
 	var user string
 	bad := 0
 	for bad < maxBadCommands {

@@ -81,6 +81,13 @@ func (s *session) runSMTP() {
 	if s.writeClient(greeting.format()) != nil || greeting.code != 220 {
 		return
 	}
+	s.smtpCommands(upTLS)
+}
+
+// smtpCommands serves the client's commands until it has logged in (then
+// the session is a pipe) or the session ends. upTLS says whether the
+// upstream connection is already encrypted.
+func (s *session) smtpCommands(upTLS bool) {
 	_, clientTLS := s.client.(*tls.Conn)
 	helloDone := false
 	bad := 0
