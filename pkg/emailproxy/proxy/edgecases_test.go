@@ -312,3 +312,34 @@ func TestControlCharactersNeverReachXOAUTH2(t *testing.T) {
 		}
 	}
 }
+
+// TestBareCRStaysLocal: a bare CR (or NUL) inside a command line is not
+// sent upstream, where a lenient server might split the line there and
+// read an AUTH or LOGIN the proxy never saw (found by FuzzSMTPSession).
+func TestBareCRStaysLocal(t *testing.T) {
+	e, _, addr := smtpEnv(t, false, nil)
+	c := dialClient(t, addr)
+	c.expect("220")
+	c.send("EHLO x")
+	c.until("250 ")
+	for _, l := range []string{"AUTH\r00", "NOOP x\rAUTH PLAIN y", "AUTH\tPLAIN y", "NO\x00OP"} {
+		c.send(l)
+		c.expect("500 5.5.2 Email OAuth 2.0 Proxy: syntax error")
+	}
+	c.send("NOOP")
+	c.expect("250")
+
+	_, up, iaddr := imapEnv(t)
+	ic := dialClient(t, iaddr)
+	ic.expect("* OK")
+	for _, l := range []string{"a1 NOOP x\rLOGIN alice pw", "a1 LOGIN\talice pw", "a1 NO\x00OP"} {
+		ic.send(l)
+		ic.expect("* BAD Email OAuth 2.0 Proxy: ")
+	}
+	ic.send("a2 NOOP")
+	ic.expect("a2 OK")
+	if up.loginCount() != 0 {
+		t.Error("a login went upstream")
+	}
+	e.assertNoSecrets()
+}

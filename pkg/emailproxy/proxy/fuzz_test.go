@@ -260,6 +260,7 @@ func FuzzSMTPSession(f *testing.F) {
 		"EHLO x\r\nAUTH LOGIN YWxpY2U=\r\n*\r\n",
 		"HELO x\r\nAUTH PLAIN\r\n" + fuzzLoginB64 + "\r\n",
 		"AUTH PLAIN x\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\n AUTH PLAIN x\r\n\r\nNOOP\r\nQUIT\r\n",
+		"00000\nAUTH\r00\n", // found by the fuzzer: a bare CR inside the verb
 	} {
 		f.Add([]byte(seed))
 	}

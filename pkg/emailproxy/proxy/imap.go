@@ -57,7 +57,7 @@ func (s *session) imapCommands() {
 			return
 		}
 		tag, cmd, rest := splitIMAP(line)
-		if !validTag(tag) || cmd == "" || isCredentialCommand(tag) {
+		if !validTag(tag) || !validTag(cmd) || isCredentialCommand(tag) || strings.ContainsAny(line, "\r\x00") {
 			// Answered here and never forwarded: a line such as
 			// "LOGIN user password" (no tag) carries a password.
 			if s.rejectIMAP(line, "* BAD "+ReplyPrefix+"expected a tag and a command, e.g. a1 LOGIN user password") != nil {
@@ -220,6 +220,10 @@ func (s *session) readIMAPCommand(tag, cmd, line string) (*imapCommand, error) {
 			return nil, err
 		}
 		s.trace("C>P", "[literal redacted]")
+		if strings.ContainsAny(next, "\r\x00") {
+			// CR and NUL belong in literals only (RFC 3501 4.3).
+			return nil, s.writeClient(tag + " BAD " + cmd + " " + ReplyPrefix + "CR or NUL outside a literal")
+		}
 		c.literals = append(c.literals, buf)
 		c.lines = append(c.lines, next)
 		size += n + len(next) + 2

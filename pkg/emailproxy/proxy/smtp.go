@@ -103,10 +103,11 @@ func (s *session) smtpCommands(upTLS bool) {
 			return
 		}
 		verb, arg, _ := strings.Cut(line, " ")
-		if verb == "" || strings.TrimLeft(line, " \t") != line {
-			// A line starting with white space is no command; it is not
-			// sent on, as it may be a misplaced AUTH with credentials.
-			s.writeClient("500 5.5.2 " + ReplyPrefix + "syntax error: a command starts with its verb")
+		if !smtpVerb(verb) || strings.ContainsAny(line, "\r\x00") {
+			// Not sent on: a line that does not start with a verb, or that
+			// holds a bare CR (RFC 5321 2.3.8), may be an AUTH with
+			// credentials that a lenient server would still read as one.
+			s.writeClient("500 5.5.2 " + ReplyPrefix + "syntax error: a command is a verb (letters) and its arguments, without CR or NUL")
 			bad++
 			continue
 		}
@@ -359,4 +360,17 @@ var smtpLogin = saslLogin{
 			relay:     r.format(),
 		}, err
 	},
+}
+
+// smtpVerb reports whether w can be an SMTP command verb: ASCII letters.
+func smtpVerb(w string) bool {
+	if w == "" {
+		return false
+	}
+	for i := 0; i < len(w); i++ {
+		if c := w[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }
