@@ -87,7 +87,33 @@ type UnitOptions struct {
 	// WatchdogSec= and TimeoutStopSec=; 0 means the defaults. A negative
 	// Watchdog turns the watchdog off.
 	RestartDelay, Watchdog, StopTimeout time.Duration
+	// Sessions is how many client sessions the proxy may hold at once, all
+	// listeners together (the sum of their max_sessions); LimitNOFILE= and
+	// MemoryMax= are sized from it. 0 means DefaultSessions.
+	Sessions int
 }
+
+// DefaultSessions is three listeners (IMAP, POP, SMTP) at the proxy's
+// default max_sessions of 10,000 each.
+const DefaultSessions = 3 * 10000
+
+// Resource limits per session and for the rest of the process.
+const (
+	fdsPerSession   = 2 // the client's connection and the upstream one
+	fdsBase         = 4096
+	bytesPerSession = 64 << 10 // an idle session needs far less; a busy one has a 64 KiB copy buffer
+	bytesBase       = 256 << 20
+	tasksMax        = 512 // OS threads: Go needs a few per core plus blocked system calls
+)
+
+// NoFileLimit is the LimitNOFILE= for sessions: a descriptor for each side
+// of every session plus room for listeners, the token endpoints, the
+// journal and files, so that sessions over max_sessions are still
+// accepted and told to come back later instead of meeting a full table.
+func NoFileLimit(sessions int) int { return fdsPerSession*sessions + fdsBase }
+
+// MemoryLimit is the MemoryMax= in bytes for sessions.
+func MemoryLimit(sessions int) int64 { return int64(sessions)*bytesPerSession + bytesBase }
 
 // Unit is a rendered unit file.
 type Unit struct {
@@ -261,6 +287,18 @@ func Render(opts UnitOptions) (Unit, error) {
 	add("Service", "SystemCallFilter", "~@privileged @resources")
 	add("Service", "SystemCallErrorNumber", "EPERM")
 
+	// Resources: descriptors for every session max_sessions allows, so
+	// that max_sessions and not the descriptor table limits sessions, and
+	// a ceiling on memory and threads, so a flood or a leak ends in
+	// refused sessions or a restart, not in a starved appliance.
+	add("Service", "LimitNOFILE", strconv.Itoa(NoFileLimit(o.Sessions)))
+	add("Service", "MemoryMax", strconv.FormatInt(MemoryLimit(o.Sessions)>>20, 10)+"M")
+	if notify && len(o.Exec) == 0 {
+		// Threads, not goroutines; another engine (the Python proxy has
+		// a thread per connection) keeps systemd's default.
+		add("Service", "TasksMax", strconv.Itoa(tasksMax))
+	}
+
 	add("Install", "WantedBy", "multi-user.target")
 	return u, nil
 }
@@ -289,6 +327,12 @@ func withDefaults(o UnitOptions) (UnitOptions, error) {
 	}
 	if filepath.IsAbs(o.StateDirectory) || strings.Contains(o.StateDirectory, "..") || strings.ContainsAny(o.StateDirectory, " \t\n") {
 		return o, fmt.Errorf("systemd unit: state directory %q must be a relative path below /var/lib, without spaces or \"..\" components", o.StateDirectory)
+	}
+	if o.Sessions == 0 {
+		o.Sessions = DefaultSessions
+	}
+	if o.Sessions < 0 {
+		return o, fmt.Errorf("systemd unit: %d sessions is not a number of sessions", o.Sessions)
 	}
 	if o.RestartDelay == 0 {
 		o.RestartDelay = DefaultRestartDelay

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 	"github.com/senhasegura/orbit/internal/testenv/golden"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
 
 const testConfig = "/etc/orbit/email-oauth2-proxy/emailproxy.config"
@@ -286,5 +287,39 @@ func TestEnsureUserInRoot(t *testing.T) {
 	}
 	if _, err := EnsureUser(context.Background(), root, "Bad Name"); err == nil {
 		t.Error("EnsureUser accepted an invalid user name")
+	}
+}
+
+// TestRenderLimits: LimitNOFILE= and MemoryMax= follow the sessions the
+// configuration allows, and the default leaves room for 10,000 idle
+// sessions on each of three listeners at the proxy's default max_sessions.
+func TestRenderLimits(t *testing.T) {
+	if DefaultSessions != 3*config.DefaultMaxSessions {
+		t.Errorf("DefaultSessions = %d, want three listeners at max_sessions %d", DefaultSessions, config.DefaultMaxSessions)
+	}
+	for _, tt := range []struct {
+		sessions    int
+		nofile, mem string
+	}{
+		{0, "64096", "2131M"},
+		{100, "4296", "262M"},
+		{10000, "24096", "881M"},
+	} {
+		u, err := Render(UnitOptions{Binary: "/usr/local/bin/orbit", ConfigFile: testConfig, Sessions: tt.sessions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := u.Value("Service", "LimitNOFILE"); got != tt.nofile {
+			t.Errorf("%d sessions: LimitNOFILE=%s, want %s", tt.sessions, got, tt.nofile)
+		}
+		if got := u.Value("Service", "MemoryMax"); got != tt.mem {
+			t.Errorf("%d sessions: MemoryMax=%s, want %s", tt.sessions, got, tt.mem)
+		}
+		if got := u.Value("Service", "TasksMax"); got != "512" {
+			t.Errorf("TasksMax=%s", got)
+		}
+	}
+	if _, err := Render(UnitOptions{Binary: "/usr/local/bin/orbit", ConfigFile: testConfig, Sessions: -1}); err == nil {
+		t.Error("negative sessions accepted")
 	}
 }

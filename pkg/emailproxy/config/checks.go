@@ -203,6 +203,16 @@ func checkPort(l loc, v string, what string) (int, []Diagnostic) {
 	return n, nil
 }
 
+func checkSessions(l loc, v string) []Diagnostic {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 || n > MaxMaxSessions {
+		return []Diagnostic{l.diag(Error,
+			fmt.Sprintf("max_sessions = %q is not a number of sessions from 1 to %d; the listener would use the default (%d)", v, MaxMaxSessions, DefaultMaxSessions),
+			fmt.Sprintf("write a whole number, e.g. max_sessions = %d", DefaultMaxSessions))}
+	}
+	return nil
+}
+
 func checkBool(l loc, v string) []Diagnostic {
 	if _, ok := ParseBool(v); ok {
 		return nil

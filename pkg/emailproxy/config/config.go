@@ -54,6 +54,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		EncryptClientSecretOnFirstUse:             c.boolOr(GlobalSection, "encrypt_client_secret_on_first_use", false),
 		UseLoginPasswordAsClientCredentialsSecret: c.boolOr(GlobalSection, "use_login_password_as_client_credentials_secret", false),
 		AllowCatchAllAccounts:                     c.boolOr(GlobalSection, "allow_catch_all_accounts", false),
+		MaxSessions:                               c.sessionsOr(GlobalSection, DefaultMaxSessions),
 	}
 	for _, s := range doc.sections {
 		m := serverSectionRE.FindStringSubmatch(s.name)
@@ -70,6 +71,7 @@ func Parse(data []byte, path string) (*Config, error) {
 			LocalKeyPath:         c.str(s.name, "local_key_path"),
 			ServerAddress:        c.str(s.name, "server_address"),
 			LocalStartTLS:        c.boolOr(s.name, "local_starttls", false),
+			MaxSessions:          c.sessionsOr(s.name, c.Global.MaxSessions),
 		}
 		if v, ok := c.Get(s.name, "local_address"); ok && v != "" {
 			srv.LocalAddress = v
@@ -124,6 +126,20 @@ func (c *Config) boolOr(sectionName, key string, def bool) bool {
 		return def
 	}
 	return b
+}
+
+// sessionsOr reads max_sessions, falling back to def when the key is
+// missing or (reported by Validate) not a number in range.
+func (c *Config) sessionsOr(sectionName string, def int) int {
+	v, ok := c.Get(sectionName, "max_sessions")
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 || n > MaxMaxSessions {
+		return def
+	}
+	return n
 }
 
 // ParseBool reads a boolean the way Python's configparser does: 1, yes,

@@ -26,14 +26,14 @@ func TestParsePythonWrittenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantGlobal := Global{DeleteAccountTokenOnPasswordError: false, AllowCatchAllAccounts: true}
+	wantGlobal := Global{DeleteAccountTokenOnPasswordError: false, AllowCatchAllAccounts: true, MaxSessions: DefaultMaxSessions}
 	if c.Global != wantGlobal {
 		t.Errorf("Global = %+v, want %+v", c.Global, wantGlobal)
 	}
 	wantServers := []Server{
-		{Section: "IMAP-1993", Protocol: IMAP, LocalPort: 1993, LocalAddress: "127.0.0.1", ServerAddress: "outlook.office365.com", ServerPort: 993},
-		{Section: "POP-1995", Protocol: POP, LocalPort: 1995, LocalAddress: "127.0.0.1", ServerAddress: "outlook.office365.com", ServerPort: 995},
-		{Section: "SMTP-1587", Protocol: SMTP, LocalPort: 1587, LocalAddress: "127.0.0.1", ServerAddress: "smtp.office365.com", ServerPort: 587, ServerStartTLS: true},
+		{Section: "IMAP-1993", Protocol: IMAP, LocalPort: 1993, LocalAddress: "127.0.0.1", ServerAddress: "outlook.office365.com", ServerPort: 993, MaxSessions: DefaultMaxSessions},
+		{Section: "POP-1995", Protocol: POP, LocalPort: 1995, LocalAddress: "127.0.0.1", ServerAddress: "outlook.office365.com", ServerPort: 995, MaxSessions: DefaultMaxSessions},
+		{Section: "SMTP-1587", Protocol: SMTP, LocalPort: 1587, LocalAddress: "127.0.0.1", ServerAddress: "smtp.office365.com", ServerPort: 587, ServerStartTLS: true, MaxSessions: DefaultMaxSessions},
 	}
 	if !reflect.DeepEqual(c.Servers, wantServers) {
 		t.Errorf("Servers =\n%+v\nwant\n%+v", c.Servers, wantServers)
@@ -391,5 +391,35 @@ func TestIndexedLookups(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q\nlacks %q", err, want)
 		}
+	}
+}
+
+// TestMaxSessions: a server section's max_sessions wins, else the
+// [emailproxy] one, else the default; a value Validate refuses falls back.
+func TestMaxSessions(t *testing.T) {
+	c := mustParse(t, `[emailproxy]
+max_sessions = 300
+[IMAP-2993]
+server_address = s
+server_port = 993
+max_sessions = 50
+[POP-2995]
+server_address = s
+server_port = 995
+[SMTP-2465]
+server_address = s
+server_port = 465
+max_sessions = -1
+`)
+	got := map[string]int{}
+	for _, s := range c.Servers {
+		got[s.Section] = s.MaxSessions
+	}
+	want := map[string]int{"IMAP-2993": 50, "POP-2995": 300, "SMTP-2465": 300}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("max_sessions = %v, want %v", got, want)
+	}
+	if c := mustParse(t, "[IMAP-2993]\nserver_address = s\nserver_port = 993\n"); c.Servers[0].MaxSessions != DefaultMaxSessions || c.Global.MaxSessions != DefaultMaxSessions {
+		t.Errorf("default max_sessions = %d/%d, want %d", c.Servers[0].MaxSessions, c.Global.MaxSessions, DefaultMaxSessions)
 	}
 }

@@ -14,13 +14,16 @@ var (
 		"encrypt_client_secret_on_first_use",
 		"use_login_password_as_client_credentials_secret",
 		"allow_catch_all_accounts",
-		// orbit's own (the Python proxy ignores them): notify.go
+		// orbit's own (the Python proxy ignores them): notify.go, and the
+		// listeners' default session cap
 		"notify_command", "notify_url", "notify_reminder", "notify_timeout",
+		"max_sessions",
 	}
 	serverKeys = []string{
 		"server_address", "server_port", "local_address",
 		"server_starttls", "starttls", "local_starttls",
 		"local_certificate_path", "local_key_path",
+		"max_sessions",
 	}
 	accountKeys = []string{
 		"permission_url", "token_url", "oauth2_scope", "oauth2_resource", "oauth2_flow",

@@ -31,7 +31,17 @@ type Global struct {
 	EncryptClientSecretOnFirstUse             bool
 	UseLoginPasswordAsClientCredentialsSecret bool
 	AllowCatchAllAccounts                     bool
+	// MaxSessions (orbit only) is each listener's cap on concurrent
+	// client sessions unless its section sets its own.
+	MaxSessions int
 }
+
+// Limits of max_sessions. The default allows 10,000 idle mailer sessions
+// on one listener; the unit's LimitNOFILE is sized from the values in use.
+const (
+	DefaultMaxSessions = 10000
+	MaxMaxSessions     = 100000
+)
 
 // Server is one [IMAP-n], [POP-n] or [SMTP-n] section.
 type Server struct {
@@ -45,6 +55,10 @@ type Server struct {
 	LocalStartTLS        bool // SMTP only
 	LocalCertificatePath string
 	LocalKeyPath         string
+	// MaxSessions (orbit only): concurrent client sessions this listener
+	// serves; more are told to come back later. The section's
+	// max_sessions, else [emailproxy]'s, else DefaultMaxSessions.
+	MaxSessions int
 }
 
 // Account is the effective settings for one login name after catch-all

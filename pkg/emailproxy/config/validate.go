@@ -166,6 +166,8 @@ func (c *Config) validateServer(name string, ports map[int][]string) []Diagnosti
 			if srv.Protocol != SMTP {
 				ds = append(ds, l.diag(Warning, fmt.Sprintf("%s has no effect in a %s section: only SMTP uses STARTTLS (IMAP and POP upstream are always implicit TLS)", k, srv.Protocol), "remove it"))
 			}
+		case k == "max_sessions":
+			ds = append(ds, checkSessions(l, v)...)
 		case k == "server_port":
 			if _, pd := checkPort(l, v, "server_port"); pd != nil {
 				ds = append(ds, pd...)

@@ -128,6 +128,8 @@ oauth2_flow = authorization_code
 		{"capitals in account section", good + "[Alice@Example.com]\nclient_id = x\n", expect{Warning, "Alice@Example.com", "", "capital letters"}},
 		{"tokens in a catch-all", edit("oauth2_flow = authorization_code", "oauth2_flow = authorization_code\naccess_token = gAAAA"), expect{Warning, "@", "access_token", "never used"}},
 		{"bad token number", good + "[a@example.com]\ntoken_iterations = lots\n", expect{Error, "a@example.com", "token_iterations", "not a whole number"}},
+		{"max_sessions not a number", edit("allow_catch_all_accounts = True", "allow_catch_all_accounts = True\nmax_sessions = many"), expect{Error, "emailproxy", "max_sessions", "not a number of sessions"}},
+		{"max_sessions zero", edit("local_address = 127.0.0.1\n[SMTP", "local_address = 127.0.0.1\nmax_sessions = 0\n[SMTP"), expect{Error, "IMAP-2993", "max_sessions", "from 1 to 100000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -145,26 +145,33 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.auth.SetReporter(e.manager)
 	e.proxy = proxy.New(proxy.Options{
-		Authenticator: e.manager,
-		Logger:        opts.Logger,
-		LoginTimeout:  loginTimeout(opts.AuthTimeout),
-		Debug:         opts.Debug,
+		Authenticator:        e.manager,
+		Logger:               opts.Logger,
+		AuthorizationTimeout: authorizationWait(opts.AuthTimeout),
+		Debug:                opts.Debug,
 	})
 	return e, nil
 }
 
-// loginTimeout is the proxy's whole-login deadline for an AuthTimeout: a
-// login may wait that long for an administrator, and then still needs the
-// code exchange and the upstream login, so the deadline must not cut the
-// wait short.
-func loginTimeout(auth time.Duration) time.Duration {
+// authorizationWait is how long a login may wait for its token for an
+// AuthTimeout: a login may wait that long for an administrator, and then
+// still needs the code exchange, so the wait must not be cut short. Only
+// logins waiting for a token get it; other clients before login have the
+// proxy's normal pre-login deadline.
+func authorizationWait(auth time.Duration) time.Duration {
 	if auth == 0 {
 		auth = interactive.DefaultTimeout
 	}
 	if auth < 0 {
-		return proxy.DefaultLoginTimeout
+		return 0
 	}
-	return max(proxy.DefaultLoginTimeout, auth+time.Minute)
+	return auth + time.Minute
+}
+
+// loginTimeout bounds a sign-in without a mailer (authorize): the
+// authorisation wait, and never less than the proxy's pre-login deadline.
+func loginTimeout(auth time.Duration) time.Duration {
+	return max(proxy.DefaultLoginTimeout, authorizationWait(auth))
 }
 
 // Start imports tokens a Python-written file carries inline and opens every

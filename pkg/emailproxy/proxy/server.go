@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -48,8 +50,14 @@ type Options struct {
 	// TCP keepalive finds dead peers.
 	IdleTimeout time.Duration
 	// LoginTimeout bounds the whole pre-authentication phase, so a client
-	// that trickles bytes cannot hold a connection forever.
+	// that trickles bytes (or sends NOOP now and then) cannot hold a
+	// connection, and the upstream one with it, forever.
 	LoginTimeout time.Duration
+	// AuthorizationTimeout is how long a login may wait for its access
+	// token, even past LoginTimeout: the token layer may be waiting for
+	// an administrator to authorise the account. 0 means no longer than
+	// LoginTimeout.
+	AuthorizationTimeout time.Duration
 	// Debug traces protocol lines at slog.LevelDebug, credentials redacted.
 	Debug bool
 }
@@ -79,6 +87,12 @@ type Server struct {
 	closing   bool
 	sessWG    sync.WaitGroup
 	acceptWG  sync.WaitGroup
+	refused   sync.WaitGroup // refusals being sent
+
+	// reserve is a descriptor kept open so that, out of descriptors, the
+	// accept loop can still take a waiting client to refuse it (shed).
+	reserveMu sync.Mutex
+	reserve   *os.File
 
 	// halfCloseLinger is how long the pipe waits for the second direction
 	// after the first one ended cleanly.
@@ -105,6 +119,19 @@ type listener struct {
 	ln      net.Listener
 	cur     atomic.Pointer[listenerConfig]
 	done    chan struct{}
+	// lastWarn (unix ns) rate-limits accept failure warnings.
+	lastWarn atomic.Int64
+	// active counts this listener's sessions against max_sessions.
+	active atomic.Int64
+}
+
+// maxSessions is the listener's cap; a section built without a config
+// file (tests, embedders) gets the configuration's default.
+func (lc *listenerConfig) maxSessions() int64 {
+	if lc.srv.MaxSessions > 0 {
+		return int64(lc.srv.MaxSessions)
+	}
+	return config.DefaultMaxSessions
 }
 
 // New returns a Server with no listeners; call Apply to start some.
@@ -123,7 +150,9 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	reserve, _ := os.Open(os.DevNull)
 	return &Server{
+		reserve:         reserve,
 		opts:            opts,
 		log:             log,
 		baseCtx:         ctx,
@@ -338,19 +367,123 @@ func (s *Server) acceptLoop(l *listener) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && s.shed(l) {
+				// Out of file descriptors: the client waiting in the
+				// backlog got a reply instead of silence; the next one
+				// may be waiting too.
+				s.warnAccept(l, err)
+				continue
+			}
 			// EMFILE and friends: slow down instead of spinning or dying.
 			if backoff == 0 {
 				backoff = 5 * time.Millisecond
 			} else if backoff < time.Second {
 				backoff *= 2
 			}
-			s.log.Warn("accept failed", "section", l.section, "reason", err.Error())
+			s.warnAccept(l, err)
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		s.startSession(c, l.cur.Load())
+		lc := l.cur.Load()
+		if max := lc.maxSessions(); l.active.Load() >= max {
+			s.refuse(c, lc, fmt.Sprintf("this listener already serves its maximum of %d sessions (max_sessions); try again later", max), false)
+			continue
+		}
+		l.active.Add(1)
+		s.startSession(c, lc, &l.active)
 	}
+}
+
+// warnAccept logs a failed accept at most once a second per listener: under
+// descriptor exhaustion it fails for every waiting client.
+func (s *Server) warnAccept(l *listener, err error) {
+	now := time.Now().UnixNano()
+	if last := l.lastWarn.Load(); now-last < int64(time.Second) || !l.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("accept failed", "section", l.section, "reason", err.Error(),
+		"hint", "out of file descriptors: raise LimitNOFILE (ulimit -n) or lower max_sessions")
+}
+
+// refuseGrace bounds sending a refusal, TLS handshake included;
+// refuseLinger is how long the client's own bytes are read before the
+// close.
+const (
+	refuseGrace  = 3 * time.Second
+	refuseLinger = 100 * time.Millisecond
+)
+
+// refuse answers a client the proxy will not serve with the protocol's
+// "come back later" and closes it; reason is for the client. A refusal is
+// not a session: it holds no upstream connection. sync answers in the
+// caller's goroutine (descriptor exhaustion, where a goroutine per client
+// would pile up).
+func (s *Server) refuse(c net.Conn, lc *listenerConfig, reason string, sync bool) {
+	var line string
+	switch lc.srv.Protocol {
+	case config.POP:
+		line = "-ERR [SYS/TEMP] " + ReplyPrefix + reason
+	case config.SMTP:
+		line = "421 4.3.2 " + ReplyPrefix + reason
+	default:
+		line = "* BYE [UNAVAILABLE] " + ReplyPrefix + reason
+	}
+	grace := refuseGrace
+	if sync {
+		grace = 100 * time.Millisecond
+	}
+	send := func() {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(grace))
+		if lc.implicitTLS() {
+			if sync {
+				return // no time for a handshake here; the close is the answer
+			}
+			tc := tls.Server(c, lc.localTLS)
+			if tc.Handshake() != nil {
+				return
+			}
+			c = tc
+		}
+		io.WriteString(c, line+"\r\n")
+		if cw, ok := c.(closeWriter); ok && !sync {
+			// Let the reply leave before the close, and read what the
+			// client sent meanwhile, so the close is not a reset that
+			// destroys the reply in flight. Briefly: the descriptor is
+			// what is scarce here.
+			cw.CloseWrite()
+			c.SetReadDeadline(time.Now().Add(refuseLinger))
+			io.Copy(io.Discard, io.LimitReader(c, 4<<10))
+		}
+	}
+	if sync {
+		send()
+		return
+	}
+	s.refused.Add(1)
+	go func() {
+		defer s.refused.Done()
+		send()
+	}()
+}
+
+// shed accepts one waiting client while out of descriptors, using the
+// descriptor held in reserve for exactly this, refuses it, and takes the
+// reserve back.
+func (s *Server) shed(l *listener) bool {
+	s.reserveMu.Lock()
+	defer s.reserveMu.Unlock()
+	if s.reserve != nil {
+		s.reserve.Close()
+		s.reserve = nil
+	}
+	c, err := l.ln.Accept()
+	if err == nil {
+		s.refuse(c, l.cur.Load(), "the proxy is out of file descriptors; try again later", true)
+	}
+	s.reserve, _ = os.Open(os.DevNull)
+	return err == nil
 }
 
 // Listeners reports what is listening, sorted by section.
@@ -397,6 +530,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.stopListener(l, "stopping")
 	}
 	s.acceptWG.Wait()
+	s.refused.Wait()
+	s.reserveMu.Lock()
+	if s.reserve != nil {
+		s.reserve.Close()
+		s.reserve = nil
+	}
+	s.reserveMu.Unlock()
 
 	done := make(chan struct{})
 	go func() { s.sessWG.Wait(); close(done) }()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -60,21 +61,24 @@ type session struct {
 
 	mu     sync.Mutex
 	closed bool
+	// slot is the listener's count of sessions, given back at the end.
+	slot *atomic.Int64
 	// piping: the pipe's goroutines own the session and end it.
 	piping bool
 	linger *time.Timer // the half-close wait, stopped when the session ends
 }
 
-func (s *Server) startSession(c net.Conn, lc *listenerConfig) {
+func (s *Server) startSession(c net.Conn, lc *listenerConfig, slot *atomic.Int64) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		slot.Add(-1)
 		c.Close()
 		return
 	}
 	ctx, stop := context.WithCancel(s.baseCtx)
 	sess := &session{
-		srv: s, cfg: lc, ctx: ctx, stop: stop,
+		srv: s, cfg: lc, ctx: ctx, stop: stop, slot: slot,
 		proto: string(lc.srv.Protocol), peer: c.RemoteAddr().String(),
 		client:        c,
 		loginDeadline: time.Now().Add(s.opts.LoginTimeout),
@@ -94,6 +98,9 @@ func (s *Server) startSession(c net.Conn, lc *listenerConfig) {
 // end closes the session's connections and forgets it.
 func (s *session) end() {
 	s.closeAll()
+	if s.slot != nil {
+		s.slot.Add(-1)
+	}
 	s.srv.mu.Lock()
 	delete(s.srv.sessions, s)
 	s.srv.mu.Unlock()
@@ -304,11 +311,24 @@ func (s *session) accessToken(user, pass string) (string, error) {
 		s.loginFailed(user, err)
 		return "", err
 	}
-	ctx, cancel := context.WithDeadline(s.ctx, s.loginDeadline)
+	// The token layer may wait for an administrator to authorise the
+	// account (AuthorizationTimeout); only such a wait may outlast the
+	// pre-login deadline, so a client that merely idles before logging in
+	// cannot hold its upstream connection that long.
+	wait := s.loginDeadline
+	if d := time.Now().Add(s.srv.opts.AuthorizationTimeout); d.After(wait) {
+		wait = d
+	}
+	ctx, cancel := context.WithDeadline(s.ctx, wait)
 	defer cancel()
-	stopWatch := s.watchClientGone(cancel)
+	stopWatch := s.watchClientGone(cancel, wait)
 	tok, err := s.srv.opts.Authenticator.AccessToken(ctx, user, pass)
 	stopWatch()
+	if now := time.Now(); now.After(s.loginDeadline) {
+		// The wait outlasted the pre-login deadline: the reply, and the
+		// upstream login with a token that did come, still get their time.
+		s.loginDeadline = now.Add(s.srv.opts.IdleTimeout)
+	}
 	if err == nil && tok == "" {
 		err = errors.New("the token layer returned an empty access token")
 	}
@@ -335,8 +355,8 @@ func (s *session) accessToken(user, pass string) (string, error) {
 // reconnects would leave a session and an upstream connection per attempt.
 // Bytes the client sends meanwhile stay buffered for the next read. stop
 // ends the watch before the session reads from the client again.
-func (s *session) watchClientGone(cancel context.CancelFunc) (stop func()) {
-	s.client.SetReadDeadline(s.loginDeadline)
+func (s *session) watchClientGone(cancel context.CancelFunc, until time.Time) (stop func()) {
+	s.client.SetReadDeadline(until)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -271,7 +271,7 @@ func TestStartStopRestart(t *testing.T) {
 // earlier register had written it.
 func (e *env) install(t *testing.T, cfg string) {
 	t.Helper()
-	u, err := systemd.Render(systemd.UnitOptions{ConfigFile: cfg, Binary: "/usr/local/bin/orbit"})
+	u, err := systemd.Render(systemd.UnitOptions{ConfigFile: cfg, Binary: "/usr/local/bin/orbit", Sessions: service.ConfiguredSessions(cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
 
 // InstalledUnit is what matters of a unit file already on disk.
@@ -90,7 +91,7 @@ func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared,
 			}
 			return res, fmt.Errorf("checking the configuration file: %w", err)
 		}
-		u, err := systemd.Render(systemd.UnitOptions{Name: s.Unit, ConfigFile: s.ConfigPath, Binary: s.Binary})
+		u, err := systemd.Render(systemd.UnitOptions{Name: s.Unit, ConfigFile: s.ConfigPath, Binary: s.Binary, Sessions: ConfiguredSessions(s.ConfigPath)})
 		if err != nil {
 			return res, exitcode.With(exitcode.Invalid, err)
 		}
@@ -186,3 +187,18 @@ func JobError(what string, err error) error { return jobError(what, err) }
 // UnitFlag is " --unit NAME" for commands printed as advice, "" for the
 // default unit.
 func UnitFlag(unit string) string { return unitFlag(unit) }
+
+// ConfiguredSessions is how many sessions the file's listeners allow
+// together (their max_sessions), for the unit's resource limits; 0 (the
+// unit's default) when the file cannot be read, which start reports anyway.
+func ConfiguredSessions(path string) int {
+	c, err := config.Load(path)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, srv := range c.Servers {
+		n += srv.MaxSessions
+	}
+	return n
+}
