@@ -63,6 +63,10 @@ type Options struct {
 	StatusFile     string
 	TokenCache     string
 	Output         output.Format
+	// Check prints one monitoring-plugin line instead of the report
+	// (--check), judged by Thresholds.
+	Check      bool
+	Thresholds CheckThresholds
 }
 
 // New builds the command. runF replaces Run in tests.
@@ -105,8 +109,16 @@ Exit status, as systemctl status: 0 the proxy is running (the unit, or serve
 in the foreground); 3 it is not (stopped, failed or not installed; the state
 is printed first); 6 there is no systemd here and no proxy runs (the file's
 listeners and accounts are still shown); 10 a file could not be read (run as
-root): the report is then incomplete and says which.`,
+root): the report is then incomplete and says which.
+
+With --check, one line for a monitoring system (Nagios, Icinga, Zabbix,
+Checkmk) instead, with perfdata, and the monitoring-plugin exit status
+instead of the above: 0 OK, 1 WARNING (an authorisation pending, tokens
+unused for --warn-refresh-age, an access token expiring within
+--warn-expiry), 2 CRITICAL (not running, unit failed, a listener down, an
+account failing), 3 UNKNOWN (files unreadable: run as root).`,
 		Example: `  orbit email-oauth2-proxy status
+  orbit email-oauth2-proxy status --check --warn-refresh-age 60d   # Nagios/Icinga/Zabbix
   orbit email-oauth2-proxy status --output json | jq '.accounts[] | select(.state != "authorised")'`,
 		Args: cobra.NoArgs,
 		RunE: service.RunE(opts, &opts.ConfigExplicit, runF, Run),
@@ -115,6 +127,10 @@ root): the report is then incomplete and says which.`,
 	cmd.Flags().StringVar(&opts.StatusFile, "status-file", oauth.DefaultStatusFile, "the engine's per-account status file")
 	cmd.Flags().StringVar(&opts.TokenCache, "token-cache", tokens.DefaultPath, "the engine's token store (only plain timestamps are read)")
 	output.AddFlag(cmd, &opts.Output)
+	cmd.Flags().BoolVar(&opts.Check, "check", false, "print one line for Nagios, Icinga or Zabbix and exit 0 OK, 1 WARNING, 2 CRITICAL or 3 UNKNOWN")
+	opts.Thresholds.RefreshAge = DefaultWarnRefreshAge
+	cmd.Flags().Var((*days)(&opts.Thresholds.Expiry), "warn-expiry", "with --check: warn when an access token expires within this long, e.g. 10m (0: off)")
+	cmd.Flags().Var((*days)(&opts.Thresholds.RefreshAge), "warn-refresh-age", "with --check: warn when an account's tokens have not been used for this long, e.g. 60d (0: off)")
 	return cmd
 }
 
@@ -284,6 +300,14 @@ func Run(ctx context.Context, o *Options) error {
 		rep.StateProblems = o.stateProblems()
 	}
 
+	if o.Check {
+		code, line := check(rep, o.Thresholds, o.Now(), o.Location)
+		fmt.Fprintln(o.IO.Out, line)
+		if code == CheckOK {
+			return nil
+		}
+		return exitcode.Silent(code)
+	}
 	if err := o.print(rep); err != nil {
 		return err
 	}

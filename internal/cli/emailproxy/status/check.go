@@ -1,0 +1,190 @@
+package status
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
+)
+
+// Monitoring-plugin exit statuses (Nagios, Icinga, Zabbix, Checkmk): the
+// convention those systems read, which --check follows instead of orbit's
+// own table.
+const (
+	CheckOK       exitcode.Code = 0
+	CheckWarning  exitcode.Code = 1
+	CheckCritical exitcode.Code = 2
+	CheckUnknown  exitcode.Code = 3
+)
+
+var checkNames = map[exitcode.Code]string{CheckOK: "OK", CheckWarning: "WARNING", CheckCritical: "CRITICAL", CheckUnknown: "UNKNOWN"}
+
+// CheckThresholds are --check's warning limits; zero turns one off.
+type CheckThresholds struct {
+	// Expiry warns when an authorised account's access token expires
+	// within this long (--warn-expiry).
+	Expiry time.Duration
+	// RefreshAge warns when an account's tokens were last used (a login or
+	// a refresh) longer ago than this (--warn-refresh-age): Microsoft
+	// refresh tokens die after 90 days unused, so 60 days leaves a month.
+	RefreshAge time.Duration
+}
+
+// DefaultWarnRefreshAge leaves a month before Entra's 90-day limit.
+const DefaultWarnRefreshAge = 60 * 24 * time.Hour
+
+// check judges rep the monitoring plugins' way: one line, the worst state
+// first, perfdata after "|", and the state as exit status.
+func check(rep Report, th CheckThresholds, now time.Time, loc *time.Location) (exitcode.Code, string) {
+	var crit, warn, unknown []string
+	switch {
+	case len(rep.Unreadable) > 0:
+		unknown = append(unknown, "cannot read "+strings.Join(rep.Unreadable, ", ")+" (run as root)")
+	case rep.Config.Error != "":
+		crit = append(crit, "configuration: "+rep.Config.Error)
+	}
+	switch {
+	case rep.Running:
+	case rep.Unit.ActiveState == "failed":
+		crit = append(crit, "unit failed ("+rep.Unit.Result+")")
+	case rep.Unit.LoadState == "not-found" || (!rep.Unit.Systemd && rep.Engine == nil):
+		crit = append(crit, "proxy not running (unit not installed)")
+	default:
+		crit = append(crit, "proxy not running (unit "+nonEmpty(rep.Unit.ActiveState, "inactive")+")")
+	}
+	if rep.Running {
+		for _, l := range rep.Listeners {
+			if !l.Listening {
+				crit = append(crit, fmt.Sprintf("[%s] not listening on %s", l.Section, l.Address))
+			}
+		}
+	}
+	counts := map[string]int{}
+	for _, a := range rep.Accounts {
+		counts[a.State]++
+		switch a.State {
+		case string(oauth.StateFailing):
+			crit = append(crit, fmt.Sprintf("%s failing: %s", a.Name, a.Reason))
+		case string(oauth.StateWaiting):
+			since := ""
+			if a.Since != nil {
+				since = " since " + clock(*a.Since, now, loc)
+			}
+			warn = append(warn, a.Name+" waits for authorisation"+since)
+		case StateExpired:
+			warn = append(warn, a.Name+" has no usable token (the next login needs a new authorisation)")
+		case string(oauth.StateAuthorised):
+			if th.Expiry > 0 && a.TokenExpiry != nil && a.TokenExpiry.Sub(now) < th.Expiry {
+				warn = append(warn, fmt.Sprintf("%s's access token expires %s", a.Name, clock(*a.TokenExpiry, now, loc)))
+			}
+			if th.RefreshAge > 0 && a.LastActivity != nil && now.Sub(*a.LastActivity) > th.RefreshAge {
+				warn = append(warn, fmt.Sprintf("%s's tokens unused for %d days (Microsoft refresh tokens die after 90)", a.Name, int(now.Sub(*a.LastActivity).Hours()/24)))
+			}
+		}
+	}
+
+	code, problems := CheckOK, []string(nil)
+	switch {
+	case len(crit) > 0:
+		code, problems = CheckCritical, append(crit, warn...)
+	case len(unknown) > 0:
+		code, problems = CheckUnknown, unknown
+	case len(warn) > 0:
+		code, problems = CheckWarning, warn
+	}
+	summary := strings.Join(problems, "; ")
+	if code == CheckOK {
+		what := "unit active"
+		if rep.Engine != nil && rep.Engine.Manager == Foreground {
+			what = "engine running in the foreground"
+		}
+		n := counts[string(oauth.StateAuthorised)]
+		summary = fmt.Sprintf("%d account%s authorised", n, plural(n))
+		if u := counts[StateNotUsed]; u > 0 {
+			summary += fmt.Sprintf(", %d not used yet", u)
+		}
+		summary += ", " + what
+	}
+	states := make([]string, 0, len(counts))
+	for _, s := range []string{string(oauth.StateAuthorised), string(oauth.StateWaiting), string(oauth.StateFailing), StateExpired, StateNotUsed} {
+		states = append(states, fmt.Sprintf("%s=%d", strings.ReplaceAll(s, "-", "_"), counts[s]))
+	}
+	listening := 0
+	for _, l := range rep.Listeners {
+		if l.Listening {
+			listening++
+		}
+	}
+	sort.Strings(states)
+	perf := fmt.Sprintf("accounts=%d %s listeners=%d;;;0;%d", len(rep.Accounts), strings.Join(states, " "), listening, len(rep.Listeners))
+	return code, fmt.Sprintf("%s: %s | %s", checkNames[code], oneLine(summary), perf)
+}
+
+// clock shows a time as the admin reads it: the time of day when it is
+// today, else the date too.
+func clock(t, now time.Time, loc *time.Location) string {
+	if loc == nil {
+		loc = time.Local
+	}
+	t, now = t.In(loc), now.In(loc)
+	if t.Year() == now.Year() && t.YearDay() == now.YearDay() {
+		return t.Format("15:04")
+	}
+	return t.Format("2006-01-02 15:04")
+}
+
+func oneLine(s string) string {
+	s = strings.NewReplacer("\n", " ", "\r", " ", "|", "/").Replace(s)
+	if len(s) > 900 {
+		s = s[:900] + "..."
+	}
+	return s
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// days is a duration flag that also takes days ("60d"), since refresh-token
+// lifetimes are counted in days.
+type days time.Duration
+
+func (d *days) String() string {
+	v := time.Duration(*d)
+	if v > 0 && v%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", v/(24*time.Hour))
+	}
+	return v.String()
+}
+
+func (d *days) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var v int
+		if _, err := fmt.Sscanf(n, "%d", &v); err != nil || v < 0 || fmt.Sprint(v) != n {
+			return fmt.Errorf("%q is not a number of days (e.g. 60d)", s)
+		}
+		*d = days(time.Duration(v) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration (e.g. 60d, 12h, 30m)", s)
+	}
+	*d = days(v)
+	return nil
+}
+
+func (d *days) Type() string { return "duration" }
