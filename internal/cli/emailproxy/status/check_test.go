@@ -56,7 +56,9 @@ func TestCheck(t *testing.T) {
 			r.Running, r.Engine = false, nil
 			r.Unit.ActiveState, r.Unit.Result = "failed", "exit-code"
 		}), CheckThresholds{}, CheckCritical, "CRITICAL: unit failed (exit-code) |"},
-		{"not installed", with(ok, func(r *Report) { r.Running, r.Engine, r.Unit.LoadState, r.Unit.ActiveState = false, nil, "not-found", "inactive" }),
+		{"not installed", with(ok, func(r *Report) {
+			r.Running, r.Engine, r.Unit.LoadState, r.Unit.ActiveState = false, nil, "not-found", "inactive"
+		}),
 			CheckThresholds{}, CheckCritical, "CRITICAL: proxy not running (unit not installed) |"},
 		{"stopped", with(ok, func(r *Report) { r.Running, r.Engine, r.Unit.ActiveState = false, nil, "inactive" }),
 			CheckThresholds{}, CheckCritical, "CRITICAL: proxy not running (unit inactive) |"},
