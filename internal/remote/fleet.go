@@ -267,7 +267,11 @@ func writeSummary(w io.Writer, doc FleetResult) {
 				name = " (" + e.Name + ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d%s\t%s\t%s\n", r.Host, r.ExitCode, name, r.duration.Round(time.Millisecond), r.firstError)
+		why := ""
+		if r.ExitCode != 0 {
+			why = r.firstError // a warning of a host that succeeded is no error
+		}
+		fmt.Fprintf(tw, "%s\t%d%s\t%s\t%s\n", r.Host, r.ExitCode, name, r.duration.Round(time.Millisecond), why)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d of %d hosts succeeded\n", doc.Succeeded, len(doc.Hosts))

@@ -90,3 +90,20 @@ func TestBroadcastGivesEveryReaderAll(t *testing.T) {
 		}
 	}
 }
+
+func TestSummaryShowsErrorsOfFailedHostsOnly(t *testing.T) {
+	var out bytes.Buffer
+	writeSummary(&out, FleetResult{Hosts: []*HostResult{
+		{Host: "vault01", ExitCode: 0, firstError: "warning: something minor"},
+		{Host: "vault02", ExitCode: 4, firstError: "orbit: the configuration is invalid"},
+	}, Succeeded: 1, Failed: 1})
+	got := out.String()
+	if strings.Contains(got, "something minor") {
+		t.Errorf("a warning of a host that succeeded is in the ERROR column:\n%s", got)
+	}
+	for _, want := range []string{"HOST     EXIT         DURATION  ERROR", "vault02  4 (invalid)  0s        orbit: the configuration is invalid", "1 of 2 hosts succeeded"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+}
