@@ -178,6 +178,10 @@ func (o *Options) journalError(err error) error {
 
 func (o *Options) entries(ctx context.Context, since time.Time) error {
 	q := journal.Query{Units: []string{o.Unit}, Since: since, Follow: o.Follow}
+	if o.Output != output.JSON {
+		// The text line needs only these; JSON carries every ORBIT_ field.
+		q.Fields = textFields
+	}
 	switch {
 	case o.LinesSet:
 		q.Lines = o.Lines
@@ -204,6 +208,9 @@ func (o *Options) entries(ctx context.Context, since time.Time) error {
 	}
 	return nil
 }
+
+// textFields are what service.FormatEntry shows of an entry.
+var textFields = []string{"MESSAGE", "SYSLOG_IDENTIFIER", "_PID", "_SYSTEMD_UNIT", "UNIT", "USER_UNIT", "_SYSTEMD_USER_UNIT", "PRIORITY", "MESSAGE_ID"}
 
 // EntryJSON is one line of `logs --output json`.
 type EntryJSON struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,8 +240,8 @@ func TestEntries(t *testing.T) {
 		if code != 0 || stdout != want {
 			t.Errorf("exit %d, stdout:\n%q\nwant\n%q", code, stdout, want)
 		}
-		if q := f.jrnl.Queries[0]; q.Lines != logs.DefaultLines || q.Follow {
-			t.Errorf("query %+v", q)
+		if q := f.jrnl.Queries[0]; q.Lines != logs.DefaultLines || q.Follow || !slices.Contains(q.Fields, "MESSAGE") {
+			t.Errorf("query %+v: want the newest lines, only the fields a line shows", q)
 		}
 	})
 	t.Run("json is one object per line", func(t *testing.T) {
@@ -254,6 +255,9 @@ func TestEntries(t *testing.T) {
 		var e map[string]any
 		if err := json.Unmarshal([]byte(lines[0]), &e); err != nil {
 			t.Fatal(err)
+		}
+		if q := f.jrnl.Queries[0]; len(q.Fields) != 0 {
+			t.Errorf("query %+v: JSON shows every ORBIT_ field, so it needs every field", q)
 		}
 		want := map[string]any{"time": "2026-01-02T08:01:00Z", "unit": service.DefaultUnit, "identifier": "orbit",
 			"pid": float64(4242), "priority": float64(6), "message_id": events.Lifecycle,
