@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"maps"
 	"slices"
 	"time"
 
@@ -71,24 +72,25 @@ func (w *Watch) Pending() []Pending { return w.tracker.Pending() }
 
 // Find reads the unit's journal for the authorisations pending now.
 //
-// For this engine it reads only what decides the answer, newest first:
-// the URL entries back to the last engine start, then the closing entries
-// (success, failure, login) of just those accounts back to the oldest of
-// their URLs, stopping once every account is decided. Its cost follows the
-// number of URLs and of those accounts' recent events, not the size of the
-// journal. With PythonLines it folds everything the unit logged since the
-// engine started.
+// It reads only what decides the answer, newest first: this engine's URL
+// entries back to the last engine start (and with PythonLines the Python
+// proxy's matching lines since then, selected by journalctl --grep), then
+// for each account with a URL its newest structured success, failure or
+// login since that URL. Its cost follows the number of URLs and of those
+// accounts' recent events, not the size of the journal.
 func Find(ctx context.Context, src Source, o Options) (*Watch, error) {
 	w := &Watch{opts: o, tracker: NewTracker(), since: o.Since}
 	unit := []string{o.Unit}
-	if o.PythonLines {
-		return w, w.findAll(ctx, src)
-	}
 
 	// The resume point comes first, so that whatever is logged while Find
 	// reads is seen again by Follow rather than lost (the tracker does not
-	// mind seeing an entry twice).
-	newest, err := first(ctx, src, journal.Query{Units: unit, MessageIDs: watchIDs(), Since: o.Since, Reverse: true, Lines: 1})
+	// mind seeing an entry twice). Follow for the Python proxy reads every
+	// new entry: its lines cannot be selected by field.
+	rq := journal.Query{Units: unit, MessageIDs: watchIDs(), Since: o.Since, Reverse: true, Lines: 1}
+	if o.PythonLines {
+		rq.MessageIDs = nil
+	}
+	newest, err := first(ctx, src, rq)
 	if err != nil {
 		return nil, err
 	}
@@ -97,60 +99,73 @@ func Find(ctx context.Context, src Source, o Options) (*Watch, error) {
 	// Newest first, so the first URL seen per account is its newest, and
 	// the engine's start ends the read.
 	issued := map[string]authEvent{}
-	var order []string
+	closed := map[string]time.Time{}
+	var start journal.Entry
 	q := journal.Query{Units: unit, MessageIDs: append([]string{UnitStarting}, issuedIDs...), Since: o.Since, Reverse: true, Fields: fields}
 	for e, err := range src.Entries(ctx, q) {
 		if err != nil {
 			return nil, err
 		}
 		if e.MessageID == UnitStarting {
+			start = e
 			break
 		}
-		ev, ok := classify(e)
-		if !ok || ev.kind != evIssued {
-			continue
+		if ev, ok := classify(e); ok && ev.kind == evIssued {
+			if _, seen := issued[ev.account]; !seen {
+				issued[ev.account] = ev
+			}
 		}
-		if _, seen := issued[ev.account]; !seen {
-			issued[ev.account] = ev
-			order = append(order, ev.account)
+	}
+	if o.PythonLines {
+		if err := pythonEvents(ctx, src, o, start, issued, closed); err != nil {
+			return nil, err
 		}
 	}
 	if len(issued) == 0 {
 		return w, nil
 	}
+	order := slices.Sorted(maps.Keys(issued))
 
 	if len(issued) <= perAccountQueries {
 		// One newest-first read per account, bounded by its own URL: each
 		// stops at its first entry, so an account that logs in all day
 		// costs no more than one that never does.
 		for _, a := range order {
-			iss := issued[a]
-			q := journal.Query{Units: unit, MessageIDs: closerIDs, Since: iss.at, Reverse: true, Lines: 1, Fields: fields,
+			q := journal.Query{Units: unit, MessageIDs: closerIDs, Since: issued[a].at, Reverse: true, Lines: 1, Fields: fields,
 				Matches: []string{events.Prefix + events.FieldAccount + "=" + a}}
 			e, err := first(ctx, src, q)
 			if err != nil {
 				return nil, err
 			}
 			if ev, ok := classify(e); ok && ev.kind == evClosed && ev.account == a {
-				w.tracker.closeAt(a, ev.at)
-				if !iss.at.After(ev.at) {
-					delete(issued, a)
-				}
+				closeAt(closed, a, ev.at)
 			}
 		}
-	} else if err := w.closeMany(ctx, src, unit, issued, order); err != nil {
+	} else if err := closeMany(ctx, src, unit, issued, order, closed); err != nil {
 		return nil, err
 	}
-	for _, ev := range issued {
-		w.tracker.pending[ev.account] = Pending{Account: ev.account, URL: ev.url, UserCode: ev.userCode, Time: ev.at, Structured: ev.structured}
+	for a, c := range closed {
+		w.tracker.closeAt(a, c)
+	}
+	for a, ev := range issued {
+		if c, ok := closed[a]; ok && !ev.at.After(c) {
+			continue // closed at or after its newest URL
+		}
+		w.tracker.pending[a] = Pending{Account: a, URL: ev.url, UserCode: ev.userCode, Time: ev.at, Structured: ev.structured}
 	}
 	return w, nil
 }
 
-// closeMany decides many accounts with one newest-first read of the
-// closing events since the oldest of their URLs; the first event per
-// account decides it, and the read stops once all are decided.
-func (w *Watch) closeMany(ctx context.Context, src Source, unit []string, issued map[string]authEvent, order []string) error {
+func closeAt(closed map[string]time.Time, account string, at time.Time) {
+	if c, ok := closed[account]; !ok || at.After(c) {
+		closed[account] = at
+	}
+}
+
+// closeMany finds the newest structured closing event of many accounts
+// with one newest-first read since the oldest of their URLs, which stops
+// once every account has one.
+func closeMany(ctx context.Context, src Source, unit []string, issued map[string]authEvent, order []string, closed map[string]time.Time) error {
 	oldest := issued[order[0]].at
 	for _, ev := range issued {
 		if ev.at.Before(oldest) {
@@ -172,15 +187,11 @@ func (w *Watch) closeMany(ctx context.Context, src Source, unit []string, issued
 		if !ok || ev.kind != evClosed || decided[ev.account] {
 			continue
 		}
-		iss, ok := issued[ev.account]
-		if !ok {
+		if _, ok := issued[ev.account]; !ok {
 			continue
 		}
 		decided[ev.account] = true
-		w.tracker.closeAt(ev.account, ev.at)
-		if !iss.at.After(ev.at) {
-			delete(issued, ev.account)
-		}
+		closeAt(closed, ev.account, ev.at)
 		if len(decided) == len(order) {
 			break
 		}
@@ -192,55 +203,39 @@ func (w *Watch) closeMany(ctx context.Context, src Source, unit []string, issued
 // (journalctl --grep), so that journalctl sends only those.
 const PythonPattern = `Please visit the following URL to authenticate account|\[ Successfully authenticated|Authorisation result error for|Local server auth mode`
 
-// findAll folds, in journal order, everything since the engine started
-// that can change the pending set: the Python proxy's lines (no MESSAGE_ID
-// selects them, a pattern does) and this engine's structured entries, in
-// case the unit runs orbit after all.
-func (w *Watch) findAll(ctx context.Context, src Source) error {
-	unit := []string{w.opts.Unit}
-	// Follow resumes after the unit's newest entry of any kind: it reads
-	// everything new, since it cannot select the Python lines by field.
-	newest, err := first(ctx, src, journal.Query{Units: unit, Since: w.opts.Since, Reverse: true, Lines: 1})
-	if err != nil {
-		return err
-	}
-	w.cursor = newest.Cursor
-	start, err := first(ctx, src, journal.Query{Units: unit, MessageIDs: []string{UnitStarting}, Since: w.opts.Since, Reverse: true, Lines: 1})
-	if err != nil {
-		return err
-	}
-	window := journal.Query{Units: unit, Since: w.opts.Since, Fields: fields}
+// pythonEvents adds what the Python proxy's lines since the engine start
+// say: the newest URL per account (by the time the line was written) and
+// the latest success or failure.
+func pythonEvents(ctx context.Context, src Source, o Options, start journal.Entry, issued map[string]authEvent, closed map[string]time.Time) error {
+	q := journal.Query{Units: []string{o.Unit}, Since: o.Since, Fields: fields, Grep: PythonPattern}
 	if start.Cursor != "" {
 		// journalctl takes either --since or --after-cursor; the start is
-		// within the window (the query above was bounded by it).
-		window.Since, window.AfterCursor = time.Time{}, start.Cursor
+		// within the window (the read that found it was bounded by it).
+		q.Since, q.AfterCursor = time.Time{}, start.Cursor
 	}
-	plainQ := window
-	plainQ.Grep = PythonPattern
-	plain, err := collect(ctx, src, plainQ)
+	lines, err := collect(ctx, src, q)
 	if errors.Is(err, journal.ErrNoGrep) {
-		// Everything, then; the tracker skips what does not concern it.
-		plain, err = collect(ctx, src, window)
+		// Everything, then; classify skips what does not concern it.
+		q.Grep = ""
+		lines, err = collect(ctx, src, q)
 	}
 	if err != nil {
 		return err
 	}
-	structQ := window
-	structQ.MessageIDs = append(slices.Clone(issuedIDs), closerIDs...)
-	structured, err := collect(ctx, src, structQ)
-	if err != nil {
-		return err
-	}
-	// Both lists are in journal order; merge them by time (a duplicate
-	// from the unfiltered fallback is harmless to the tracker).
-	for len(plain) > 0 || len(structured) > 0 {
-		var e journal.Entry
-		if len(structured) == 0 || (len(plain) > 0 && !structured[0].Time.Before(plain[0].Time)) {
-			e, plain = plain[0], plain[1:]
-		} else {
-			e, structured = structured[0], structured[1:]
+	for _, e := range lines {
+		if e.MessageID != "" {
+			continue // structured entries are read by MESSAGE_ID
 		}
-		w.observe(e)
+		ev, ok := classify(e)
+		switch {
+		case !ok:
+		case ev.kind == evIssued:
+			if cur, seen := issued[ev.account]; !seen || !ev.at.Before(cur.at) {
+				issued[ev.account] = ev
+			}
+		case ev.kind == evClosed:
+			closeAt(closed, ev.account, ev.at)
+		}
 	}
 	return nil
 }

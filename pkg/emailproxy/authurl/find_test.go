@@ -97,7 +97,13 @@ func TestFindAgreesWithTheFullFold(t *testing.T) {
 			case k < 14:
 				recs = append(recs, recOther(fmt.Sprint("noise ", i)))
 			case k < 15 && round%2 == 1:
-				recs = append(recs, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"MESSAGE", "Email OAuth 2.0 Proxy: " + visit(a, fmt.Sprintf("https://py.example/%s/%d", a, i))}})
+				// The syslog copy, and now and then the stdout copy with
+				// the date the line was written.
+				msg := visit(a, fmt.Sprintf("https://py.example/%s/%d", a, i))
+				recs = append(recs, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"MESSAGE", "Email OAuth 2.0 Proxy: " + msg}})
+				if rng.IntN(2) == 0 {
+					recs = append(recs, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"MESSAGE", journaltest.Base.Add(time.Duration(i)*time.Millisecond).In(time.Local).Format("2006-01-02 15:04:05") + ": " + msg}})
+				}
 			case k < 16 && round%2 == 1:
 				recs = append(recs, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"MESSAGE", "Email OAuth 2.0 Proxy: " + success(a)}})
 			default:
