@@ -245,6 +245,11 @@ func TestE2EForegroundThenUnit(t *testing.T) {
 	if n := e.prov.GrantCount(fakeoauth.GrantAuthorizationCode); n != 1 {
 		t.Fatalf("code exchanges = %d, want 1", n)
 	}
+	// start while the foreground proxy still holds the ports: refused
+	// with what to do, not a unit failing on "address already in use".
+	if r := w.inside(7, "start", "--config", e.config); !strings.Contains(r.Stderr, "already runs in the foreground") {
+		t.Errorf("start beside the foreground proxy said:\n%s", r.Stderr)
+	}
 	w.stopForeground(fg)
 	t.Logf("foreground run left: %s", w.sh("ls", "-la", stateParent, stateDir))
 

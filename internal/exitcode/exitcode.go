@@ -47,7 +47,7 @@ var Table = []struct {
 	{OK, "ok", ByBoth, "Success. `config validate` also exits 0 when it found only warnings; `serve` exits 0 when stopped by SIGTERM or SIGINT."},
 	{Error, "error", ByBoth, "A failure not covered below (I/O error, unexpected answer; `serve`: a listener could not be opened)."},
 	{Usage, "usage", ByBoth, "Unknown command or flag, a bad flag value, or the wrong number of arguments."},
-	{NotRunning, "not-running", ByCommands, "`status`: the proxy is not running (as `systemctl status`)."},
+	{NotRunning, "not-running", ByCommands, "`status`: the proxy is not running (as `systemctl status`); `reload`: there is no running proxy to reload."},
 	{Invalid, "invalid", ByCommands, "The configuration or the flags are invalid; nothing was written, started or stopped."},
 	{Exists, "exists", ByCommands, "The file exists and overwriting was not confirmed: pass `--force`."},
 	{NoSystemd, "no-systemd", ByCommands, "systemd (or its D-Bus API) is not available on this machine."},

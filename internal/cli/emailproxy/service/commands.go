@@ -38,6 +38,9 @@ type Deps struct {
 	Journal    JournalReader
 	Executable func() (string, error)
 	Now        func() time.Time
+	// Processes lists running serve processes (ReadProcesses); nil skips
+	// the check for a foreground proxy that holds the unit's ports.
+	Processes func() ([]Process, error)
 }
 
 // SystemDeps are the running system's.
@@ -49,6 +52,7 @@ func SystemDeps(f *factory.Factory) Deps {
 		Journal:    &journal.Reader{},
 		Executable: f.Executable,
 		Now:        f.Now,
+		Processes:  ReadProcesses,
 	}
 }
 
@@ -219,6 +223,9 @@ func Run(ctx context.Context, o *Options) error {
 			return o.failed(ctx, "", err, time.Time{}, cfgPath)
 		}
 	case Start, Restart:
+		if err := o.checkForeground(ctx, m, cfgPath, what); err != nil {
+			return err
+		}
 		if o.Action == Restart {
 			// A restart stops a proxy that may be serving well: never for
 			// a file the new engine would refuse.
@@ -258,6 +265,28 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	res.fill(p)
 	return o.report(res)
+}
+
+// checkForeground refuses to start the unit while `serve`, run by hand for
+// the same file, holds its ports: the unit would only fail with "address
+// already in use" after a while, and the proxy that answers the mailer is
+// the foreground one.
+func (o *Options) checkForeground(ctx context.Context, m Manager, cfgPath, what string) error {
+	if o.Processes == nil {
+		return nil
+	}
+	procs, err := o.Processes()
+	if err != nil {
+		return nil
+	}
+	var mainPID uint32
+	if p, err := m.Properties(ctx, o.Unit); err == nil {
+		mainPID = p.MainPID
+	}
+	if p, ok := ForegroundServe(procs, cfgPath, mainPID); ok {
+		return exitcode.Withf(exitcode.Failed, "%s: the proxy already runs in the foreground for %s (PID %d: %s) and holds its ports.\nStop it first (Ctrl-C where it runs, or kill %d), then start again; the tokens it saved carry over to the unit.", what, cfgPath, p.PID, strings.Join(p.Argv, " "), p.PID)
+	}
+	return nil
 }
 
 // checkBeforeRestart validates the file a restart would hand the engine;
@@ -321,6 +350,14 @@ func (o *Options) failed(ctx context.Context, what string, err error, since time
 	if code == exitcode.Timeout {
 		fmt.Fprintf(&b, "\nsystemd may still be working on it (raise --timeout, or see: orbit email-oauth2-proxy status).")
 	}
+	if opErr != nil && opErr.Props.ExecMainCode == 1 {
+		// systemd's own set-up failures and serve's permission exit point
+		// at the state directory: name what in it is still wrong.
+		switch opErr.Props.ExecMainStatus {
+		case 10, 200, 238:
+			o.stateHint(&b)
+		}
+	}
 	b.WriteString("\nWhat to do:")
 	if o.Action != Stop {
 		fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy config validate %s   # check the file", cmdutil.ShellQuote(cfgPath))
@@ -328,6 +365,31 @@ func (o *Options) failed(ctx context.Context, what string, err error, since time
 	fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy logs -n 100%s   # the unit's whole story", unitFlag(o.Unit))
 	fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy status%s", unitFlag(o.Unit))
 	return exitcode.With(code, errors.New(b.String()))
+}
+
+// stateHint adds what CheckStateDir finds in the unit's state directory.
+func (o *Options) stateHint(b *strings.Builder) {
+	if o.Installer == nil {
+		return
+	}
+	user, stateDir := systemd.DefaultUser, systemd.DefaultStateDirectory
+	if cur, ok := ReadInstalled(o.Installer, o.Unit); ok {
+		if cur.User != "" {
+			user = cur.User
+		}
+		stateDir = cur.StateDirectory
+	}
+	if stateDir == "" {
+		return
+	}
+	problems, err := o.Installer.CheckStateDir(stateDir, user)
+	if err != nil || len(problems) == 0 {
+		return
+	}
+	b.WriteString("\nThe service user cannot use its state directory:")
+	for _, p := range problems {
+		fmt.Fprintf(b, "\n  %s: %s\n    fix: %s", p.Path, p.What, p.Fix)
+	}
 }
 
 func unitFlag(unit string) string {

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -79,5 +80,51 @@ func TestHookDoesNotRestartOnABrokenFile(t *testing.T) {
 		if strings.HasPrefix(c, "restart") {
 			t.Errorf("restarted on a broken file: %q", m.CallList())
 		}
+	}
+}
+
+// TestFailedStartNamesTheStateDirectory: a start that failed with
+// 200/CHDIR says which path in the state directory is wrong and the fix.
+func TestFailedStartNamesTheStateDirectory(t *testing.T) {
+	cfg := servicetest.WriteConfig(t, servicetest.MinimalConfig)
+	e := newEnv(t, service.Start, cfg)
+	e.inst.Problems = []systemd.StateProblem{{Path: "/var/lib/orbit", What: "mode 0700, owner uid 0: the service user orbit-emailproxy cannot enter it", Fix: "chmod 0755 /var/lib/orbit"}}
+	e.mgr.Fail = map[string]error{"start " + service.DefaultUnit: &systemd.OpError{Op: "start", Unit: service.DefaultUnit, JobResult: "failed",
+		Props: systemd.Properties{ActiveState: "failed", SubState: "failed", Result: "exit-code", ExecMainCode: 1, ExecMainStatus: 200}}}
+	code, _, _, err := e.run(t)
+	if code != exitcode.Failed {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	for _, want := range []string{"/var/lib/orbit: mode 0700", "fix: chmod 0755 /var/lib/orbit"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the failure lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+// TestStartRefusesWhileServeRunsInTheForeground: a foreground serve of the
+// same file holds the ports; start says so instead of a unit that fails
+// with "address already in use".
+func TestStartRefusesWhileServeRunsInTheForeground(t *testing.T) {
+	cfg := servicetest.WriteConfig(t, servicetest.MinimalConfig)
+	e := newEnv(t, service.Start, cfg)
+	e.opts.Processes = func() ([]service.Process, error) {
+		return []service.Process{{PID: 61, Config: cfg, Argv: []string{"orbit", "email-oauth2-proxy", "serve", "--config", cfg}}}, nil
+	}
+	code, _, _, err := e.run(t)
+	if code != exitcode.Failed || !strings.Contains(fmt.Sprint(err), "already runs in the foreground") || !strings.Contains(fmt.Sprint(err), "kill 61") {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	for _, c := range e.mgr.CallList() {
+		if strings.HasPrefix(c, "start") {
+			t.Errorf("the unit was started: %q", e.mgr.CallList())
+		}
+	}
+	// The unit's own main process is not a foreground proxy.
+	e = newEnv(t, service.Restart, cfg)
+	e.mgr.Props.ActiveState, e.mgr.Props.SubState, e.mgr.Props.MainPID = "active", "running", 61
+	e.opts.Processes = func() ([]service.Process, error) { return []service.Process{{PID: 61, Config: cfg}}, nil }
+	if code, _, _, err := e.run(t); code != 0 {
+		t.Fatalf("restart of the unit whose main process serves the file: exit %d: %v", code, err)
 	}
 }

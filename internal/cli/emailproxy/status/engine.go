@@ -1,24 +1,12 @@
 package status
 
-import (
-	"bytes"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+import "github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 
-	"github.com/senhasegura/orbit/pkg/emailproxy/config"
-)
+// Process is a running serve (service.Process).
+type Process = service.Process
 
-// Process is a running `orbit email-oauth2-proxy serve`.
-type Process struct {
-	PID int
-	// Config is the file it serves, absolute ("" when it cannot be told:
-	// a relative --config of a process whose working directory is hidden).
-	Config string
-	// Argv is its command line.
-	Argv []string
-}
+// ReadProcesses lists the running serve processes (service.ReadProcesses).
+func ReadProcesses() ([]Process, error) { return service.ReadProcesses() }
 
 // Engine is the proxy process status found running.
 type Engine struct {
@@ -33,67 +21,3 @@ const (
 	ManagedBySystemd = "systemd"
 	Foreground       = "foreground"
 )
-
-// ReadProcesses lists the serve processes of this PID namespace from
-// /proc: a command line with "email-oauth2-proxy" followed by "serve".
-// Command lines are readable by every user, so this works without root.
-func ReadProcesses() ([]Process, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	self := os.Getpid()
-	var out []Process
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		argv := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
-		if p, ok := serveProcess(pid, argv); ok {
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
-// serveProcess recognises serve's command line and the file it serves.
-func serveProcess(pid int, argv []string) (Process, bool) {
-	at := -1
-	for i := 0; i+1 < len(argv); i++ {
-		if argv[i] == "email-oauth2-proxy" && argv[i+1] == "serve" {
-			at = i + 2
-			break
-		}
-	}
-	if at < 0 {
-		return Process{}, false
-	}
-	cfg := config.DefaultPath
-	for i := at; i < len(argv); i++ {
-		if argv[i] == "--" {
-			break
-		}
-		if argv[i] == "--config" && i+1 < len(argv) {
-			cfg = argv[i+1]
-		} else if v, ok := strings.CutPrefix(argv[i], "--config="); ok {
-			cfg = v
-		}
-	}
-	if !filepath.IsAbs(cfg) {
-		cwd, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "cwd"))
-		if err != nil {
-			cfg = ""
-		} else {
-			cfg = filepath.Join(cwd, cfg)
-		}
-	}
-	if cfg != "" {
-		cfg = filepath.Clean(cfg)
-	}
-	return Process{PID: pid, Config: cfg, Argv: argv}, true
-}

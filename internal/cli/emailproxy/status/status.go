@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -444,13 +443,8 @@ func dialError(err error) string {
 // foregroundEngine finds a serve process outside the unit that serves
 // cfgPath, or that wrote the status file (its PID is in it).
 func foregroundEngine(procs []Process, cfgPath, statusFile string) (Process, bool) {
-	if a, err := filepath.Abs(cfgPath); err == nil {
-		cfgPath = a
-	}
-	for _, p := range procs {
-		if p.Config == cfgPath {
-			return p, true
-		}
+	if p, ok := service.ForegroundServe(procs, cfgPath, 0); ok {
+		return p, true
 	}
 	if statusFile == "" {
 		return Process{}, false
