@@ -62,6 +62,12 @@ type nbConn struct {
 	// looks at the socket anyway).
 	short bool
 	woken bool // the readiness wait parked once: the socket is readable
+	// ahead holds bytes read from the socket and not yet taken: crypto/tls
+	// asks for at most a record at a time, so without it a burst would
+	// cost a system call per record. It is a pooled buffer, held only
+	// while it has bytes.
+	ahead              *[]byte
+	aheadOff, aheadEnd int
 
 	// State of one raw read, kept here so the callbacks passed to rc.Read
 	// are bound once and do not allocate per read.
@@ -102,10 +108,39 @@ func (c *nbConn) readNow(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.ahead != nil {
+		n := copy(p, (*c.ahead)[c.aheadOff:c.aheadEnd])
+		c.aheadOff += n
+		if c.aheadOff == c.aheadEnd {
+			pipeBufs.Put(c.ahead)
+			c.ahead = nil
+		}
+		return n, nil
+	}
 	if c.short {
 		c.short = false
 		return 0, errWouldBlock
 	}
+	if len(p) >= pipeBufSize {
+		return c.sysRead(p)
+	}
+	bp := pipeBufs.Get().(*[]byte)
+	n, err := c.sysRead(*bp)
+	if n == 0 {
+		pipeBufs.Put(bp)
+		return 0, err
+	}
+	m := copy(p, (*bp)[:n])
+	if m < n {
+		c.ahead, c.aheadOff, c.aheadEnd = bp, m, n
+	} else {
+		pipeBufs.Put(bp)
+	}
+	return m, nil
+}
+
+// sysRead is one non-blocking read(2).
+func (c *nbConn) sysRead(p []byte) (int, error) {
 	c.p, c.n, c.err = p, 0, nil
 	if err := c.rc.Read(c.readFn); err != nil {
 		c.p = nil
