@@ -16,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(
   dovecot-imapd dovecot-pop3d dovecot-submissiond
-  curl python3 python3-cryptography
+  curl python3 python3-cryptography fetchmail
   systemd dbus systemd-journal-remote iproute2 util-linux
   openssh-server sudo
 )

@@ -45,14 +45,17 @@ const (
 
 // Server is one [IMAP-n], [POP-n] or [SMTP-n] section.
 type Server struct {
-	Section              string // e.g. "IMAP-2993"
-	Protocol             Protocol
-	LocalPort            int    // the n of the section name
-	LocalAddress         string // default "::" (dual stack); orbit writes 127.0.0.1
-	ServerAddress        string
-	ServerPort           int
-	ServerStartTLS       bool // SMTP only: server_starttls, or the legacy starttls key
-	LocalStartTLS        bool // SMTP only
+	Section        string // e.g. "IMAP-2993"
+	Protocol       Protocol
+	LocalPort      int    // the n of the section name
+	LocalAddress   string // default "::" (dual stack); orbit writes 127.0.0.1
+	ServerAddress  string
+	ServerPort     int
+	ServerStartTLS bool // SMTP only: server_starttls, or the legacy starttls key
+	// LocalStartTLS: with a local certificate, the listener is plain and
+	// offers STARTTLS (IMAP, SMTP) or STLS (POP) instead of implicit TLS.
+	// The Python proxy honours it for SMTP only.
+	LocalStartTLS        bool
 	LocalCertificatePath string
 	LocalKeyPath         string
 	// MaxSessions (orbit only): concurrent client sessions this listener

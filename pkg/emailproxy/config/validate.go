@@ -161,11 +161,13 @@ func (c *Config) validateServer(name string, ports map[int][]string) []Diagnosti
 		switch {
 		case !slices.Contains(serverKeys, k):
 			ds = append(ds, unknownKey(l, serverKeys))
-		case k == "server_starttls" || k == "starttls" || k == "local_starttls":
+		case k == "server_starttls" || k == "starttls":
 			ds = append(ds, checkBool(l, v)...)
 			if srv.Protocol != SMTP {
-				ds = append(ds, l.diag(Warning, fmt.Sprintf("%s has no effect in a %s section: only SMTP uses STARTTLS (IMAP and POP upstream are always implicit TLS)", k, srv.Protocol), "remove it"))
+				ds = append(ds, l.diag(Warning, fmt.Sprintf("%s has no effect in a %s section: only SMTP uses STARTTLS upstream (IMAP and POP upstream are always implicit TLS)", k, srv.Protocol), "remove it"))
 			}
+		case k == "local_starttls":
+			ds = append(ds, checkBool(l, v)...)
 		case k == "max_sessions":
 			ds = append(ds, checkSessions(l, v)...)
 		case k == "server_port":

@@ -119,6 +119,7 @@ oauth2_flow = authorization_code
 		{"local_address all interfaces", edit("local_address = 127.0.0.1\n[SMTP", "local_address = 0.0.0.0\n[SMTP"), expect{Warning, "IMAP-2993", "local_address", "exposes the proxy"}},
 		{"local_starttls without cert", good + "[SMTP-2525]\nserver_address = s\nserver_port = 465\nlocal_address = 127.0.0.1\nlocal_starttls = True\n", expect{Error, "SMTP-2525", "local_starttls", "needs local_certificate_path"}},
 		{"only a certificate", good + "[IMAP-2994]\nserver_address = s\nserver_port = 993\nlocal_address = 127.0.0.1\nlocal_certificate_path = /c.pem\n", expect{Error, "IMAP-2994", "local_key_path", "missing"}},
+		{"local_starttls without cert in IMAP", good + "[IMAP-2525]\nserver_address = s\nserver_port = 993\nlocal_address = 127.0.0.1\nlocal_starttls = True\n", expect{Error, "IMAP-2525", "local_starttls", "needs local_certificate_path"}},
 		{"starttls in IMAP", edit("server_port = 993\n", "server_port = 993\nserver_starttls = True\n"), expect{Warning, "IMAP-2993", "server_starttls", "no effect"}},
 		{"use_pkce False quirk", edit("oauth2_flow", "use_pkce = False\noauth2_flow"), expect{Warning, "@", "use_pkce", "even this one"}},
 		{"scope without offline_access", edit(" offline_access", ""), expect{Warning, "@", "oauth2_scope", "lacks offline_access"}},

@@ -383,7 +383,7 @@ func FuzzRewriteIMAPLine(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
-		out := rewriteIMAPLine(line)
+		out := rewriteIMAPLine(line, false)
 		if !strings.Contains(strings.ToUpper(line), "CAPABILITY") && out != line {
 			t.Fatalf("rewrote %q to %q", line, out)
 		}

@@ -25,7 +25,7 @@ func (s *session) runIMAP() {
 	}
 	switch {
 	case hasPrefixFold(greeting, "* OK"):
-		if s.writeClient(rewriteIMAPLine(greeting)) != nil {
+		if s.writeClient(rewriteIMAPLine(greeting, s.offerStartTLS())) != nil {
 			return
 		}
 	case hasPrefixFold(greeting, "* PREAUTH"):
@@ -104,7 +104,19 @@ func (s *session) imapCommands() {
 				return
 			}
 		case "STARTTLS":
-			s.writeClient(tag + " BAD STARTTLS " + ReplyPrefix + "STARTTLS is not available here; connect to the proxy without it (or use a local certificate for implicit TLS)")
+			if !s.offerStartTLS() {
+				s.writeClient(tag + " BAD STARTTLS " + ReplyPrefix + "STARTTLS is not offered by this proxy listener (it needs local_starttls = True with local_certificate_path and local_key_path); connect without it, or with implicit TLS where the listener has a certificate")
+				continue
+			}
+			if err := s.startTLSCheck(); err != nil {
+				s.writeClient("* BYE " + ReplyPrefix + err.Error())
+				return
+			}
+			// RFC 3501 6.2.1: no new greeting; the client asks for the
+			// capabilities again, now without STARTTLS.
+			if s.writeClient(tag+" OK Begin TLS negotiation now") != nil || s.upgradeClient() != nil {
+				return
+			}
 		case "LOGOUT":
 			s.imapForward(tag, &imapCommand{lines: []string{line}})
 			return
@@ -456,7 +468,7 @@ func (s *session) imapRelay(tag string, cont bool) (done bool, err error) {
 		if cont && (resp == "+" || strings.HasPrefix(resp, "+ ")) {
 			return false, nil
 		}
-		if err := s.writeClient(rewriteIMAPLine(resp)); err != nil {
+		if err := s.writeClient(rewriteIMAPLine(resp, s.offerStartTLS())); err != nil {
 			return true, err
 		}
 		if n, _, ok := literalSuffix(resp); ok {

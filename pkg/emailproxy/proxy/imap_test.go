@@ -52,7 +52,7 @@ func TestIMAPCapabilitiesRewritten(t *testing.T) {
 	c.expect(`* ID ("name" "fake")`)
 	c.expect("c3 OK")
 	c.send("c4 STARTTLS")
-	c.expect("c4 BAD STARTTLS Email OAuth 2.0 Proxy: ")
+	c.expect("c4 BAD STARTTLS Email OAuth 2.0 Proxy: STARTTLS is not offered by this proxy listener")
 	c.send("c5 AUTHENTICATE XOAUTH2 abc")
 	c.expect("c5 NO AUTHENTICATE Email OAuth 2.0 Proxy: only the PLAIN and LOGIN")
 	c.send("c6 LOGOUT")
@@ -295,7 +295,7 @@ func TestRewriteIMAPLine(t *testing.T) {
 		{"* 1 EXISTS", "* 1 EXISTS"},
 	}
 	for _, tt := range tests {
-		if got := rewriteIMAPLine(tt.in); got != tt.want {
+		if got := rewriteIMAPLine(tt.in, false); got != tt.want {
 			t.Errorf("rewriteIMAPLine(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}

@@ -156,8 +156,9 @@ func parseAstring(b []byte) (string, []byte, error) {
 // rewriteIMAPCaps applies the proxy's capability rules to a list: the
 // AUTH=* entries become AUTH=PLAIN AUTH=LOGIN (the mechanisms the proxy
 // takes before doing XOAUTH2 itself), SASL-IR is added, LOGINDISABLED and STARTTLS go
-// (LOGIN works here, and this proxy offers no IMAP STARTTLS).
-func rewriteIMAPCaps(caps []string) []string {
+// (LOGIN works here, and the upstream's STARTTLS is not the proxy's); the
+// proxy's own STARTTLS is added when startTLS.
+func rewriteIMAPCaps(caps []string, startTLS bool) []string {
 	out := make([]string, 0, len(caps)+2)
 	auth, sasl := false, false
 	for _, c := range caps {
@@ -182,14 +183,17 @@ func rewriteIMAPCaps(caps []string) []string {
 	if !sasl {
 		out = append(out, "SASL-IR")
 	}
+	if startTLS {
+		out = append(out, "STARTTLS")
+	}
 	return out
 }
 
 // rewriteIMAPLine rewrites a `* CAPABILITY ...` response or a [CAPABILITY
 // ...] response code inside a status response; other lines pass unchanged.
-func rewriteIMAPLine(line string) string {
+func rewriteIMAPLine(line string, startTLS bool) string {
 	if len(line) > 13 && strings.EqualFold(line[:13], "* CAPABILITY ") {
-		return line[:13] + strings.Join(rewriteIMAPCaps(strings.Fields(line[13:])), " ")
+		return line[:13] + strings.Join(rewriteIMAPCaps(strings.Fields(line[13:]), startTLS), " ")
 	}
 	up := strings.ToUpper(line)
 	i := strings.Index(up, "[CAPABILITY ")
@@ -201,5 +205,5 @@ func rewriteIMAPLine(line string) string {
 		return line
 	}
 	start, end := i+len("[CAPABILITY "), i+j
-	return line[:start] + strings.Join(rewriteIMAPCaps(strings.Fields(line[start:end])), " ") + line[end:]
+	return line[:start] + strings.Join(rewriteIMAPCaps(strings.Fields(line[start:end]), startTLS), " ") + line[end:]
 }

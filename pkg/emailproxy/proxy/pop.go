@@ -110,7 +110,20 @@ func (s *session) popCommands() {
 				return
 			}
 		case "STLS":
-			s.writeClient("-ERR " + ReplyPrefix + "STLS is not available here; connect to the proxy without it (or use a local certificate for implicit TLS)")
+			if !s.offerStartTLS() {
+				s.writeClient("-ERR " + ReplyPrefix + "STLS is not offered by this proxy listener (it needs local_starttls = True with local_certificate_path and local_key_path); connect without it, or with implicit TLS where the listener has a certificate")
+				continue
+			}
+			if err := s.startTLSCheck(); err != nil {
+				s.writeClient("-ERR " + ReplyPrefix + err.Error())
+				return
+			}
+			// RFC 2595 4: the session stays in the AUTHORIZATION state;
+			// USER given before is forgotten.
+			if s.writeClient("+OK Begin TLS negotiation") != nil || s.upgradeClient() != nil {
+				return
+			}
+			user = ""
 		case "QUIT":
 			if s.writeUp("QUIT", "") == nil {
 				if reply, err := s.readUp(); err == nil {
@@ -147,7 +160,8 @@ func redactPOP(line string) string {
 }
 
 // popCapa relays the upstream's CAPA, rewritten: SASL becomes SASL PLAIN,
-// USER is added, STLS removed. If the upstream has no CAPA the proxy
+// USER is added, the upstream's STLS removed (the proxy's own added when
+// the listener offers it). If the upstream has no CAPA the proxy
 // answers with its own list.
 func (s *session) popCapa() error {
 	if err := s.writeUp("CAPA", ""); err != nil {
@@ -198,6 +212,9 @@ func (s *session) popCapa() error {
 	}
 	if !sasl {
 		out = append(out, "SASL PLAIN")
+	}
+	if s.offerStartTLS() {
+		out = append(out, "STLS")
 	}
 	out = append(out, ".")
 	return s.writeClient(strings.Join(out, "\r\n"))

@@ -90,7 +90,7 @@ func TestPOPFailures(t *testing.T) {
 	c.send("AUTH CRAM-MD5")
 	c.expect("-ERR Email OAuth 2.0 Proxy: only AUTH PLAIN")
 	c.send("STLS")
-	c.expect("-ERR Email OAuth 2.0 Proxy: STLS is not available")
+	c.expect("-ERR Email OAuth 2.0 Proxy: STLS is not offered by this proxy listener")
 	c.send("STAT")
 	c.expect("-ERR Email OAuth 2.0 Proxy: log in first")
 	c.send("AUTH")

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,7 +26,11 @@ func realEnv(t *testing.T) (*env, map[string]int, *fakeUpstream) {
 	smtp.ServerStartTLS = true
 	imapTLS := section("IMAP-tls", config.IMAP, imapUp)
 	imapTLS.LocalCertificatePath, imapTLS.LocalKeyPath = e.ca.certPath, e.ca.keyPath
-	e.apply(section("IMAP-1", config.IMAP, imapUp), section("POP-1", config.POP, popUp), smtp, imapTLS)
+	imapStart := section("IMAP-starttls", config.IMAP, imapUp)
+	imapStart.LocalStartTLS, imapStart.LocalCertificatePath, imapStart.LocalKeyPath = true, e.ca.certPath, e.ca.keyPath
+	popStart := section("POP-starttls", config.POP, popUp)
+	popStart.LocalStartTLS, popStart.LocalCertificatePath, popStart.LocalKeyPath = true, e.ca.certPath, e.ca.keyPath
+	e.apply(section("IMAP-1", config.IMAP, imapUp), section("POP-1", config.POP, popUp), smtp, imapTLS, imapStart, popStart)
 	ports := map[string]int{}
 	for _, l := range e.srv.Listeners() {
 		ports[l.Section] = e.port(l.Section)
@@ -50,9 +55,14 @@ h = "127.0.0.1"
 U, P = os.environ["U"], os.environ["P"]
 port = lambda name: int(os.environ[name])
 mode = sys.argv[1]
-if mode in ("imap-login", "imap-plain", "imap-saslogin", "imap-ssl"):
+if mode in ("imap-login", "imap-plain", "imap-saslogin", "imap-ssl", "imap-starttls"):
     if mode == "imap-ssl":
         m = imaplib.IMAP4_SSL(h, port("IMAP_TLS"), ssl_context=ssl.create_default_context(cafile=os.environ["CA"]))
+    elif mode == "imap-starttls":
+        m = imaplib.IMAP4(h, port("IMAP_STARTTLS"))
+        assert "STARTTLS" in m.capabilities, m.capabilities
+        m.starttls(ssl_context=ssl.create_default_context(cafile=os.environ["CA"]))
+        assert "STARTTLS" not in m.capabilities, m.capabilities
     else:
         m = imaplib.IMAP4(h, port("IMAP"))
     assert "AUTH=PLAIN" in m.capabilities and "LOGINDISABLED" not in m.capabilities, m.capabilities
@@ -80,6 +90,16 @@ elif mode == "pop":
     m = poplib.POP3(h, port("POP"))
     caps = m.capa()
     assert "PLAIN" in caps.get("SASL", []) and "USER" in caps and "STLS" not in caps, caps
+    m.user(U)
+    m.pass_(P)
+    resp, lines, octets = m.retr(1)
+    assert b"hello through the proxy" in b"\n".join(lines), lines
+    m.quit()
+elif mode == "pop-stls":
+    m = poplib.POP3(h, port("POP_STARTTLS"))
+    assert "STLS" in m.capa(), m.capa()
+    m.stls(context=ssl.create_default_context(cafile=os.environ["CA"]))
+    assert "STLS" not in m.capa(), m.capa()
     m.user(U)
     m.pass_(P)
     resp, lines, octets = m.retr(1)
@@ -119,12 +139,15 @@ func TestPythonClients(t *testing.T) {
 	envv := append(os.Environ(),
 		"U=alice@example.com", "P=alice-PASSWORD-1", "CA="+e.ca.caPath,
 		"IMAP="+strconv.Itoa(ports["IMAP-1"]), "IMAP_TLS="+strconv.Itoa(ports["IMAP-tls"]),
-		"POP="+strconv.Itoa(ports["POP-1"]), "SMTP="+strconv.Itoa(ports["SMTP-1"]))
+		"POP="+strconv.Itoa(ports["POP-1"]), "SMTP="+strconv.Itoa(ports["SMTP-1"]),
+		"IMAP_STARTTLS="+strconv.Itoa(ports["IMAP-starttls"]), "POP_STARTTLS="+strconv.Itoa(ports["POP-starttls"]))
 	tests := []struct{ mode, want string }{
 		{"imap-login", "done"},
 		{"imap-plain", "done"},
 		{"imap-saslogin", "done"},
 		{"imap-ssl", "done"},
+		{"imap-starttls", "done"},
+		{"pop-stls", "done"},
 		{"pop", "done"},
 		{"smtp", "done"},
 		{"imap-bad", "LOGIN Email OAuth 2.0 Proxy: Login failed - the password for account alice@example.com is incorrect"},
@@ -173,6 +196,8 @@ func TestCurlClients(t *testing.T) {
 		{"imap LOGIN", []string{"--login-options", "AUTH=+LOGIN", url("imap", "IMAP-1", "/INBOX;UID=1")}, "hello through the proxy"},
 		{"imap AUTHENTICATE LOGIN", []string{"--login-options", "AUTH=LOGIN", url("imap", "IMAP-1", "/INBOX;UID=1")}, "hello through the proxy"},
 		{"imaps", []string{"--cacert", e.ca.caPath, url("imaps", "IMAP-tls", "/INBOX;UID=1")}, "hello through the proxy"},
+		{"imap STARTTLS", []string{"--ssl-reqd", "--cacert", e.ca.caPath, url("imap", "IMAP-starttls", "/INBOX;UID=1")}, "hello through the proxy"},
+		{"pop3 STLS", []string{"--ssl-reqd", "--cacert", e.ca.caPath, url("pop3", "POP-starttls", "/1")}, "hello through the proxy"},
 		{"pop3 AUTH PLAIN", []string{url("pop3", "POP-1", "/1")}, "hello through the proxy"},
 		{"smtp AUTH PLAIN", []string{"--mail-from", "alice@example.com", "--mail-rcpt", "bob@example.com", "--upload-file", msg, url("smtp", "SMTP-1", "")}, ""},
 		{"smtp AUTH LOGIN", []string{"--login-options", "AUTH=LOGIN", "--mail-from", "alice@example.com", "--mail-rcpt", "bob@example.com", "--upload-file", msg, url("smtp", "SMTP-1", "")}, ""},
@@ -198,6 +223,58 @@ func TestCurlClients(t *testing.T) {
 	defer smtpUp.mu.Unlock()
 	if len(smtpUp.mails) != 2 || !strings.Contains(string(smtpUp.mails[1]), "sent by curl") {
 		t.Errorf("curl's mails did not arrive upstream: %d", len(smtpUp.mails))
+	}
+	e.assertNoSecrets()
+}
+
+// TestFetchmail: fetchmail's default (since 6.4: TLS required, STARTTLS
+// tried whether offered or not) works against a local_starttls listener;
+// against the plain loopback listener it needs `sslproto ”`, as
+// docs/clients.md says.
+func TestFetchmail(t *testing.T) {
+	fm := need(t, "fetchmail")
+	e, ports, _ := realEnv(t)
+	home := t.TempDir()
+	run := func(name string, port int, opts string) (string, error) {
+		rc := filepath.Join(home, name+".rc")
+		body := fmt.Sprintf("set no bouncemail\npoll 127.0.0.1 service %d protocol %s auth password user \"alice@example.com\" password \"alice-PASSWORD-1\" %s\n",
+			port, map[bool]string{true: "POP3", false: "IMAP"}[strings.HasPrefix(name, "pop")], opts)
+		if err := os.WriteFile(rc, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, fm, "--check", "--nosyslog", "-f", rc, "-i", filepath.Join(home, name+".ids"))
+		cmd.Env = append(os.Environ(), "HOME="+home, "FETCHMAILHOME="+home, "LC_ALL=C")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	// fetchmail matches the certificate against DNS names only, so the
+	// loopback certificate's "localhost".
+	tls := "sslcertck sslcommonname localhost sslcertfile " + e.ca.caPath
+	tests := []struct {
+		name string
+		port int
+		opts string
+		ok   bool
+	}{
+		{"imap-starttls-default", ports["IMAP-starttls"], tls, true},
+		{"pop-starttls-default", ports["POP-starttls"], tls, true},
+		{"imap-plain-sslproto-empty", ports["IMAP-1"], "sslproto ''", true},
+		{"pop-plain-sslproto-empty", ports["POP-1"], "sslproto ''", true},
+		{"imap-plain-default", ports["IMAP-1"], "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := run(tt.name, tt.port, tt.opts)
+			// --check exits 0 when there is new mail, 1 when there is
+			// none (the message is "seen" after the first run).
+			var ee *exec.ExitError
+			ok := (err == nil || errors.As(err, &ee) && ee.ExitCode() == 1) && strings.Contains(out, "1 message")
+			if ok != tt.ok {
+				t.Fatalf("fetchmail %s: %v, want success %v\n%s", tt.name, err, tt.ok, out)
+			}
+		})
 	}
 	e.assertNoSecrets()
 }

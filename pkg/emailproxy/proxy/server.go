@@ -68,7 +68,7 @@ type ListenerInfo struct {
 	Protocol config.Protocol // IMAP, POP or SMTP
 	Address  string          // the bound address, e.g. "127.0.0.1:2993"
 	TLS      bool            // implicit TLS towards clients
-	StartTLS bool            // SMTP STARTTLS offered to clients
+	StartTLS bool            // STARTTLS (POP: STLS) offered to clients
 }
 
 // Server runs one listener per server section and one goroutine per client
@@ -107,10 +107,8 @@ type listenerConfig struct {
 	localTLS *tls.Config // nil: plain listener
 }
 
-func (lc *listenerConfig) implicitTLS() bool { return lc.localTLS != nil && !lc.startTLS() }
-func (lc *listenerConfig) startTLS() bool {
-	return lc.srv.Protocol == config.SMTP && lc.srv.LocalStartTLS
-}
+func (lc *listenerConfig) implicitTLS() bool   { return lc.localTLS != nil && !lc.startTLS() }
+func (lc *listenerConfig) startTLS() bool      { return lc.srv.LocalStartTLS }
 func (lc *listenerConfig) offerStartTLS() bool { return lc.startTLS() && lc.localTLS != nil }
 
 type listener struct {
@@ -311,7 +309,7 @@ func prepare(srv config.Server) (*listenerConfig, error) {
 	if certSet != keySet {
 		return nil, fmt.Errorf("[%s]: local_certificate_path and local_key_path must be set together (or neither, for a plain listener)", srv.Section)
 	}
-	if srv.Protocol == config.SMTP && srv.LocalStartTLS && !certSet {
+	if srv.LocalStartTLS && !certSet {
 		return nil, fmt.Errorf("[%s]: local_starttls needs local_certificate_path and local_key_path; set both, or set local_starttls = False", srv.Section)
 	}
 	if certSet {

@@ -135,6 +135,47 @@ func (s *session) run() {
 	}
 }
 
+// clientTLS reports whether the client connection is encrypted.
+func (s *session) clientTLS() bool {
+	_, ok := s.client.(*tls.Conn)
+	return ok
+}
+
+// offerStartTLS reports whether the client may upgrade to TLS now.
+func (s *session) offerStartTLS() bool { return s.cfg.offerStartTLS() && !s.clientTLS() }
+
+// errPlaintextAfterStartTLS: bytes that came after STARTTLS in the clear
+// would be taken as sent over TLS (the STARTTLS command injection attack,
+// CVE-2011-0411 and kin), so the session ends instead.
+var errPlaintextAfterStartTLS = errors.New("the client sent data after STARTTLS before the TLS handshake")
+
+// startTLSCheck is called before the go-ahead reply to a STARTTLS (or
+// STLS) command: nothing may be waiting behind it.
+func (s *session) startTLSCheck() error {
+	if s.cr.Buffered() > 0 {
+		return errPlaintextAfterStartTLS
+	}
+	return nil
+}
+
+// upgradeClient runs the TLS handshake with the client after the
+// protocol's go-ahead reply. Nothing read before it is kept.
+func (s *session) upgradeClient() error {
+	if err := s.startTLSCheck(); err != nil {
+		return err
+	}
+	tc := tls.Server(s.client, s.cfg.localTLS)
+	s.client.SetDeadline(s.deadline())
+	hctx, cancel := context.WithDeadline(s.ctx, s.deadline())
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		s.debug("client STARTTLS handshake failed", "reason", err.Error())
+		return err
+	}
+	s.setClient(tc)
+	return nil
+}
+
 func (s *session) setClient(c net.Conn) {
 	s.mu.Lock()
 	s.client = c

@@ -143,16 +143,13 @@ func (s *session) smtpCommands(upTLS bool) {
 				s.writeClient("454 4.7.0 " + ReplyPrefix + "STARTTLS is not offered by this proxy listener (it needs local_starttls = True with local_certificate_path and local_key_path)")
 				continue
 			}
-			if s.writeClient("220 2.0.0 Ready to start TLS") != nil {
+			if err := s.startTLSCheck(); err != nil {
+				s.writeClient("501 5.5.4 " + ReplyPrefix + err.Error())
 				return
 			}
-			tc := tls.Server(s.client, s.cfg.localTLS)
-			s.client.SetDeadline(s.deadline())
-			if err := tc.HandshakeContext(s.ctx); err != nil {
-				s.debug("client STARTTLS handshake failed", "reason", err.Error())
+			if s.writeClient("220 2.0.0 Ready to start TLS") != nil || s.upgradeClient() != nil {
 				return
 			}
-			s.setClient(tc)
 			clientTLS, helloDone = true, false
 		case "AUTH":
 			if !helloDone {
