@@ -379,6 +379,7 @@ func FuzzRewriteIMAPLine(f *testing.F) {
 		"* CAPABILITY IMAP4rev1 AUTH=XOAUTH2 LOGINDISABLED STARTTLS",
 		"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] ready",
 		"a OK [capability", "* CAPABILITY ", "* OK [CAPABILITY ]]", "* 1 EXISTS",
+		"\xdf[CAPABILITY ]", // found by the fuzzer: a panic on invalid UTF-8
 	} {
 		f.Add(s)
 	}

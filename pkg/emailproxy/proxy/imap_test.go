@@ -293,6 +293,10 @@ func TestRewriteIMAPLine(t *testing.T) {
 		{"a OK [capability IMAP4rev1 auth=plain auth=login] done", "a OK [capability IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR] done"},
 		{"* OK ready", "* OK ready"},
 		{"* 1 EXISTS", "* 1 EXISTS"},
+		// Found by FuzzRewriteIMAPLine: invalid UTF-8 before the code
+		// shifted the indexes and panicked the proxy.
+		{"\xdf[CAPABILITY ]", "\xdf[CAPABILITY AUTH=PLAIN AUTH=LOGIN SASL-IR]"},
+		{"* OK \xff\xfe[capability IMAP4rev1] x", "* OK \xff\xfe[capability IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR] x"},
 	}
 	for _, tt := range tests {
 		if got := rewriteIMAPLine(tt.in, false); got != tt.want {

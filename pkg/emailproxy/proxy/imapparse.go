@@ -195,8 +195,7 @@ func rewriteIMAPLine(line string, startTLS bool) string {
 	if len(line) > 13 && strings.EqualFold(line[:13], "* CAPABILITY ") {
 		return line[:13] + strings.Join(rewriteIMAPCaps(strings.Fields(line[13:]), startTLS), " ")
 	}
-	up := strings.ToUpper(line)
-	i := strings.Index(up, "[CAPABILITY ")
+	i := indexFoldASCII(line, "[CAPABILITY ")
 	if i < 0 {
 		return line
 	}
@@ -206,4 +205,16 @@ func rewriteIMAPLine(line string, startTLS bool) string {
 	}
 	start, end := i+len("[CAPABILITY "), i+j
 	return line[:start] + strings.Join(rewriteIMAPCaps(strings.Fields(line[start:end]), startTLS), " ") + line[end:]
+}
+
+// indexFoldASCII is strings.Index ignoring ASCII case. strings.ToUpper
+// would not do: it turns invalid UTF-8 into three-byte U+FFFD, so its
+// indexes are not the line's (FuzzRewriteIMAPLine found the panic).
+func indexFoldASCII(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }
