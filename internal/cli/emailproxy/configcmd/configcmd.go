@@ -10,7 +10,7 @@ import (
 	"os"
 	"sort"
 
-	"github.com/charmbracelet/lipgloss"
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
@@ -98,10 +98,8 @@ func readErr(path string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return exitcode.Withf(exitcode.Invalid, "%s does not exist; write it with `orbit email-oauth2-proxy register`, or name another file with --config", path)
-	case errors.Is(err, fs.ErrPermission):
-		return exitcode.Withf(exitcode.Permission, "cannot read %s: permission denied; run as root", path)
 	}
-	return fmt.Errorf("reading %s: %w", path, err)
+	return cmdutil.FileError("read", path, err)
 }
 
 // Show prints the file, masked.
@@ -175,15 +173,11 @@ func Validate(_ context.Context, o *Options) error {
 // print writes one block per diagnostic, in file order: where, what, and
 // the fix on its own line; colour only on a terminal.
 func (o *Options) print(rep Report) {
-	r := o.IO.Renderer()
-	errStyle := r.NewStyle().Bold(true).Foreground(lipgloss.Color("9"))
-	warnStyle := r.NewStyle().Bold(true).Foreground(lipgloss.Color("11"))
-	okStyle := r.NewStyle().Bold(true).Foreground(lipgloss.Color("10"))
-	dim := r.NewStyle().Faint(true)
+	cs := cmdutil.NewColorScheme(o.IO)
 	for _, d := range rep.Diagnostics {
-		label := warnStyle.Render("warning")
+		label := cs.Warning("warning")
 		if d.Severity == config.Error {
-			label = errStyle.Render("error")
+			label = cs.Failure("error")
 		}
 		where := rep.Path
 		if w := d.Where(); w != "" {
@@ -191,15 +185,15 @@ func (o *Options) print(rep Report) {
 		}
 		fmt.Fprintf(o.IO.Out, "%s: %s: %s\n", where, label, d.Message)
 		if d.Hint != "" {
-			fmt.Fprintf(o.IO.Out, "  %s %s\n", dim.Render("fix:"), d.Hint)
+			fmt.Fprintf(o.IO.Out, "  %s %s\n", cs.Faint("fix:"), d.Hint)
 		}
 	}
 	switch {
 	case rep.Errors > 0:
-		fmt.Fprintf(o.IO.Out, "%s: %s (%d error(s), %d warning(s))\n", rep.Path, errStyle.Render("invalid"), rep.Errors, rep.Warnings)
+		fmt.Fprintf(o.IO.Out, "%s: %s (%d error(s), %d warning(s))\n", rep.Path, cs.Failure("invalid"), rep.Errors, rep.Warnings)
 	case rep.Warnings > 0:
-		fmt.Fprintf(o.IO.Out, "%s: %s with %d warning(s)\n", rep.Path, okStyle.Render("valid"), rep.Warnings)
+		fmt.Fprintf(o.IO.Out, "%s: %s with %d warning(s)\n", rep.Path, cs.Success("valid"), rep.Warnings)
 	default:
-		fmt.Fprintf(o.IO.Out, "%s: %s\n", rep.Path, okStyle.Render("valid"))
+		fmt.Fprintf(o.IO.Out, "%s: %s\n", rep.Path, cs.Success("valid"))
 	}
 }
