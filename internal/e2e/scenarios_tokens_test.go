@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -422,6 +423,12 @@ func TestE2ESpecTokenStore(t *testing.T) {
 				"expiry": now + 3600, "last_activity": now,
 			})
 			e.pythonInterop(string(req))
+			// Python writes the file at its umask's 0644; orbit refuses a
+			// token store others can read, and the fix is this chmod
+			// (docs/compatibility.md, moving from the Python proxy).
+			if err := os.Chmod(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			e.serve()
 
 			msgs, out, err := e.imapFetchAll(alice, mailerPassword)

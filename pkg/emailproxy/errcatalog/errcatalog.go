@@ -76,6 +76,11 @@ func (e Entry) Hint() string {
 	return e.ID + ": " + e.Meaning + " Fix: " + e.Fix
 }
 
+// Generic reports whether the entry explains a code any provider may send
+// (RFC 6749's invalid_grant...), whose meaning the provider's own
+// description usually narrows: shown after that description, not instead.
+func (e Entry) Generic() bool { return e.Provider == anyOAuth }
+
 // From reports whether the entry applies to errors from src.
 func (e Entry) From(src Source) bool {
 	for _, s := range e.Sources {

@@ -631,7 +631,7 @@ func (m *Manager) post(ctx context.Context, acct config.Account, form url.Values
 func (m *Manager) requestError(account string, err error) *loginError {
 	var pe *ProviderError
 	if errors.As(err, &pe) {
-		if entry, ok := errcatalog.Lookup(errcatalog.TokenEndpoint, pe.Code, pe.Description); ok {
+		if entry, ok := errcatalog.Lookup(errcatalog.TokenEndpoint, pe.Code, pe.Description); ok && !entry.Generic() {
 			// A reply line is short (400 characters, and POP3 and SMTP allow
 			// 512 in all), so the mailer gets the catalogue's explanation and
 			// fix; the provider's own words go to the log and status.
@@ -647,6 +647,13 @@ func (m *Manager) requestError(account string, err error) *loginError {
 	switch {
 	case errors.Is(err, ErrProviderRefused):
 		msg = fmt.Sprintf("Login failed for account %s - the token endpoint refused the request: %v", printable(account), err)
+		// A generic code (invalid_grant...): the provider's description is
+		// the specific part, the catalogue adds what to do.
+		if errors.As(err, &pe) {
+			if entry, ok := errcatalog.Lookup(errcatalog.TokenEndpoint, pe.Code, pe.Description); ok {
+				msg += " - Fix: " + entry.Fix
+			}
+		}
 	case errors.Is(err, ErrProviderUnavailable):
 		msg = fmt.Sprintf("Login failed for account %s - %v; check the network and the token_url, then retry", printable(account), err)
 	default:
