@@ -343,6 +343,12 @@ func TestE2EStatusForeground(t *testing.T) {
 		t.Errorf("status text:\n%s", text.Stdout)
 	}
 
+	// reload has no unit to go through, and says how the foreground one
+	// reloads.
+	if r := w.inside(3, "reload", "--config", w.env.config); !strings.Contains(r.Stderr, "runs in the foreground (PID "+strconv.Itoa(rep.Engine.PID)+")") || !strings.Contains(r.Stderr, "kill -HUP") {
+		t.Errorf("reload beside a foreground proxy said:\n%s", r.Stderr)
+	}
+
 	// As a user who may read nothing of it.
 	rep, r = w.statusAs(true)
 	if r.Code != 10 {
@@ -527,7 +533,8 @@ func TestE2EUninstall(t *testing.T) {
 
 	r := w.inside(0, "uninstall")
 	for _, want := range []string{"Stopped " + unitName, "Disabled " + unitName, "Removed /etc/systemd/system/" + unitName,
-		"Removed /etc/sysusers.d/orbit-emailproxy.conf", "Kept " + e.config, "Kept " + stateDir, "Uninstalled " + unitName} {
+		"Removed /etc/sysusers.d/orbit-emailproxy.conf", "Kept " + e.config, "Kept " + stateDir,
+		"Kept /etc/systemd/system/" + unitName + ".d (your drop-ins", "Uninstalled " + unitName} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("uninstall lacks %q:\n%s", want, r.Stdout)
 		}

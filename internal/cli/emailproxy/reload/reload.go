@@ -123,6 +123,14 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return service.JobError(what, err)
 	}
+	if p.ActiveState != "active" && o.Processes != nil {
+		// Not under systemd, but maybe by hand: say how that one reloads.
+		if procs, err := o.Processes(); err == nil {
+			if fg, ok := service.ForegroundServe(procs, cfgPath, 0); ok {
+				return exitcode.Withf(exitcode.NotRunning, "%s: the proxy runs in the foreground (PID %d), not under systemd; check the file (orbit email-oauth2-proxy config validate %s), then kill -HUP %d makes it re-read it, and its log says whether it took it", what, fg.PID, cfgPath, fg.PID)
+			}
+		}
+	}
 	switch {
 	case p.LoadState == "not-found":
 		return exitcode.Withf(exitcode.NotRunning, "%s: it is not installed, so nothing runs to reload.\nStart it: orbit email-oauth2-proxy start%s", what, service.UnitFlag(o.Unit))

@@ -69,8 +69,8 @@ removes them too: the file (and its .bak and .lock) and the state directory
 /var/lib/orbit/email-oauth2-proxy (tokens, status file). --purge asks first at
 a terminal and needs --yes where nobody can answer.
 
-Uninstalling what is not installed does nothing and succeeds, so scripts may
-run it twice.`,
+Drop-ins (systemctl edit) are the administrator's and stay. Uninstalling what
+is not installed does nothing and succeeds, so scripts may run it twice.`,
 		Example: `  orbit email-oauth2-proxy uninstall
   orbit email-oauth2-proxy uninstall --purge --yes`,
 		Args: cobra.NoArgs,
@@ -179,6 +179,11 @@ func Run(ctx context.Context, o *Options) error {
 			}
 		}
 	}
+	// Drop-ins are the administrator's own files (systemctl edit): they
+	// stay, and are named so that a later install does not surprise.
+	if dropIns := systemd.UnitPath("", o.Unit) + ".d"; dirExists(dropIns) {
+		res.Kept = append(res.Kept, dropIns)
+	}
 	res.NothingToDo = !res.Stopped && !res.Disabled && len(res.Removed) == 0
 	return o.report(res)
 }
@@ -231,6 +236,11 @@ func (o *Options) confirm(t targets) error {
 	return exitcode.Withf(exitcode.Error, "nothing was removed (answer y to purge, or run without --purge to keep the file and tokens)")
 }
 
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
 func permissionOr(what string, err error) error {
 	if cmdutil.IsPermission(err) {
 		return cmdutil.Denied(what, err)
@@ -256,6 +266,10 @@ func (o *Options) report(res Result) error {
 		fmt.Fprintf(w, "Removed %s.\n", p)
 	}
 	for _, p := range res.Kept {
+		if strings.HasSuffix(p, ".service.d") {
+			fmt.Fprintf(w, "Kept %s (your drop-ins; remove them yourself if they are no longer wanted).\n", p)
+			continue
+		}
 		fmt.Fprintf(w, "Kept %s (uninstall --purge removes it).\n", p)
 	}
 	if !res.NothingToDo {
