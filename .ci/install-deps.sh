@@ -16,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(
   dovecot-imapd dovecot-pop3d dovecot-submissiond
-  curl python3 python3-cryptography fetchmail
+  curl python3 python3-cryptography fetchmail msmtp
   systemd dbus systemd-journal-remote iproute2 util-linux
   openssh-server sudo
 )

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"os"
 	"strings"
 	"testing"
 )
@@ -78,4 +79,64 @@ func TestE2EIMAPEdgeCases(t *testing.T) {
 		t.Errorf("the --debug trace shows no redacted login; was it on?\n%s", log)
 	}
 	e.checkNoSecrets(other)
+}
+
+// TestE2ELocalTLSAndLimits: the orbit binary reads local_starttls and
+// max_sessions from the file; imaplib and poplib upgrade with STARTTLS/STLS
+// and reach Dovecot's mailbox; a client over max_sessions is told so.
+func TestE2ELocalTLSAndLimits(t *testing.T) {
+	e := newEnv(t)
+	e.addClient(alice)
+	e.register("--account", alice, "--oauth2-flow", "client_credentials")
+	data, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsKeys := "local_certificate_path = " + e.tls.CertFile + "\nlocal_key_path = " + e.tls.KeyFile + "\nlocal_starttls = True\n"
+	cfg := strings.Replace(string(data), "[IMAP-"+itoa(e.imapPort)+"]\n", "[IMAP-"+itoa(e.imapPort)+"]\n"+tlsKeys+"max_sessions = 2\n", 1)
+	cfg = strings.Replace(cfg, "[POP-"+itoa(e.popPort)+"]\n", "[POP-"+itoa(e.popPort)+"]\n"+tlsKeys, 1)
+	if cfg == string(data) {
+		t.Fatal("the server sections were not found in the registered file")
+	}
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.serve()
+
+	const pyStartTLS = `
+import os, imaplib, poplib, ssl
+ctx = ssl.create_default_context(cafile=os.environ["CA"])
+m = imaplib.IMAP4("127.0.0.1", int(os.environ["IMAP"]), timeout=60)
+assert "STARTTLS" in m.capabilities, m.capabilities
+m.starttls(ssl_context=ctx)
+m.login(os.environ["USER"], os.environ["PASS"])
+typ, _ = m.select("INBOX")
+assert typ == "OK", typ
+m.logout()
+p = poplib.POP3("127.0.0.1", int(os.environ["POP"]), timeout=60)
+p.stls(context=ctx)
+p.user(os.environ["USER"])
+p.pass_(os.environ["PASS"])
+p.stat()
+p.quit()
+print("DONE")
+`
+	out, err := e.python(pyStartTLS, "IMAP="+itoa(e.imapPort), "POP="+itoa(e.popPort), "CA="+e.tls.CAFile,
+		"USER="+alice, "PASS="+mailerPassword)
+	if err != nil || !strings.Contains(out, "DONE") {
+		t.Fatalf("imaplib/poplib with STARTTLS through the proxy: %v\n%s", err, out)
+	}
+
+	// Two sessions fill the IMAP listener's max_sessions; a third is sent
+	// away with a reply, at once.
+	for i := 0; i < 2; i++ {
+		c := mustDial(t, e.imapPort)
+		if g, err := c.line(); err != nil || !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("session %d: %q, %v", i+1, g, err)
+		}
+	}
+	if g := e.greeting(e.imapPort); !strings.HasPrefix(g, "* BYE [UNAVAILABLE] Email OAuth 2.0 Proxy: ") || !strings.Contains(g, "max_sessions") {
+		t.Errorf("over max_sessions: %q", g)
+	}
+	e.checkNoSecrets()
 }

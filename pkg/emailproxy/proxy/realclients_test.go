@@ -278,3 +278,32 @@ func TestFetchmail(t *testing.T) {
 	}
 	e.assertNoSecrets()
 }
+
+// TestMsmtp: the msmtp account docs/clients.md gives for the plain
+// loopback listener sends mail.
+func TestMsmtp(t *testing.T) {
+	msmtp := need(t, "msmtp")
+	e, ports, smtpUp := realEnv(t)
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "mailer-password")
+	os.WriteFile(pw, []byte("alice-PASSWORD-1\n"), 0o600)
+	conf := filepath.Join(dir, "msmtprc")
+	rc := fmt.Sprintf("account proxy\nhost 127.0.0.1\nport %d\nauth plain\nuser alice@example.com\npasswordeval \"cat %s\"\nfrom alice@example.com\ntls off\n\naccount default : proxy\n",
+		ports["SMTP-1"], pw)
+	if err := os.WriteFile(conf, []byte(rc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, msmtp, "-C", conf, "bob@example.com")
+	cmd.Stdin = strings.NewReader("Subject: msmtp\r\n\r\nsent by msmtp\r\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("msmtp: %v\n%s", err, out)
+	}
+	smtpUp.mu.Lock()
+	defer smtpUp.mu.Unlock()
+	if len(smtpUp.mails) != 1 || !strings.Contains(string(smtpUp.mails[0]), "sent by msmtp") {
+		t.Errorf("msmtp's mail did not arrive upstream: %q", smtpUp.mails)
+	}
+	e.assertNoSecrets()
+}
