@@ -3,8 +3,8 @@ package remote
 import (
 	"strings"
 
-	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/secretflag"
+	"github.com/senhasegura/orbit/internal/shellquote"
 	"github.com/spf13/pflag"
 )
 
@@ -164,7 +164,7 @@ func LiftSecrets(args []string, fs *pflag.FlagSet) ([]string, []Secret) {
 // single-quoted; a single quote inside ends the quoting, is escaped with a
 // backslash, and the quoting starts again.
 func Quote(s string) string {
-	return cmdutil.ShellQuote(s) // orbit's one quoting, shared with printed commands
+	return shellquote.Quote(s) // orbit's one quoting, shared with printed commands
 }
 
 // CommandLine is the command string sent to sshd: program then args, each

@@ -1,6 +1,6 @@
 // Package cmdutil is what every orbit command would otherwise repeat: one
-// colour scheme, one way to quote a word in a command printed for pasting,
-// and one mapping from a refused file or operation to exit code 10 with the
+// colour scheme, one way to quote a word in a command printed for pasting
+// (internal/shellquote, which libraries use directly), and one mapping from a refused file or operation to exit code 10 with the
 // "run as root" hint.
 //
 // Every command follows one shape (as gh does), so tests drive each the same

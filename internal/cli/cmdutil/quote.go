@@ -1,39 +1,11 @@
 package cmdutil
 
-import "strings"
+import "github.com/senhasegura/orbit/internal/shellquote"
 
-// ShellQuote returns s as one word for a POSIX shell, for commands orbit
-// prints to be pasted (next steps, fixes) and runs over SSH. A word made
-// only of letters, digits and @%_+=:,./- is left as it is, so the command
-// reads naturally; anything else is single-quoted, a single quote inside
-// becoming '\”. The safe set is Python's shlex.quote's: none of those
-// characters is special to sh, bash, dash or zsh inside a word (= only
-// makes a first word an assignment, and orbit never quotes a first word
-// that could be one; % only matters to job control at the start of fg's
-// argument).
-func ShellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	if strings.IndexFunc(s, unsafe) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func unsafe(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		return false
-	}
-	return !strings.ContainsRune("@%_+=:,./-", r)
-}
+// ShellQuote returns s as one word for a POSIX shell, for commands a
+// command prints to be pasted: internal/shellquote, orbit's one quoting
+// (shlex's safe set, left bare; anything else single-quoted).
+func ShellQuote(s string) string { return shellquote.Quote(s) }
 
 // ShellJoin quotes each word with ShellQuote and joins them with spaces.
-func ShellJoin(words ...string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		q[i] = ShellQuote(w)
-	}
-	return strings.Join(q, " ")
-}
+func ShellJoin(words ...string) string { return shellquote.Join(words...) }

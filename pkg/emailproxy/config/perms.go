@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/senhasegura/orbit/internal/shellquote"
 )
 
 // CheckPermissions reports the proxy's files that other local users could
@@ -31,12 +33,12 @@ func CheckPermissions(configPath string, c *Config, tokenPath string) []Diagnost
 		if mode&0o022 != 0 {
 			ds = append(ds, Diagnostic{Severity: Error,
 				Message: fmt.Sprintf("the configuration file %s is writable by %s (mode %04o): any local user could point token_url at their own server and collect the mailers' passwords", configPath, who(mode, 0o020, 0o002), mode),
-				Hint:    "chmod 600 " + shellQuote(configPath)})
+				Hint:    "chmod 600 " + shellquote.Quote(configPath)})
 		}
 		if mode&0o004 != 0 && c != nil && holdsClientSecret(c) {
 			ds = append(ds, Diagnostic{Severity: Warning,
 				Message: fmt.Sprintf("the configuration file %s holds a client_secret and is readable by every local user (mode %04o)", configPath, mode),
-				Hint:    "chmod 600 " + shellQuote(configPath)})
+				Hint:    "chmod 600 " + shellquote.Quote(configPath)})
 		}
 	}
 	if tokenPath == "" {
@@ -51,7 +53,7 @@ func CheckPermissions(configPath string, c *Config, tokenPath string) []Diagnost
 		if mode := fi.Mode().Perm(); mode&0o066 != 0 {
 			ds = append(ds, Diagnostic{Severity: Error,
 				Message: fmt.Sprintf("the token store %s is open to %s (mode %04o): a copy of its encrypted tokens can be attacked offline for the mailers' passwords", tokenPath, who(mode, 0o060, 0o006), mode),
-				Hint:    "chmod 600 " + shellQuote(tokenPath)})
+				Hint:    "chmod 600 " + shellquote.Quote(tokenPath)})
 		}
 	}
 	return ds
@@ -75,12 +77,4 @@ func holdsClientSecret(c *Config) bool {
 		}
 	}
 	return false
-}
-
-// shellQuote quotes a path for a command a person pastes.
-func shellQuote(p string) string {
-	if p != "" && strings.Trim(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+@") == "" {
-		return p
-	}
-	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
 }
