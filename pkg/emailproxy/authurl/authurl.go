@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
@@ -120,23 +121,32 @@ type authEvent struct {
 	structured bool
 }
 
-var (
-	// "Please visit the following URL to authenticate account <a>: <url>",
-	// anywhere in the line: the Python proxy prints it after a date on
-	// stdout and after "Email OAuth 2.0 Proxy: " on syslog.
-	reVisit = regexp.MustCompile(`Please visit the following URL to authenticate account (\S+): (\S+)`)
-	// The Python proxy's success line names the account after the local
-	// address: "IMAP (127.0.0.1:2993; a@b.c) [ Successfully authenticated
-	// IMAP connection - releasing session ]" (older versions say "removing
-	// proxy"; without an account in the parentheses nothing can be cleared).
-	reSuccess = regexp.MustCompile(`\(([^()]*)\)\s*\[ Successfully authenticated (?:IMAP|POP|SMTP) connection`)
-	// Its failures that retire a URL: the redirect carried an error, or the
-	// local server gave up waiting.
-	reResultError = regexp.MustCompile(`Authorisation result error for (\S+) - aborting login`)
-	reLocalFailed = regexp.MustCompile(`Local server auth mode \([^)]*\): request failed - .* for (\S+@\S+) is not specified`)
-	// The date the Python proxy prints on stdout: "2024-05-06 07:08:09: ".
-	reDatePrefix = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}): `)
-)
+// patterns are compiled on first use, not when the program starts: every
+// orbit command links this package, and only logs needs them
+// (BenchmarkStartup, GODEBUG=inittrace=1).
+var patterns = sync.OnceValue(func() *linePatterns {
+	return &linePatterns{
+		// "Please visit the following URL to authenticate account <a>: <url>",
+		// anywhere in the line: the Python proxy prints it after a date on
+		// stdout and after "Email OAuth 2.0 Proxy: " on syslog.
+		reVisit: regexp.MustCompile(`Please visit the following URL to authenticate account (\S+): (\S+)`),
+		// The Python proxy's success line names the account after the local
+		// address: "IMAP (127.0.0.1:2993; a@b.c) [ Successfully authenticated
+		// IMAP connection - releasing session ]" (older versions say "removing
+		// proxy"; without an account in the parentheses nothing can be cleared).
+		reSuccess: regexp.MustCompile(`\(([^()]*)\)\s*\[ Successfully authenticated (?:IMAP|POP|SMTP) connection`),
+		// Its failures that retire a URL: the redirect carried an error, or the
+		// local server gave up waiting.
+		reResultError: regexp.MustCompile(`Authorisation result error for (\S+) - aborting login`),
+		reLocalFailed: regexp.MustCompile(`Local server auth mode \([^)]*\): request failed - .* for (\S+@\S+) is not specified`),
+		// The date the Python proxy prints on stdout: "2024-05-06 07:08:09: ".
+		reDatePrefix: regexp.MustCompile(`^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}): `),
+	}
+})
+
+type linePatterns struct {
+	reVisit, reSuccess, reResultError, reLocalFailed, reDatePrefix *regexp.Regexp
+}
 
 func classify(e journal.Entry) (authEvent, bool) {
 	f := e.Fields
@@ -162,19 +172,19 @@ func classify(e journal.Entry) (authEvent, bool) {
 		return authEvent{}, false // the common case, decided cheaply
 	}
 	at := lineTime(e)
-	if m := reVisit.FindStringSubmatch(msg); m != nil {
+	if m := patterns().reVisit.FindStringSubmatch(msg); m != nil {
 		return authEvent{kind: evIssued, account: m[1], url: m[2], at: at}, true
 	}
-	if m := reSuccess.FindStringSubmatch(msg); m != nil {
+	if m := patterns().reSuccess.FindStringSubmatch(msg); m != nil {
 		if a := accountIn(m[1]); a != "" {
 			return authEvent{kind: evClosed, account: a, at: at}, true
 		}
 		return authEvent{}, false
 	}
-	if m := reResultError.FindStringSubmatch(msg); m != nil {
+	if m := patterns().reResultError.FindStringSubmatch(msg); m != nil {
 		return authEvent{kind: evClosed, account: m[1], at: at}, true
 	}
-	if m := reLocalFailed.FindStringSubmatch(msg); m != nil {
+	if m := patterns().reLocalFailed.FindStringSubmatch(msg); m != nil {
 		return authEvent{kind: evClosed, account: m[1], at: at}, true
 	}
 	return authEvent{}, false
@@ -197,7 +207,7 @@ func accountIn(paren string) string {
 // It is local time with one-second precision, so it is never later than
 // the entry's own time unless the clocks disagree, and then the entry wins.
 func lineTime(e journal.Entry) time.Time {
-	m := reDatePrefix.FindStringSubmatch(e.Message)
+	m := patterns().reDatePrefix.FindStringSubmatch(e.Message)
 	if m == nil {
 		return e.Time
 	}

@@ -77,7 +77,11 @@ func summary(p []Pending) []string {
 func TestFindAgreesWithTheFullFold(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	accounts := []string{"a@x", "b@x", "c@x", "d@x"}
-	for round := range 16 {
+	rounds := 16
+	if testing.Short() {
+		rounds = 4
+	}
+	for round := range rounds {
 		var recs []journaltest.Rec
 		for i := range 40 {
 			a := accounts[rng.IntN(len(accounts))]
