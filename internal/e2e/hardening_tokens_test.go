@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/senhasegura/orbit/internal/testenv"
 
 	"github.com/senhasegura/orbit/internal/testenv/fakeoauth"
 )
@@ -59,7 +65,7 @@ func TestE2EFileModes(t *testing.T) {
 	if err := os.Chmod(e.tokens, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := e.serveRefused(4)
+	out := e.serveRefused(78)
 	for _, want := range []string{"the token store " + e.tokens, "chmod 600 " + e.tokens} {
 		if !strings.Contains(out, want) {
 			t.Errorf("serve's refusal lacks %q:\n%s", want, out)
@@ -77,7 +83,7 @@ func TestE2EFileModes(t *testing.T) {
 	if err := os.Chmod(e.config, 0o660); err != nil {
 		t.Fatal(err)
 	}
-	out = e.serveRefused(4)
+	out = e.serveRefused(78)
 	if !strings.Contains(out, "is writable by its group") || !strings.Contains(out, "chmod 600 "+e.config) {
 		t.Errorf("serve's refusal of a group-writable configuration:\n%s", out)
 	}
@@ -147,5 +153,106 @@ func TestE2EOddTokenAnswers(t *testing.T) {
 	log := e.waitLog("expires_in = 9223372036854775807", 5*time.Second)
 	if n := strings.Count(log, "expires_in = 9223372036854775807"); n != 1 {
 		t.Errorf("the odd expires_in was logged %d times, want once", n)
+	}
+}
+
+// stormIMAP runs n clients from source address from, each logging in as
+// user with a new wrong password as soon as its previous reply came,
+// until stop is closed. It returns how many replies each kind got.
+func (e *env) stormIMAP(from string, n int, user string, stop <-chan struct{}) func() map[string]int {
+	var mu sync.Mutex
+	replies := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := d.Dial("tcp", testenv.Addr(e.imapPort))
+				if err != nil {
+					continue
+				}
+				lc := &lineConn{c: c, r: bufio.NewReader(c)}
+				kind := "error"
+				if _, err := lc.line(); err == nil {
+					if done, _, err := lc.imapCmd("S1", fmt.Sprintf("LOGIN %s guess-%d-%d", imapQuote(user), i, k)); err == nil {
+						kind = done
+						if j := strings.Index(done, " - "); j > 0 {
+							kind = done[:j]
+						}
+					}
+				}
+				c.Close()
+				mu.Lock()
+				replies[kind]++
+				mu.Unlock()
+			}
+		})
+	}
+	return func() map[string]int {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return replies
+	}
+}
+
+// TestE2EWrongPasswordStorm: 30 clients on another address send random
+// passwords for alice through the proxy just after a restart (no key
+// cached). The mailer's login with the right password still goes through
+// Dovecot, the storm is answered with refusals, and for a password-flow
+// account a burst of guesses reaches the provider as a handful of
+// requests, not one each.
+func TestE2EWrongPasswordStorm(t *testing.T) {
+	e := newEnv(t)
+	e.addClient(alice)
+	e.register("--account", alice, "--oauth2-flow", "client_credentials")
+	e.register("--account", bob, "--oauth2-flow", "password")
+	e.serve()
+	if r := e.imapLoginReply(alice, mailerPassword); r != "L1 OK" {
+		t.Fatalf("first login: %q", r)
+	}
+	e.restartServe()
+
+	stop := make(chan struct{})
+	wait := e.stormIMAP("127.0.0.2", 30, alice, stop)
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	r := e.imapLoginReply(alice, mailerPassword)
+	took := time.Since(start)
+	close(stop)
+	replies := wait()
+	t.Logf("the mailer's login during the storm took %v; storm replies: %v", took, replies)
+	if r != "L1 OK" {
+		t.Fatalf("the mailer's correct login during the storm: %q", r)
+	}
+	for kind := range replies {
+		if strings.HasPrefix(kind, "S1 OK") {
+			t.Errorf("a wrong password logged in: %v", replies)
+		}
+	}
+
+	// bob (password flow) has no tokens: every new password would go to
+	// the provider.
+	e.prov.ResetCounts()
+	stop = make(chan struct{})
+	wait = e.stormIMAP("127.0.0.3", 30, bob, stop)
+	time.Sleep(3 * time.Second)
+	close(stop)
+	replies = wait()
+	n := 0
+	for kind, c := range replies {
+		if !strings.HasPrefix(kind, "S1 OK") {
+			n += c
+		}
+	}
+	grantsSent := len(e.prov.TokenRequests())
+	t.Logf("%d wrong passwords for bob made %d token requests (%v)", n, grantsSent, replies)
+	if n < 30 || grantsSent > 4 {
+		t.Errorf("%d wrong passwords made %d token requests, want at most 4", n, grantsSent)
 	}
 }

@@ -213,6 +213,14 @@ func checkSessions(l loc, v string) []Diagnostic {
 	return nil
 }
 
+func checkCount(l loc, v string) []Diagnostic {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 1 && n <= maxCount {
+		return nil
+	}
+	return []Diagnostic{l.diag(Error, fmt.Sprintf("%s = %q is not a whole number from 1 to %d", l.key, v, maxCount),
+		"write a whole number, or remove the line for the default")}
+}
+
 func checkBool(l loc, v string) []Diagnostic {
 	if _, ok := ParseBool(v); ok {
 		return nil

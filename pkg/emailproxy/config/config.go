@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultPath is where orbit keeps the proxy configuration on an appliance.
@@ -55,6 +56,9 @@ func Parse(data []byte, path string) (*Config, error) {
 		UseLoginPasswordAsClientCredentialsSecret: c.boolOr(GlobalSection, "use_login_password_as_client_credentials_secret", false),
 		AllowCatchAllAccounts:                     c.boolOr(GlobalSection, "allow_catch_all_accounts", false),
 		MaxSessions:                               c.sessionsOr(GlobalSection, DefaultMaxSessions),
+		FailedLoginFreeAttempts:                   c.count(GlobalSection, "failed_login_free_attempts"),
+		FailedLoginMaxDelay:                       time.Duration(c.count(GlobalSection, "failed_login_max_delay")) * time.Second,
+		FailedLoginQueue:                          c.count(GlobalSection, "failed_login_queue"),
 	}
 	for _, s := range doc.sections {
 		m := serverSectionRE.FindStringSubmatch(s.name)
@@ -141,6 +145,20 @@ func (c *Config) sessionsOr(sectionName string, def int) int {
 	}
 	return n
 }
+
+// count reads a positive whole number; 0 when missing or (reported by
+// Validate) unreadable.
+func (c *Config) count(sectionName, key string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(c.str(sectionName, key)))
+	if err != nil || n < 1 || n > maxCount {
+		return 0
+	}
+	return n
+}
+
+// maxCount bounds the count settings (a day, in seconds, is the largest
+// sensible one).
+const maxCount = 86400
 
 // ParseBool reads a boolean the way Python's configparser does: 1, yes,
 // true, on / 0, no, false, off, in any case. Anything else is not a

@@ -18,6 +18,8 @@ var (
 		// listeners' default session cap
 		"notify_command", "notify_url", "notify_reminder", "notify_timeout",
 		"max_sessions",
+		// orbit's own: failed-login back-off, loginguard.go
+		"failed_login_free_attempts", "failed_login_max_delay", "failed_login_queue",
 	}
 	serverKeys = []string{
 		"server_address", "server_port", "local_address",

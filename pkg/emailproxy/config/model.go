@@ -1,6 +1,9 @@
 package config
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Protocol is the kind of listener a server section describes.
 type Protocol string
@@ -34,6 +37,12 @@ type Global struct {
 	// MaxSessions (orbit only) is each listener's cap on concurrent
 	// client sessions unless its section sets its own.
 	MaxSessions int
+
+	// Failed-login back-off (orbit only; the Python proxy ignores these
+	// keys). Zero means the token layer's default.
+	FailedLoginFreeAttempts int           // failed_login_free_attempts
+	FailedLoginMaxDelay     time.Duration // failed_login_max_delay, in seconds
+	FailedLoginQueue        int           // failed_login_queue
 }
 
 // Limits of max_sessions. The default allows 10,000 idle mailer sessions

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -71,6 +72,9 @@ type Options struct {
 	// RequestTimeout bounds each token request; zero means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// Guard bounds what failed logins cost (see GuardOptions); the client
+	// address comes from WithClientAddr.
+	Guard GuardOptions
 	// OnEvent, when set, hears what an admin may want to be told of (the
 	// engine turns it into notifications). It is called without the
 	// manager's locks held, on the goroutine of the login concerned, so it
@@ -135,6 +139,10 @@ type Manager struct {
 	locks   map[string]*accountLock
 
 	status *statusBook
+	guard  *guard
+	// writes counts this Manager's completed store writes, so a flight
+	// can tell whether what it read before the account lock is current.
+	writes atomic.Uint64
 
 	// expiryNoted holds the token URLs whose odd expires_in was logged, so
 	// an endpoint that always sends one is reported once, not per login.
@@ -198,6 +206,7 @@ func NewManager(opts Options) (*Manager, error) {
 			opts.OnEvent(Event{Account: account, Status: after, Previous: before})
 		}
 	}
+	m.guard = newGuard(opts.Guard, m.now)
 	return m, nil
 }
 
@@ -225,8 +234,9 @@ func (m *Manager) AccessToken(ctx context.Context, username, password string) (s
 	// The flight outlives the client that starts it (see Manager), but
 	// keeps its context's values.
 	flightCtx := context.WithoutCancel(ctx)
+	addr := clientAddr(ctx)
 	ch := m.flights.DoChan(acct.Name+"\x00"+string(mac[:]), func() (any, error) {
-		return m.obtain(flightCtx, acct, password, mac)
+		return m.obtain(flightCtx, acct, password, mac, addr)
 	})
 	select {
 	case r := <-ch:
@@ -405,20 +415,54 @@ func deleteOnPasswordError(g config.Global, acct config.Account, flow config.Flo
 
 // obtain is one flight: everything a login needs when the memory cache had
 // no valid token for this account and password.
-func (m *Manager) obtain(ctx context.Context, acct config.Account, password string, mac [sha256.Size]byte) (string, error) {
+func (m *Manager) obtain(ctx context.Context, acct config.Account, password string, mac [sha256.Size]byte, addr string) (string, error) {
+	flow := acct.EffectiveFlow()
+	g := m.src.Global()
+	log := m.log.With("account", acct.Name)
+
+	// First, outside the account lock, open the stored tokens: that is
+	// where a login pays its key derivation, admitted by the guard. A
+	// correct password therefore never queues behind wrong ones on the
+	// lock, and a fresh token needs the lock not at all.
+	preWrites := m.writes.Load()
+	pre, preErr := m.open(ctx, acct.Name, password, addr)
+	proven := preErr == nil
+	switch {
+	case preErr == nil:
+		if pre.AccessToken != "" && fresh(pre.AccessTokenExpiry, m.now()) && !m.isRejected(acct.Name, pre.AccessToken) {
+			m.remember(acct.Name, cachedToken{mac: mac, token: pre.AccessToken, expiry: pre.AccessTokenExpiry, flow: flow})
+			m.status.authorised(acct.Name, flow, pre.AccessTokenExpiry)
+			return pre.AccessToken, nil
+		}
+	case errors.Is(preErr, ErrTooManyAttempts):
+		log.Info("login refused before any work: too many failed logins", "client", addr, "reason", preErr.Error())
+		return "", preErr
+	case ctx.Err() != nil:
+		return "", &loginError{msg: fmt.Sprintf("Login failed for account %s - gave up waiting", printable(acct.Name)), err: fmt.Errorf("%w: %w", ErrProviderUnavailable, ctx.Err())}
+	case errors.Is(preErr, tokens.ErrBadPassword) && !deleteOnPasswordError(g, acct, flow):
+		e := &loginError{
+			msg: fmt.Sprintf("Login failed - the password for account %s is incorrect", printable(acct.Name)),
+			err: ErrBadPassword,
+		}
+		return "", m.fail(log, acct.Name, flow, "a client logged in with a password that does not open the stored tokens", e)
+	}
+
 	unlock := m.lockAccount(acct.Name)
 	defer unlock()
 
-	flow := acct.EffectiveFlow()
 	// A flight for this account and password may have finished while this
 	// one waited for the lock.
 	if tok, ok := m.cached(acct.Name, mac, m.now()); ok {
 		return tok.token, nil
 	}
-	g := m.src.Global()
-	log := m.log.With("account", acct.Name)
 
-	rec, err := m.store.Get(ctx, acct.Name, password)
+	// What the first read saw still holds unless this Manager wrote the
+	// store since (another flight refreshed, say); then read again, which
+	// costs no derivation as the key is cached now.
+	rec, err := pre, preErr
+	if m.writes.Load() != preWrites {
+		rec, err = m.store.Get(ctx, acct.Name, password)
+	}
 	// replacing: the stored tokens belong to another password and will be
 	// replaced, but only once new tokens are in hand. Deleting them first
 	// (as the Python proxy does) would let any wrong password wipe a working
@@ -494,7 +538,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 					"message_id", events.AuthFailed, "reason", pe.Error())
 				rec.AccessToken, rec.AccessTokenExpiry = "", time.Time{}
 				hadAccess = false
-				if err := m.store.Put(ctx, acct.Name, password, rec); err != nil {
+				if err := m.put(ctx, acct.Name, password, rec); err != nil {
 					log.Warn("cannot save the dropped access token", "reason", err.Error())
 				}
 				continue
@@ -502,7 +546,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 			log.Info("the token endpoint refused the refresh again; dropping the refresh token and starting the flow again",
 				"message_id", events.AuthFailed, "reason", pe.Error())
 			m.forget(acct.Name)
-			if err := m.store.Delete(ctx, acct.Name); err != nil {
+			if err := m.delete(ctx, acct.Name); err != nil {
 				log.Warn("cannot delete the refused tokens", "reason", err.Error())
 			}
 			// client_secret_encrypted is not a token: keep it in the record
@@ -519,17 +563,77 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 			return "", err
 		}
 	} else {
+		// A password nobody has proven goes to the provider only while it
+		// has not just refused another: a burst of guesses is relayed about
+		// once per back-off delay, not once per guess (each one could count
+		// against the real account's lockout).
+		relay := flow == config.FlowPassword && !proven
+		if relay {
+			if wait, ok := m.guard.relayAllowed(acct.Name); !ok {
+				m.guard.failed(acct.Name, addr)
+				e := &loginError{
+					msg: fmt.Sprintf("Login failed - the password for account %s is incorrect (the provider refused a password moments ago; "+
+						"another is not sent before %d s)", printable(acct.Name), max(1, int(wait.Round(time.Second)/time.Second))),
+					err: ErrBadPassword,
+				}
+				return "", m.fail(log, acct.Name, flow, "a new password was not relayed: the provider refused one moments ago", e)
+			}
+		}
 		form, err := flowForm(eff, flow, acct.Name, password, m.signer)
 		if err != nil {
 			return "", m.fail(log, acct.Name, flow, err.Error(), m.requestError(acct.Name, err))
 		}
 		tr, err = m.post(ctx, eff, form)
 		if err != nil {
+			if relay && errors.Is(err, ErrProviderRefused) {
+				m.guard.relayRefused(acct.Name)
+				m.guard.failed(acct.Name, addr)
+			}
 			e := m.requestError(acct.Name, err)
 			return "", m.fail(log, acct.Name, flow, e.reason(), e)
 		}
+		if relay {
+			m.guard.succeeded(acct.Name, addr)
+		}
 	}
 	return m.save(ctx, log, acct, eff, g, flow, password, mac, rec, tr, replacing)
+}
+
+func (m *Manager) put(ctx context.Context, account, password string, rec tokens.Record) error {
+	defer m.writes.Add(1)
+	return m.store.Put(ctx, account, password, rec)
+}
+
+func (m *Manager) delete(ctx context.Context, account string) error {
+	defer m.writes.Add(1)
+	return m.store.Delete(ctx, account)
+}
+
+// open reads the account's stored tokens with password. When that costs a
+// key derivation the guard admits it first; the outcome (opened, or a
+// wrong password) is recorded against the client address and account.
+func (m *Manager) open(ctx context.Context, account, password, addr string) (tokens.Record, error) {
+	needsSlot := func() bool {
+		d, ok := m.store.(interface {
+			NeedsKeyDerivation(account, password string) bool
+		})
+		return !ok || d.NeedsKeyDerivation(account, password)
+	}
+	g := m.src.Global()
+	m.guard.configure(g.FailedLoginFreeAttempts, g.FailedLoginMaxDelay, g.FailedLoginQueue)
+	release, err := m.guard.admit(ctx, account, addr, needsSlot)
+	if err != nil {
+		return tokens.Record{}, err
+	}
+	rec, err := m.store.Get(ctx, account, password)
+	release()
+	switch {
+	case err == nil:
+		m.guard.succeeded(account, addr)
+	case errors.Is(err, tokens.ErrBadPassword):
+		m.guard.failed(account, addr)
+	}
+	return rec, err
 }
 
 func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff config.Account, flow config.Flow) (TokenResponse, error) {
@@ -598,7 +702,7 @@ func (m *Manager) save(ctx context.Context, log *slog.Logger, acct, eff config.A
 		// never leave the account with neither password's tokens.
 		m.forget(acct.Name)
 	}
-	if err := m.store.Put(ctx, acct.Name, password, rec); err != nil {
+	if err := m.put(ctx, acct.Name, password, rec); err != nil {
 		if errors.Is(err, tokens.ErrSaveDeferred) {
 			log.Error("cannot save the new tokens; they are kept in memory and the save is retried until it succeeds (lost if the proxy stops first)", "reason", err.Error())
 		} else {

@@ -362,6 +362,8 @@ func (s *session) accessToken(user, pass string) (string, error) {
 	}
 	ctx, cancel := context.WithDeadline(s.ctx, wait)
 	defer cancel()
+	// Failed logins back off per client address in the token layer.
+	ctx = oauth.WithClientAddr(ctx, s.peer)
 	stopWatch := s.watchClientGone(cancel, wait)
 	tok, err := s.srv.opts.Authenticator.AccessToken(ctx, user, pass)
 	stopWatch()
@@ -535,6 +537,7 @@ func describe(user string, err error) failure {
 		f.text = fmt.Sprintf("Login failed - the password for account %s is incorrect", user)
 	case errors.Is(err, oauth.ErrProviderUnavailable),
 		errors.Is(err, oauth.ErrNeedsAuthorization),
+		errors.Is(err, oauth.ErrTooManyAttempts),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, context.Canceled),
 		errors.As(err, &ue):

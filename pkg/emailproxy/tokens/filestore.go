@@ -232,6 +232,32 @@ func (s *FileStore) Put(ctx context.Context, account, password string, rec Recor
 // retried in the background until then.
 var ErrSaveDeferred = errors.New("kept in memory and retried until a save succeeds")
 
+// NeedsKeyDerivation reports whether Get(account, password) would run
+// PBKDF2: false when the account has no entry (nothing to open) or every
+// key Get may try is already in the key cache. The token layer uses it to
+// send only expensive logins through its admission control.
+func (s *FileStore) NeedsKeyDerivation(account, password string) bool {
+	cur, ok := s.pendingEntry(account)
+	if !ok {
+		snap, err := s.read()
+		if err != nil || snap.bad != nil {
+			return false // Get fails without deriving
+		}
+		if cur, err = entryOf(snap, account); err != nil {
+			return false
+		}
+	}
+	if !cur.HasSecrets() || cur.Salt == "" {
+		return false
+	}
+	for _, n := range s.codec.candidates(cur.Iterations) {
+		if !s.codec.keys().Cached(account, password, cur.Salt, n) {
+			return true
+		}
+	}
+	return false
+}
+
 // Unsaved lists the accounts whose newest entry is only in memory.
 func (s *FileStore) Unsaved() []string {
 	s.pmu.Lock()
