@@ -13,7 +13,7 @@ LDFLAGS := -s -w \
   -X github.com/senhasegura/orbit/internal/buildinfo.Commit=$(COMMIT) \
   -X github.com/senhasegura/orbit/internal/buildinfo.Date=$(DATE)
 
-.PHONY: help build install deps test unit e2e lint bench generate check-generated clean release-check snapshot demo
+.PHONY: help build install deps test unit e2e fuzz lint bench generate check-generated clean release-check snapshot demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -34,15 +34,19 @@ install: build ## install orbit, completions and man pages under $(PREFIX), then
 deps: ## install what the tests need (Dovecot, systemd, curl, python3, staticcheck); needs root
 	bash .ci/install-deps.sh
 
-test: deps lint ## everything CI runs: deps, vet, staticcheck, generated files fresh, all tests, then the race detector on the libraries
+test: deps lint ## everything CI runs: deps, vet, staticcheck, generated files fresh, all tests, the race detector on the libraries, then every fuzz target briefly
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -race -short -count=1 -timeout 10m ./pkg/... ./internal/cli/... ./internal/journallog/
+	$(MAKE) fuzz
 
 unit: ## the quick tests (those needing root, systemd or Dovecot skip with a reason when not root)
 	$(GO) test -short ./...
 
 e2e: ## the end-to-end scenarios against Dovecot, the fake provider and a sandboxed systemd (root)
 	$(GO) test -count=1 -timeout 15m -run 'E2E|Sandbox' ./internal/e2e/ ./internal/systemd/ ./internal/cli/emailproxy/service/
+
+fuzz: ## run every Fuzz* target for FUZZTIME each (default 10s); a crasher fails and is kept under testdata/fuzz to commit
+	FUZZTIME=$(or $(FUZZTIME),10s) bash .ci/fuzz
 
 demo: deps ## play the documentation's scenario once against Dovecot and the fake provider, steps printed (root)
 	$(GO) test -count=1 -v -run 'TestE2EAuthorizationCode$$' ./internal/e2e/
