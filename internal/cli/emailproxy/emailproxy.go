@@ -41,7 +41,7 @@ Typical use:
 	cmd.AddCommand(uninstall.New(f, nil))
 	cmd.AddCommand(status.New(f, nil), logs.New(f, nil))
 	cmd.AddCommand(configcmd.New(f))
-	cmd.AddCommand(serve.New(f))
+	cmd.AddCommand(serve.New(f, nil))
 	cmd.AddCommand(authorize.New(f, nil))
 	return cmd
 }

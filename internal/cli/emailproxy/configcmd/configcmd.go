@@ -36,21 +36,30 @@ func New(f *factory.Factory) *cobra.Command {
 		Use:   "config <command>",
 		Short: "Show or validate the proxy's configuration file",
 	}
-	cmd.AddCommand(newShow(f), newValidate(f))
+	cmd.AddCommand(NewShow(f, nil), NewValidate(f, nil))
 	return cmd
 }
 
-func newShow(f *factory.Factory) *cobra.Command {
+// NewShow builds `config show`; runF replaces Show when not nil (tests).
+func NewShow(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	if runF == nil {
+		runF = Show
+	}
 	return newVerb(f, &cobra.Command{
 		Use:   "show",
 		Short: "Print the configuration file with secrets masked",
 		Long: `Print the proxy's configuration file as it is on disk, with client secrets and
 tokens replaced by ********. With --output json, print its sections and keys.`,
 		Args: cobra.NoArgs,
-	}, "the proxy's configuration file", Show)
+	}, "the proxy's configuration file", runF)
 }
 
-func newValidate(f *factory.Factory) *cobra.Command {
+// NewValidate builds `config validate`; runF replaces Validate when not nil
+// (tests).
+func NewValidate(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	if runF == nil {
+		runF = Validate
+	}
 	opts := &Options{IO: f.IO}
 	cmd := newVerbWith(f, opts, &cobra.Command{
 		Use:   "validate [FILE]",
@@ -68,7 +77,7 @@ warning.
 Exits 0 when the file has no errors (warnings allowed) and 4 when it has
 errors (see docs/exit-codes.md).`,
 		Args: cobra.MaximumNArgs(1),
-	}, "the file to check (or give it as the argument)", Validate)
+	}, "the file to check (or give it as the argument)", runF)
 	cmd.Flags().StringVar(&opts.TokenPath, "token-cache", tokens.DefaultPath, "the token store whose permissions to check (skipped when it does not exist)")
 	_ = cmd.MarkFlagFilename("token-cache")
 	return cmd

@@ -48,8 +48,8 @@ type Options struct {
 	Ready func(*engine.Engine)
 }
 
-// New builds the command.
-func New(f *factory.Factory) *cobra.Command {
+// New builds the command; runF replaces Run when not nil (tests).
+func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	opts := &Options{IO: f.IO}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -73,6 +73,9 @@ the reason stays at the end of the journal. 10 means a file could not be read
   orbit email-oauth2-proxy serve --config /etc/orbit/email-oauth2-proxy/emailproxy.config`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(c.Context(), opts)
+			}
 			return Run(c.Context(), opts)
 		},
 	}
