@@ -16,7 +16,7 @@ var (
 		"allow_catch_all_accounts",
 		// orbit's own (the Python proxy ignores them): notify.go, and the
 		// listeners' default session cap
-		"notify_command", "notify_url", "notify_reminder", "notify_timeout",
+		"notify_command", "notify_url", "notify_reminder", "notify_timeout", "metrics_listen",
 		"max_sessions",
 		// orbit's own: failed-login back-off, loginguard.go
 		"failed_login_free_attempts", "failed_login_max_delay", "failed_login_queue",

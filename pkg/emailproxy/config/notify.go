@@ -62,6 +62,7 @@ var globalChecks = map[string]func(l loc, v string) []Diagnostic{
 	"notify_url":      checkNotifyURL,
 	"notify_reminder": checkDuration,
 	"notify_timeout":  checkDuration,
+	"metrics_listen":  checkMetricsListen,
 	"max_sessions":    checkSessions,
 }
 

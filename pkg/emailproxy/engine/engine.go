@@ -20,6 +20,7 @@ import (
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/control"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
+	"github.com/senhasegura/orbit/pkg/emailproxy/metrics"
 	"github.com/senhasegura/orbit/pkg/emailproxy/notify"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/assertion"
@@ -40,8 +41,13 @@ type Options struct {
 	// ControlPath is the control socket `authorize` uses; empty puts it
 	// beside the status file, "-" turns it off.
 	ControlPath string
-	Logger      *slog.Logger
-	HTTPClient  *http.Client // token requests; nil: a client with sane timeouts
+	// MetricsListen serves Prometheus metrics there (loopback or unix:/path);
+	// empty takes [emailproxy] metrics_listen, "-" turns them off.
+	MetricsListen string
+	// Version and Commit label orbit_emailproxy_build_info.
+	Version, Commit string
+	Logger          *slog.Logger
+	HTTPClient      *http.Client // token requests; nil: a client with sane timeouts
 	// AuthTimeout is how long a client's login waits for an admin to
 	// complete an interactive authorisation (default 600 s).
 	AuthTimeout time.Duration
@@ -65,6 +71,9 @@ type Engine struct {
 
 	control *control.Server
 	subs    subscribers
+
+	metrics       *metrics.Metrics
+	metricsServer *metrics.Server
 
 	reloadMu sync.Mutex
 }
@@ -184,6 +193,11 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	e.openControl()
+	if err := e.openMetrics(cfg); err != nil {
+		e.closeControl()
+		_ = e.proxy.Shutdown(ctx)
+		return err
+	}
 	return nil
 }
 
@@ -219,6 +233,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	// each of them would hold every stop and restart for the whole drain
 	// time-out and then be cut off without a reply.
 	e.closeControl()
+	if e.metricsServer != nil {
+		_ = e.metricsServer.Close(ctx)
+	}
 	aerr := e.auth.Shutdown(ctx)
 	err := e.proxy.Shutdown(ctx)
 	if err == nil {
@@ -345,6 +362,14 @@ func notifyTargets(s config.Notify) string {
 // notifyEvent turns what the token manager reports into notifications.
 func (e *Engine) notifyEvent(ev oauth.Event) {
 	e.subs.publish(ev)
+	if e.metrics != nil {
+		switch {
+		case ev.Rejected:
+			e.metrics.TokenRevoked(ev.Account)
+		case ev.Refused:
+			e.metrics.RefreshFailed(ev.Account, ev.Class)
+		}
+	}
 	n := e.notifier.Load()
 	if !n.Enabled() {
 		return
@@ -360,4 +385,40 @@ func (e *Engine) notifyEvent(ev oauth.Event) {
 	case now.State == oauth.StateAuthorised && prev.State != oauth.StateAuthorised:
 		n.Notify(notify.Event{Kind: notify.AuthCompleted, Account: ev.Account})
 	}
+}
+
+// openMetrics serves Prometheus metrics where --metrics-listen or
+// metrics_listen says; a bad or busy address fails the start, since the
+// admin asked for it and monitoring would otherwise silently see nothing.
+func (e *Engine) openMetrics(cfg *config.Config) error {
+	addr := e.opts.MetricsListen
+	if addr == "" {
+		addr = cfg.MetricsListen()
+	}
+	if addr == "" || addr == "-" {
+		return nil
+	}
+	e.metrics = metrics.New(metrics.Sources{
+		Proxy:      e.proxy.Stats,
+		Accounts:   e.manager.Statuses,
+		OwnSection: e.manager.HasOwnSection,
+		Requests:   oauth.TokenRequestCounts,
+		Version:    e.opts.Version,
+		Commit:     e.opts.Commit,
+	})
+	s, err := metrics.Listen(addr, e.metrics, e.log)
+	if err != nil {
+		return err
+	}
+	e.metricsServer = s
+	e.log.Info("metrics on http://" + s.Addr() + "/metrics")
+	return nil
+}
+
+// MetricsAddr is where metrics are served ("" when off).
+func (e *Engine) MetricsAddr() string {
+	if e.metricsServer == nil {
+		return ""
+	}
+	return e.metricsServer.Addr()
 }

@@ -93,7 +93,42 @@ type Event struct {
 	Refused bool
 	// Rejected: the mail server refused an access token before its expiry.
 	Rejected bool
+	// Class names a refusal briefly and from a bounded set, for metrics:
+	// the provider error catalogue's ID, else the OAuth error code.
+	Class string
 }
+
+// ErrorClass is a short, bounded name for a token request failure: the
+// provider error catalogue's ID (AADSTS700082, google-testing-app...), else
+// the OAuth error code when it is one of RFC 6749's, else "refused" or
+// "unavailable".
+func ErrorClass(err error) string {
+	var pe *ProviderError
+	if errors.As(err, &pe) {
+		if entry, ok := errcatalog.Lookup(errcatalog.TokenEndpoint, pe.Code, pe.Description); ok {
+			return entry.ID
+		}
+		switch pe.Code {
+		case "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+			"unsupported_grant_type", "invalid_scope", "access_denied", "expired_token":
+			return pe.Code
+		}
+	}
+	if errors.Is(err, ErrProviderUnavailable) {
+		return "unavailable"
+	}
+	return "refused"
+}
+
+// Statuses is a snapshot of every account's entry in the status.
+func (m *Manager) Statuses() map[string]AccountStatus {
+	return m.status.snapshot().Accounts
+}
+
+// HasOwnSection reports whether name has a [user@domain] section of its
+// own (not only a catch-all): metrics label accounts only then, so names
+// that clients invent cannot grow them.
+func (m *Manager) HasOwnSection(name string) bool { return m.hasOwnSection(name) }
 
 // Manager turns a client's plain login into an access token: it implements
 // proxy.Authenticator. It is safe for concurrent use.
@@ -771,7 +806,7 @@ func (m *Manager) fail(log *slog.Logger, account string, flow config.Flow, reaso
 	log.Warn("could not get an access token", "message_id", events.AuthFailed, "reason", reason)
 	m.status.failing(account, flow, reason)
 	if m.onEvent != nil && errors.Is(err, ErrProviderRefused) {
-		m.onEvent(Event{Account: account, Refused: true,
+		m.onEvent(Event{Account: account, Refused: true, Class: ErrorClass(err),
 			Status: AccountStatus{State: StateFailing, Flow: flow, Reason: reason}})
 	}
 	return err

@@ -195,6 +195,12 @@ const maxTokenResponse = 1 << 20
 // Network failures wrap ErrProviderUnavailable; OAuth errors come back as
 // *ProviderError. The form (which may hold secrets) never appears in errors.
 func PostToken(ctx context.Context, hc *http.Client, tokenURL string, form url.Values) (TokenResponse, error) {
+	tr, err := postToken(ctx, hc, tokenURL, form)
+	countTokenRequest(form.Get("grant_type"), err)
+	return tr, err
+}
+
+func postToken(ctx context.Context, hc *http.Client, tokenURL string, form url.Values) (TokenResponse, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}

@@ -97,6 +97,8 @@ type Server struct {
 	// halfCloseLinger is how long the pipe waits for the second direction
 	// after the first one ended cleanly.
 	halfCloseLinger time.Duration
+
+	logins loginCounters // for Stats
 }
 
 // listenerConfig is what a session needs from its section; it is swapped
@@ -157,6 +159,7 @@ func New(opts Options) *Server {
 		cancel:          cancel,
 		listeners:       map[string]*listener{},
 		sessions:        map[*session]struct{}{},
+		logins:          newLoginCounters(),
 		halfCloseLinger: 30 * time.Second,
 	}
 }

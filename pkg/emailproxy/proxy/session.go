@@ -431,10 +431,12 @@ type TokenRejecter interface {
 }
 
 func (s *session) loginOK(user string) {
+	s.srv.logins.add(config.Protocol(s.proto), LoginOK)
 	s.srv.log.Info("login", "message_id", events.Login, "account", user, "protocol", s.proto, "client", s.peer)
 }
 
 func (s *session) loginFailed(user string, err error) {
+	s.srv.logins.add(config.Protocol(s.proto), loginResultOf(err))
 	var refused *authRefusedError
 	if errors.As(err, &refused) && s.token != "" {
 		if r, ok := s.srv.opts.Authenticator.(TokenRejecter); ok {

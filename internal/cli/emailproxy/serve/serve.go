@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/senhasegura/orbit/internal/buildinfo"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
@@ -32,14 +33,15 @@ import (
 type Options struct {
 	IO *iostreams.IOStreams
 
-	ConfigPath   string
-	TokenPath    string
-	StatusPath   string
-	ControlPath  string
-	AuthTimeout  time.Duration
-	DrainTimeout time.Duration
-	Debug        bool
-	LogFormat    string
+	ConfigPath    string
+	TokenPath     string
+	StatusPath    string
+	ControlPath   string
+	MetricsListen string
+	AuthTimeout   time.Duration
+	DrainTimeout  time.Duration
+	Debug         bool
+	LogFormat     string
 
 	// Notify reports state to systemd (sd_notify); nil uses the real one,
 	// which does nothing outside a unit.
@@ -84,6 +86,7 @@ the reason stays at the end of the journal. 10 means a file could not be read
 	fl.StringVar(&opts.TokenPath, "token-cache", tokens.DefaultPath, "the encrypted token store")
 	fl.StringVar(&opts.StatusPath, "status-file", oauth.DefaultStatusFile, "per-account state that orbit's status command reads (no secrets); - to keep it in memory")
 	fl.StringVar(&opts.ControlPath, "control-socket", "", "the control socket `authorize` uses (default: control.sock beside --status-file; - for none)")
+	fl.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at ADDR/metrics: 127.0.0.1:PORT, [::1]:PORT or unix:/PATH (default: [emailproxy] metrics_listen; - for none)")
 	fl.DurationVar(&opts.AuthTimeout, "auth-timeout", interactive.DefaultTimeout, "how long a login waits for an admin to complete an authorisation")
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long running sessions may take to finish")
 	fl.BoolVar(&opts.Debug, "debug", false, "trace protocol lines (credentials redacted)")
@@ -135,13 +138,16 @@ func Run(ctx context.Context, o *Options) error {
 	defer handover.run(ctx)
 
 	eng, err := engine.New(engine.Options{
-		ConfigPath:  o.ConfigPath,
-		TokenPath:   o.TokenPath,
-		StatusPath:  o.StatusPath,
-		ControlPath: o.ControlPath,
-		Logger:      log,
-		AuthTimeout: o.AuthTimeout,
-		Debug:       o.Debug,
+		ConfigPath:    o.ConfigPath,
+		TokenPath:     o.TokenPath,
+		StatusPath:    o.StatusPath,
+		ControlPath:   o.ControlPath,
+		MetricsListen: o.MetricsListen,
+		Version:       buildinfo.Get().Version,
+		Commit:        buildinfo.Get().Commit,
+		Logger:        log,
+		AuthTimeout:   o.AuthTimeout,
+		Debug:         o.Debug,
 	})
 	if err != nil {
 		return startError(o.ConfigPath, err)
