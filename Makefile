@@ -63,9 +63,10 @@ check-generated: ## fail when completions/ or the generated docs are stale
 	$(GO) run ./internal/gendocs -out . -check
 
 bench: ## every performance target of issue 11 as a table (target, measured, direct baseline, met?); raw results in bench.txt for benchstat (root, Dovecot, systemd: make deps)
-	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./pkg/... ./cmd/orbit/ ./internal/cli/emailproxy/logs/ | tee bench.txt
-	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/e2ebench/ | tee -a bench.txt
-	@echo; $(GO) run ./internal/benchtable bench.txt
+	@rc=0; set -o pipefail; \
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./pkg/... ./cmd/orbit/ ./internal/cli/emailproxy/logs/ | tee bench.txt || rc=1; \
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/e2ebench/ | tee -a bench.txt || rc=1; \
+	echo; $(GO) run ./internal/benchtable bench.txt; exit $$rc
 
 clean:
 	rm -rf bin dist bench.txt
