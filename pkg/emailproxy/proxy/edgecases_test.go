@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
@@ -342,4 +343,41 @@ func TestBareCRStaysLocal(t *testing.T) {
 		t.Error("a login went upstream")
 	}
 	e.assertNoSecrets()
+}
+
+// panicAuth panics for one user, as a bug would.
+type panicAuth struct{ *fakeAuth }
+
+func (a panicAuth) AccessToken(ctx context.Context, user, pass string) (string, error) {
+	if user == "boom@example.com" {
+		panic("boom")
+	}
+	return a.fakeAuth.AccessToken(ctx, user, pass)
+}
+
+// TestSessionPanicEndsOnlyThatSession: a panic during one login closes
+// that client and is logged; the process and its other sessions go on.
+func TestSessionPanicEndsOnlyThatSession(t *testing.T) {
+	e := newEnv(t)
+	e.srv.opts.Authenticator = panicAuth{e.auth}
+	up := startFake(t, e.ca, true, serveIMAP)
+	e.apply(section("IMAP-1", config.IMAP, up))
+	c := dialClient(t, e.addr("IMAP-1"))
+	c.expect("* OK")
+	c.send("a1 LOGIN boom@example.com pw")
+	if l, err := c.r.ReadString('\n'); err == nil {
+		t.Fatalf("the panicking session answered %q instead of closing", l)
+	}
+	if err := imapRoundTrip(e.addr("IMAP-1")); err != nil {
+		t.Fatalf("a login after another session's panic: %v", err)
+	}
+	if !strings.Contains(e.logs.String(), "session ended by an internal error") {
+		t.Error("the panic was not logged")
+	}
+	for i := 0; e.srv.ActiveSessions() != 0; i++ {
+		if i > 200 {
+			t.Fatal("the panicking session was not forgotten")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

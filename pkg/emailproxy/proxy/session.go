@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,17 @@ func (s *Server) startSession(c net.Conn, lc *listenerConfig, slot *atomic.Int64
 	s.mu.Unlock()
 
 	go func() {
+		defer func() {
+			// A bug in one session (or in the Authenticator it calls) ends
+			// that session, not every session of the process.
+			if r := recover(); r != nil {
+				s.log.Error("session ended by an internal error; please report it", "protocol", sess.proto,
+					"client", sess.peer, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				if !sess.piping {
+					sess.end()
+				}
+			}
+		}()
 		sess.run()
 		if !sess.piping {
 			sess.end()
