@@ -656,6 +656,10 @@ func (e *env) statusCLI() (statusReport, int) {
 
 // statusReport is the part of status's JSON document these tests read.
 type statusReport struct {
+	Engine *struct {
+		PID     int    `json:"pid"`
+		Manager string `json:"manager"`
+	} `json:"engine"`
 	Accounts   []statusAccount `json:"accounts"`
 	StatusFile struct {
 		Path  string `json:"path"`
@@ -693,8 +697,9 @@ func TestE2EStatus(t *testing.T) {
 		t.Errorf("status file pid %d, serve is %d", st.PID, serve.cmd.Process.Pid)
 	}
 	rep, code := e.statusCLI()
-	if code != 6 {
-		t.Errorf("status exit %d, want 6 (no systemd here)", code)
+	// No systemd here, but serve runs in the foreground: status sees it.
+	if code != 0 || rep.Engine == nil || rep.Engine.PID != serve.cmd.Process.Pid || rep.Engine.Manager != "foreground" {
+		t.Errorf("status exit %d, engine %+v; want 0 and the foreground serve %d (issue 9)", code, rep.Engine, serve.cmd.Process.Pid)
 	}
 	if got := findAccount(rep, alice); got == nil || got.State != "waiting" || got.AuthURL != authURL || got.Source != "status-file" {
 		t.Errorf("status --output json while waiting: %+v", got)
@@ -739,8 +744,8 @@ func TestE2EStatus(t *testing.T) {
 		t.Errorf("token_expiry %v is %v after the authorisation, want about 5 min (the provider's lifetime)", a.TokenExpiry, d)
 	}
 	rep, code = e.statusCLI()
-	if code != 6 {
-		t.Errorf("status exit %d, want 6", code)
+	if code != 0 {
+		t.Errorf("status exit %d, want 0 (the foreground serve runs)", code)
 	}
 	if got := findAccount(rep, alice); got == nil || got.State != "authorised" || got.TokenExpiry == nil || !got.TokenExpiry.Equal(a.TokenExpiry) {
 		t.Errorf("status --output json after authorisation: %+v, want authorised until %v", got, a.TokenExpiry)

@@ -148,9 +148,10 @@ func TestE2EDrain(t *testing.T) {
 	}
 }
 
-// TestE2EConfigError: serve refuses a file it cannot serve with exit code 4
-// (so systemd's Restart=on-failure and the journal show why) and says what
-// is wrong and where; a listener it cannot bind is a non-zero exit too.
+// TestE2EConfigError: serve refuses a file it cannot serve with exit code
+// 78 (EX_CONFIG: the journal shows 78/CONFIG and the unit does not restart)
+// and says what is wrong and where; a listener it cannot bind is a
+// non-zero exit too.
 func TestE2EConfigError(t *testing.T) {
 	orbit := testenv.BuildOrbit(t)
 	dir := t.TempDir()
@@ -170,12 +171,12 @@ func TestE2EConfigError(t *testing.T) {
 		code       int
 		want       []string
 	}{
-		{"unknown flow", strings.Replace(valid(freePort), "client_credentials", "client-credentials", 1), 4,
+		{"unknown flow", strings.Replace(valid(freePort), "client_credentials", "client-credentials", 1), 78,
 			[]string{`[@example.test] (line 12): oauth2_flow = "client-credentials" is not a flow the proxy knows`, "config validate"}},
-		{"no token_url", strings.Replace(valid(freePort), "token_url = https://127.0.0.1:9/token\n", "", 1), 4,
+		{"no token_url", strings.Replace(valid(freePort), "token_url = https://127.0.0.1:9/token\n", "", 1), 78,
 			[]string{"[@example.test]", "token_url is missing"}},
-		{"not INI", "server_port 993\n", 4, []string{":1:", "before any [section] header"}},
-		{"missing file", "", 4, []string{"no such file or directory"}},
+		{"not INI", "server_port 993\n", 78, []string{":1:", "before any [section] header"}},
+		{"missing file", "", 78, []string{"no such file or directory"}},
 		{"port in use", valid(busyPort), 1, []string{"cannot listen", "[IMAP-" + itoa(busyPort) + "]", "address already in use"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,7 +200,7 @@ func TestE2EConfigError(t *testing.T) {
 				t.Errorf("exit code %d, want %d\n%s", ee.ExitCode(), tc.code, out)
 			}
 			want := tc.want
-			if tc.code == 4 {
+			if tc.code == 78 {
 				want = append(want, path)
 			}
 			for _, w := range want {
