@@ -375,7 +375,7 @@ func (m *Manager) TokenRejected(username, token string) {
 	}
 	m.rejected[name] = token
 	m.cacheMu.Unlock()
-	m.log.Info("the upstream server refused the access token; the next login gets a new one", "account", name)
+	m.log.Info(fmt.Sprintf("the upstream server refused the access token of %s; the next login gets a new one", printable(name)), "account", name)
 	if m.onEvent != nil {
 		m.onEvent(Event{Account: name, Rejected: true})
 	}
@@ -515,7 +515,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 			}
 			return "", m.fail(log, acct.Name, flow, "a client logged in with a password that does not open the stored tokens", e)
 		}
-		log.Info("the login password does not open the stored tokens; getting new tokens for it (delete_account_token_on_password_error)",
+		log.Info(fmt.Sprintf("the login password for %s does not open the stored tokens (password changed or wrong); getting new tokens for it (delete_account_token_on_password_error)", printable(acct.Name)),
 			"reason", "password changed or wrong")
 		rec = tokens.Record{}
 		replacing = true
@@ -569,20 +569,20 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 				return "", m.fail(log, acct.Name, flow, e.reason(), e)
 			}
 			if hadAccess {
-				log.Info("the token endpoint refused the refresh; dropping the access token and retrying once",
+				log.Info(fmt.Sprintf("the token endpoint refused the refresh for %s: %v; dropping the access token and retrying once", printable(acct.Name), pe),
 					"message_id", events.AuthFailed, "reason", pe.Error())
 				rec.AccessToken, rec.AccessTokenExpiry = "", time.Time{}
 				hadAccess = false
 				if err := m.put(ctx, acct.Name, password, rec); err != nil {
-					log.Warn("cannot save the dropped access token", "reason", err.Error())
+					log.Warn(fmt.Sprintf("cannot save the dropped access token of %s: %v", printable(acct.Name), err), "reason", err.Error())
 				}
 				continue
 			}
-			log.Info("the token endpoint refused the refresh again; dropping the refresh token and starting the flow again",
+			log.Info(fmt.Sprintf("the token endpoint refused the refresh for %s again: %v; dropping the refresh token and starting the flow again", printable(acct.Name), pe),
 				"message_id", events.AuthFailed, "reason", pe.Error())
 			m.forget(acct.Name)
 			if err := m.delete(ctx, acct.Name); err != nil {
-				log.Warn("cannot delete the refused tokens", "reason", err.Error())
+				log.Warn(fmt.Sprintf("cannot delete the refused tokens of %s: %v", printable(acct.Name), err), "reason", err.Error())
 			}
 			// client_secret_encrypted is not a token: keep it in the record
 			// so the next save stores it again under a new salt.
@@ -684,7 +684,7 @@ func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff con
 	if err != nil {
 		// The Authorizer has logged the AuthFailed event with its details;
 		// a second event would make `logs` show every failure twice.
-		log.Info("interactive authorisation did not complete", "reason", err.Error())
+		log.Info(fmt.Sprintf("the interactive authorisation of %s did not complete: %v", printable(acct.Name), err), "reason", err.Error())
 		m.status.failing(acct.Name, flow, err.Error())
 		// The Authorizer's errors name the account already.
 		why := strings.TrimPrefix(err.Error(), "account "+acct.Name+": ")
@@ -699,10 +699,10 @@ func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff con
 	}
 	// AuthSucceeded is the Authorizer's event (it knows when the person
 	// finished); here only the storing is worth a line.
-	log.Debug("storing the tokens of a completed interactive authorisation")
+	log.Debug(fmt.Sprintf("storing the tokens of the completed interactive authorisation of %s", printable(acct.Name)))
 	if tr.RefreshToken == "" {
-		log.Warn("the provider returned no refresh token: the account will need a new authorisation when this token expires "+
-			"(does oauth2_scope include offline access, e.g. offline_access?)", "reason", "no refresh_token")
+		log.Warn(fmt.Sprintf("the provider returned no refresh token for %s: the account will need a new authorisation when this token expires "+
+			"(does oauth2_scope include offline access, e.g. offline_access?)", printable(acct.Name)), "reason", "no refresh_token")
 	}
 	return tr, nil
 }
@@ -739,15 +739,15 @@ func (m *Manager) save(ctx context.Context, log *slog.Logger, acct, eff config.A
 	}
 	if err := m.put(ctx, acct.Name, password, rec); err != nil {
 		if errors.Is(err, tokens.ErrSaveDeferred) {
-			log.Error("cannot save the new tokens; they are kept in memory and the save is retried until it succeeds (lost if the proxy stops first)", "reason", err.Error())
+			log.Error(fmt.Sprintf("cannot save the new tokens of %s: %v; they are kept in memory and the save is retried until it succeeds (lost if the proxy stops first)", printable(acct.Name), err), "reason", err.Error())
 		} else {
-			log.Error("cannot save the new tokens; logins work until the token expires, then fetch again", "reason", err.Error())
+			log.Error(fmt.Sprintf("cannot save the new tokens of %s: %v; logins work until the token expires, then fetch again", printable(acct.Name), err), "reason", err.Error())
 		}
 	} else if encrypted {
-		log.Info("client_secret stored encrypted (encrypt_client_secret_on_first_use)")
+		log.Info(fmt.Sprintf("the client_secret of %s is stored encrypted (encrypt_client_secret_on_first_use)", printable(acct.Name)))
 		if m.onSecret != nil {
 			if err := m.onSecret(ctx, acct); err != nil {
-				log.Warn("cannot remove client_secret from the configuration file", "reason", err.Error())
+				log.Warn(fmt.Sprintf("cannot remove the client_secret of [%s] from the configuration file: %v", acct.Section, err), "reason", err.Error())
 			}
 		}
 	}
@@ -803,7 +803,8 @@ func (m *Manager) requestError(account string, err error) *loginError {
 
 // fail records a failed attempt in the log and the status, and returns err.
 func (m *Manager) fail(log *slog.Logger, account string, flow config.Flow, reason string, err error) error {
-	log.Warn("could not get an access token", "message_id", events.AuthFailed, "reason", reason)
+	log.Warn(fmt.Sprintf("could not get an access token for %s: %s", printable(account), strings.TrimPrefix(reason, "Login failed for account "+printable(account)+" - ")),
+		"message_id", events.AuthFailed, "reason", reason)
 	m.status.failing(account, flow, reason)
 	if m.onEvent != nil && errors.Is(err, ErrProviderRefused) {
 		m.onEvent(Event{Account: account, Refused: true, Class: ErrorClass(err),

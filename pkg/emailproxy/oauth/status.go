@@ -283,7 +283,7 @@ func (b *statusBook) write(st Status, gen uint64) {
 	}
 	if err != nil {
 		// The status file is a convenience for `status`; logins go on.
-		b.log.Warn("cannot write the proxy status file; `status` will show stale account states",
+		b.log.Warn(fmt.Sprintf("cannot write the proxy status file %s: %v; `status` will show stale account states", b.path, err),
 			"path", b.path, "reason", err.Error())
 		return
 	}

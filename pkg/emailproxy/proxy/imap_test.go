@@ -142,6 +142,17 @@ func TestIMAPFailureReplies(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"message_id":"3d733e0968fa4ba3aa5bb8d5390190da"`) {
 		t.Error("no LoginFailed event logged")
 	}
+	// The text says who, how, from where and why, without the frame
+	// written for the mail client.
+	for _, want := range []string{
+		`"msg":"login failed for alice@example.com (IMAP from 127.0.0.1:`,
+		`the password is incorrect","message_id":"3d733e0968fa4ba3aa5bb8d5390190da"`,
+		`"msg":"login failed for refused@example.com (IMAP from 127.0.0.1:`,
+	} {
+		if !strings.Contains(e.logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, e.logs.String())
+		}
+	}
 	e.assertNoSecrets("wrong")
 }
 

@@ -279,10 +279,11 @@ func (s *Server) serve(name, key string, ln net.Listener, lc *listenerConfig) bo
 	s.listeners[name] = l
 	s.acceptWG.Add(1)
 	s.mu.Unlock()
-	s.log.Info("listening",
+	upstream := net.JoinHostPort(lc.srv.ServerAddress, strconv.Itoa(lc.srv.ServerPort))
+	s.log.Info(fmt.Sprintf("listening on %s for [%s] -> %s", ln.Addr(), name, upstream),
 		"message_id", events.Lifecycle, "state", "listening", "section", name,
 		"protocol", string(lc.srv.Protocol), "address", ln.Addr().String(),
-		"upstream", net.JoinHostPort(lc.srv.ServerAddress, strconv.Itoa(lc.srv.ServerPort)))
+		"upstream", upstream)
 	go s.acceptLoop(l)
 	return true
 }
@@ -290,7 +291,12 @@ func (s *Server) serve(name, key string, ln net.Listener, lc *listenerConfig) bo
 func (s *Server) stopListener(l *listener, state string) {
 	l.ln.Close()
 	<-l.done
-	s.log.Info("stopped listening", "message_id", events.Lifecycle, "state", state,
+	why := "the section left the configuration"
+	if state == "stopping" {
+		why = "the proxy is stopping"
+	}
+	s.log.Info(fmt.Sprintf("stopped listening on %s for [%s]: %s", l.ln.Addr(), l.section, why),
+		"message_id", events.Lifecycle, "state", state,
 		"section", l.section, "address", l.ln.Addr().String())
 }
 
@@ -403,7 +409,8 @@ func (s *Server) warnAccept(l *listener, err error) {
 	if last := l.lastWarn.Load(); now-last < int64(time.Second) || !l.lastWarn.CompareAndSwap(last, now) {
 		return
 	}
-	s.log.Warn("accept failed", "section", l.section, "reason", err.Error(),
+	s.log.Warn(fmt.Sprintf("accepting a connection on %s for [%s] failed: %v; if out of file descriptors, raise LimitNOFILE (ulimit -n) or lower max_sessions", l.ln.Addr(), l.section, err),
+		"section", l.section, "reason", err.Error(),
 		"hint", "out of file descriptors: raise LimitNOFILE (ulimit -n) or lower max_sessions")
 }
 

@@ -264,8 +264,13 @@ func TestLoginEventsLogged(t *testing.T) {
 	c.until("z ")
 	logs := e.logs.String()
 	for _, want := range []string{
-		`"msg":"login","message_id":"7c6e248aa9e84bd59f4b72399fd6d545","account":"alice@example.com","protocol":"IMAP","client":"127.0.0.1:`,
-		`"msg":"listening","message_id":"e3ea8296b55349b79a6d1ffecc679000","state":"listening","section":"IMAP-1"`,
+		// The facts are in the text too, for journalctl and `logs`, and in
+		// the fields for scripts.
+		`"msg":"login succeeded for alice@example.com (IMAP from 127.0.0.1:`,
+		`"message_id":"7c6e248aa9e84bd59f4b72399fd6d545","account":"alice@example.com","protocol":"IMAP","client":"127.0.0.1:`,
+		`"msg":"listening on 127.0.0.1:`,
+		` for [IMAP-1] -> 127.0.0.1:`,
+		`"message_id":"e3ea8296b55349b79a6d1ffecc679000","state":"listening","section":"IMAP-1"`,
 		`"line":"a1 LOGIN [redacted]"`,
 		`"line":"a1 AUTHENTICATE XOAUTH2 [redacted]"`,
 	} {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
@@ -335,19 +336,21 @@ func (s *session) trace(dir, line string) {
 	if !s.srv.opts.Debug {
 		return
 	}
-	s.srv.log.Debug("protocol", "protocol", s.proto, "client", s.peer, "dir", dir, "line", line)
+	s.srv.log.Debug(fmt.Sprintf("%s %s %s: %s", s.proto, s.peer, dir, line), "protocol", s.proto, "client", s.peer, "dir", dir, "line", line)
 }
 
+// debug logs msg with where it happened in the text, "(IMAP from
+// 127.0.0.1:52388)", and as fields.
 func (s *session) debug(msg string, args ...any) {
-	s.srv.log.Debug(msg, append([]any{"protocol", s.proto, "client", s.peer}, args...)...)
+	s.srv.log.Debug(fmt.Sprintf("%s (%s from %s)", msg, s.proto, s.peer), append([]any{"protocol", s.proto, "client", s.peer}, args...)...)
 }
 
 // dial connects upstream and records the connection so Shutdown can close it.
 func (s *session) dial(implicitTLS bool) error {
 	c, err := s.srv.dialUpstream(s.ctx, s.cfg.srv, implicitTLS)
 	if err != nil {
-		s.srv.log.Warn("upstream unreachable", "protocol", s.proto, "client", s.peer,
-			"section", s.cfg.srv.Section, "reason", err.Error())
+		s.srv.log.Warn(fmt.Sprintf("cannot reach the upstream server of [%s] for a client (%s from %s): %v", s.cfg.srv.Section, s.proto, s.peer, err),
+			"protocol", s.proto, "client", s.peer, "section", s.cfg.srv.Section, "reason", err.Error())
 		return err
 	}
 	if !s.setUpstream(c) {
@@ -444,7 +447,8 @@ type TokenRejecter interface {
 
 func (s *session) loginOK(user string) {
 	s.srv.logins.add(config.Protocol(s.proto), LoginOK)
-	s.srv.log.Info("login", "message_id", events.Login, "account", user, "protocol", s.proto, "client", s.peer)
+	s.srv.log.Info(fmt.Sprintf("login succeeded for %s (%s from %s)", logName(user), s.proto, s.peer),
+		"message_id", events.Login, "account", user, "protocol", s.proto, "client", s.peer)
 }
 
 func (s *session) loginFailed(user string, err error) {
@@ -459,8 +463,36 @@ func (s *session) loginFailed(user string, err error) {
 	if errors.As(err, &refused) {
 		reason = refused.reason()
 	}
-	s.srv.log.Warn("login failed", "message_id", events.LoginFailed, "account", user,
+	s.srv.log.Warn(fmt.Sprintf("login failed for %s (%s from %s): %s", logName(user), s.proto, s.peer, failureReason(user, reason)),
+		"message_id", events.LoginFailed, "account", user,
 		"protocol", s.proto, "client", s.peer, "reason", reason)
+}
+
+// failureReason is a login error's text without the "Login failed for
+// account <user> - " frame the token layer writes for mail clients, which
+// the log line already says.
+func failureReason(user, msg string) string {
+	for _, frame := range []string{"Login failed for account " + user + " - ", "Login failed - "} {
+		if r, ok := strings.CutPrefix(msg, frame); ok {
+			return r
+		}
+	}
+	return msg
+}
+
+// logName keeps a client-supplied login name from writing control
+// characters (terminal escapes, line breaks) into log text, and bounds it.
+func logName(s string) string {
+	const max = 256
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // authRefusedError is the upstream server refusing the XOAUTH2 login.

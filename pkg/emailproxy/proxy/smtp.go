@@ -115,8 +115,8 @@ func (s *session) smtpCommands(upTLS bool) {
 		case "EHLO", "HELO":
 			if s.cfg.srv.ServerStartTLS && !upTLS {
 				if err := s.smtpUpstreamStartTLS(arg); err != nil {
-					s.srv.log.Warn("upstream STARTTLS failed", "protocol", s.proto, "client", s.peer,
-						"section", s.cfg.srv.Section, "reason", err.Error())
+					s.srv.log.Warn(fmt.Sprintf("STARTTLS with the upstream server of [%s] failed for a client (%s from %s): %v", s.cfg.srv.Section, s.proto, s.peer, err),
+						"protocol", s.proto, "client", s.peer, "section", s.cfg.srv.Section, "reason", err.Error())
 					s.writeClient("421 4.7.0 " + ReplyPrefix + oneLine(err.Error()))
 					return
 				}

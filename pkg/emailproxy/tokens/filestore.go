@@ -174,7 +174,7 @@ func (s *FileStore) Get(ctx context.Context, account, password string) (Record, 
 	}
 	if rotate {
 		if err := s.rotate(ctx, account, password, cur, rec); err != nil {
-			s.log.Warn("token store: could not re-encrypt legacy tokens; they stay readable and the next login tries again",
+			s.log.Warn(fmt.Sprintf("token store %s: could not re-encrypt the legacy tokens of %s: %v; they stay readable and the next login tries again", s.path, account, err),
 				"account", account, "path", s.path, "iterations", s.codec.writeIterations(), "error", err)
 		}
 	}
@@ -697,7 +697,7 @@ func (s *FileStore) writeLocked(ctx context.Context, change func(*config.Editor)
 		}
 		// It may still hold encrypted tokens: private, like the store.
 		_ = os.Chmod(aside, 0o600)
-		s.log.Warn("token store: the file could not be read as INI; it was kept aside and a new one started, so accounts in it must be authorised again",
+		s.log.Warn(fmt.Sprintf("token store %s could not be read as INI (%v); it was kept aside as %s and a new one started, so accounts in it must be authorised again", s.path, bad, aside),
 			"path", s.path, "kept_as", aside, "error", bad)
 	}
 	if err := s.writeFile(s.path, out); err != nil {

@@ -227,7 +227,7 @@ func (s *Server) ensureListener(addr string, paths []string, section string) err
 		defer s.wg.Done()
 		err := l.srv.Serve(ln)
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("the authorisation redirect listener stopped; the next authorisation request starts it again",
+			s.log.Error(fmt.Sprintf("the authorisation redirect listener on %s stopped: %v; the next authorisation request starts it again", addr, err),
 				"address", addr, "reason", err.Error())
 		}
 		s.mu.Lock()
@@ -236,7 +236,7 @@ func (s *Server) ensureListener(addr string, paths []string, section string) err
 		}
 		s.mu.Unlock()
 	}()
-	s.log.Info("Listening for authorisation redirects", "address", ln.Addr().String())
+	s.log.Info(fmt.Sprintf("Listening for authorisation redirects on %s", ln.Addr()), "address", ln.Addr().String())
 	return nil
 }
 
