@@ -38,6 +38,10 @@ var placeholders = []string{"TENANT_ID", "CLIENT_ID", "CLIENT_SECRET"}
 
 var angleRE = regexp.MustCompile(`<[^<>\s]+>`)
 
+// sampleRE matches the stand-ins of the Python proxy's sample file, such as
+// "*** your client id here ***".
+var sampleRE = regexp.MustCompile(`\*\*\*[^*]*\*\*\*`)
+
 // findPlaceholder returns the first placeholder left in v.
 func findPlaceholder(v string) (string, bool) {
 	for _, p := range placeholders {
@@ -64,6 +68,27 @@ func checkText(l loc, v string) ([]Diagnostic, bool) {
 			fmt.Sprintf("%s is a markdown link pasted from the documentation, not a URL; the proxy would use the brackets and parentheses literally", l.name()),
 			fmt.Sprintf("use the plain URL %s", strings.TrimSpace(m[1]))))
 		ok = false
+	}
+	if m := sampleRE.FindString(v); m != "" {
+		// The Python proxy's sample file is meant to be edited, and it
+		// runs with the stand-ins left in (the account then fails at the
+		// provider), so a file only gets a warning; a flag is refused.
+		sev := Warning
+		if l.flag != "" {
+			sev = Error
+		}
+		hint := "replace it with the real value"
+		if l.key == "client_secret" {
+			hint += ", or remove the line if the app needs no secret"
+		}
+		what := fmt.Sprintf("%q", strings.Join(strings.Fields(m), " "))
+		if isSecretKey(l.key) || strings.Contains(l.flag, "secret") {
+			// Diagnostics never quote a secret's value, not even one
+			// that is only probably a stand-in.
+			what = "(*** ... ***)"
+		}
+		ds = append(ds, l.diag(sev, fmt.Sprintf("%s still holds the sample file's placeholder %s", l.name(), what), hint))
+		return ds, false
 	}
 	if p, found := findPlaceholder(v); found {
 		what := "the documentation's placeholder " + p

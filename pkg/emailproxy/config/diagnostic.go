@@ -6,12 +6,15 @@ import (
 	"strings"
 )
 
-// Severity says whether a problem stops the proxy (Error) or only deserves
-// attention (Warning).
+// Severity says whether a problem stops the proxy or an account (Error),
+// deserves attention (Warning), or is only worth knowing (Note: what the
+// format allows and both engines ignore, such as the Python proxy's
+// documentation keys; `config validate` lists notes with --strict).
 type Severity int
 
 const (
-	Warning Severity = iota + 1
+	Note Severity = iota + 1
+	Warning
 	Error
 )
 
@@ -21,6 +24,8 @@ func (s Severity) String() string {
 		return "error"
 	case Warning:
 		return "warning"
+	case Note:
+		return "note"
 	}
 	return fmt.Sprintf("severity(%d)", int(s))
 }
@@ -35,8 +40,10 @@ func (s *Severity) UnmarshalText(b []byte) error {
 		*s = Error
 	case "warning":
 		*s = Warning
+	case "note":
+		*s = Note
 	default:
-		return fmt.Errorf("unknown severity %q (want error or warning)", b)
+		return fmt.Errorf("unknown severity %q (want error, warning or note)", b)
 	}
 	return nil
 }

@@ -64,6 +64,10 @@ func (c *Config) Validate() []Diagnostic {
 	}
 	for _, k := range c.Keys(GlobalSection) {
 		l := at(GlobalSection, k)
+		if isCommentKey(k) {
+			ds = append(ds, commentKey(l))
+			continue
+		}
 		if !slices.Contains(globalKeys, k) {
 			ds = append(ds, unknownKey(l, globalKeys))
 			continue
@@ -89,7 +93,7 @@ func (c *Config) Validate() []Diagnostic {
 		case IsAccountSection(name):
 			ds = append(ds, c.validateAccount(name)...)
 		default:
-			ds = append(ds, unknownSection(name, c.Line(name, "")))
+			ds = append(ds, c.unknownSection(name))
 		}
 	}
 	if len(c.Servers) == 0 {
@@ -128,7 +132,18 @@ func unknownKey(l loc, known []string) Diagnostic {
 	return l.diag(Warning, msg, hint)
 }
 
-func unknownSection(name string, line int) Diagnostic {
+// commentKeys are keys the Python proxy's sample file uses as comments, in
+// any section: both engines ignore them, and they are no mistake.
+var commentKeys = []string{"documentation"}
+
+func isCommentKey(k string) bool { return slices.Contains(commentKeys, k) }
+
+func commentKey(l loc) Diagnostic {
+	return l.diag(Note, fmt.Sprintf("%s is a comment (the Python proxy's sample file documents sections this way); the proxy ignores it", l.key), "")
+}
+
+func (c *Config) unknownSection(name string) Diagnostic {
+	line := c.Line(name, "")
 	d := Diagnostic{Severity: Warning, Section: name, Line: line,
 		Message: fmt.Sprintf("section [%s] is neither [emailproxy], a server section ([IMAP-port], [POP-port], [SMTP-port]) nor an account section (a name containing @): the proxy ignores it", name),
 		Hint:    "remove it if it is not needed; orbit keeps it as it is"}
@@ -140,8 +155,28 @@ func unknownSection(name string, line int) Diagnostic {
 	case strings.EqualFold(name, GlobalSection):
 		d.Message = fmt.Sprintf("section [%s] looks like the global section, but section names are case-sensitive; the proxy ignores it", name)
 		d.Hint = "rename it to [emailproxy]"
+	case c.isHeading(name):
+		d.Severity = Note
+		d.Message = fmt.Sprintf("section [%s] is a heading (the Python proxy's sample file has [Server setup], [Account setup] and the like); the proxy ignores it", name)
+		d.Hint = ""
 	}
 	return d
+}
+
+// isHeading reports whether an unknown section is a heading of the kind the
+// Python proxy's sample file uses to document the format: a name with a
+// space (no login name or server section has one), or a section that holds
+// nothing but comment keys.
+func (c *Config) isHeading(name string) bool {
+	if strings.ContainsAny(name, " \t") {
+		return true
+	}
+	for _, k := range c.Keys(name) {
+		if !isCommentKey(k) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Config) validateServer(name string, ports map[int][]string) []Diagnostic {
@@ -159,6 +194,8 @@ func (c *Config) validateServer(name string, ports map[int][]string) []Diagnosti
 		l := at(k)
 		v := c.str(name, k)
 		switch {
+		case isCommentKey(k):
+			ds = append(ds, commentKey(l))
 		case !slices.Contains(serverKeys, k):
 			ds = append(ds, unknownKey(l, serverKeys))
 		case k == "server_starttls" || k == "starttls":
@@ -241,13 +278,48 @@ func (c *Config) validateAccount(name string) []Diagnostic {
 	if strings.Count(name, "@") > 1 || strings.ContainsAny(name, " \t") {
 		ds = append(ds, at("").diag(Warning, fmt.Sprintf("[%s] does not look like a login name or a catch-all (@ or @domain)", name), "name account sections user@domain, @domain or @"))
 	}
+	var chain []string
+	chain = append(chain, name)
+	if c.Global.AllowCatchAllAccounts {
+		if at := strings.LastIndexByte(name, '@'); at > 0 && c.HasSection(name[at:]) {
+			chain = append(chain, name[at:])
+		}
+		if name != "@" && c.HasSection("@") {
+			chain = append(chain, "@")
+		}
+	}
+	get := func(key string) string {
+		for _, s := range chain {
+			if v, ok := c.Get(s, key); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	// Only the authorization_code flow sends a browser to redirect_uri and
+	// listens at redirect_listen_address; in every other flow those keys
+	// are never read, so judging them would only be noise.
+	eff := Account{Flow: Flow(get("oauth2_flow")), PermissionURL: get("permission_url")}.EffectiveFlow()
+	usesRedirect := eff == FlowAuthorizationCode
+	unusedRedirect := func(l loc) Diagnostic {
+		return l.diag(Note, fmt.Sprintf("%s is not used: the %s flow opens no browser and needs no redirect", l.key, eff), "remove it")
+	}
+
 	own := map[string]bool{}
 	onlyTokens := true
 	for _, k := range c.Keys(name) {
 		own[k] = true
 		l := at(k)
 		v := c.str(name, k)
+		if isCommentKey(k) {
+			ds = append(ds, commentKey(l))
+			continue
+		}
 		if !slices.Contains(accountKeys, k) {
+			if k == "redirect_list_address" && !usesRedirect {
+				ds = append(ds, unusedRedirect(l))
+				continue
+			}
 			ds = append(ds, unknownKey(l, accountKeys))
 			continue
 		}
@@ -257,10 +329,15 @@ func (c *Config) validateAccount(name string) []Diagnostic {
 		switch k {
 		case "token_url", "permission_url":
 			ds = append(ds, checkURL(l, v, endpointURL)...)
-		case "redirect_uri":
-			ds = append(ds, checkURL(l, v, redirectURL)...)
-		case "redirect_listen_address":
-			ds = append(ds, checkURL(l, v, listenURL)...)
+		case "redirect_uri", "redirect_listen_address":
+			switch {
+			case !usesRedirect:
+				ds = append(ds, unusedRedirect(l))
+			case k == "redirect_uri":
+				ds = append(ds, checkURL(l, v, redirectURL)...)
+			default:
+				ds = append(ds, checkURL(l, v, listenURL)...)
+			}
 		case "oauth2_scope":
 			ds = append(ds, checkScope(l, v)...)
 		case "client_id", "client_secret", "oauth2_resource":
@@ -280,24 +357,6 @@ func (c *Config) validateAccount(name string) []Diagnostic {
 	// the proxy adds under a catch-all: its settings are judged there.
 	if onlyTokens && !catchAll && c.Global.AllowCatchAllAccounts {
 		return ds
-	}
-	var chain []string
-	chain = append(chain, name)
-	if c.Global.AllowCatchAllAccounts {
-		if at := strings.LastIndexByte(name, '@'); at > 0 && c.HasSection(name[at:]) {
-			chain = append(chain, name[at:])
-		}
-		if name != "@" && c.HasSection("@") {
-			chain = append(chain, "@")
-		}
-	}
-	get := func(key string) string {
-		for _, s := range chain {
-			if v, ok := c.Get(s, key); ok {
-				return v
-			}
-		}
-		return ""
 	}
 	in := accountInput{
 		flow: get("oauth2_flow"), permissionURL: get("permission_url"), tokenURL: get("token_url"),

@@ -66,7 +66,7 @@ func (e *Engine) handleControl(ctx context.Context, req control.Request, send fu
 		return
 	}
 	name := req.Account
-	if acct, ok := e.current.Load().Account(req.Account); ok && acct.Name != "" {
+	if acct, ok := e.Config().Account(req.Account); ok && acct.Name != "" {
 		name = acct.Name
 	}
 	events := e.subs.add(name)

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/control"
@@ -58,7 +59,7 @@ type Options struct {
 type Engine struct {
 	opts    Options
 	log     *slog.Logger
-	current atomic.Pointer[config.Config]
+	current atomic.Pointer[loaded]
 	store   *tokens.FileStore
 	manager *oauth.Manager
 	auth    *interactive.Server
@@ -78,18 +79,35 @@ type Engine struct {
 	reloadMu sync.Mutex
 }
 
-// Load reads and validates the configuration file: a file that will not
-// parse or has errors is refused with every problem listed.
+// loaded is a configuration in force with the account sections it
+// disables, swapped as one on reload.
+type loaded struct {
+	cfg      *config.Config
+	disabled config.Disabled
+}
+
+// Load reads and validates the configuration file the way the engine does
+// at start and reload: a file that will not parse, or has an error outside
+// the account sections, is refused with every such problem listed. Errors
+// confined to account sections do not refuse the file (see Check).
 func Load(path string) (*config.Config, error) {
+	cfg, _, err := Check(path)
+	return cfg, err
+}
+
+// Check is Load that also returns the account sections the engine would
+// disable: those with errors of their own, whose logins are refused with
+// the reason while every other account is served.
+func Check(path string) (*config.Config, config.Disabled, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	ds := cfg.Validate()
-	if config.HasErrors(ds) {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, path, config.Err(ds))
+	fatal, disabled := config.SplitErrors(cfg.Validate())
+	if len(fatal) > 0 {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, path, config.Err(fatal))
 	}
-	return cfg, nil
+	return cfg, disabled, nil
 }
 
 // New loads the configuration and builds the engine without opening any
@@ -110,7 +128,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
-	cfg, err := Load(opts.ConfigPath)
+	cfg, disabled, err := Check(opts.ConfigPath)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +142,7 @@ func New(opts Options) (*Engine, error) {
 		opts.Logger.Warn(d.String())
 	}
 	e := &Engine{opts: opts, log: opts.Logger}
-	e.current.Store(cfg)
+	e.current.Store(&loaded{cfg: cfg, disabled: disabled})
 	e.configureNotifier(cfg)
 
 	e.store = tokens.NewFileStore(opts.TokenPath, tokens.WithLogger(opts.Logger))
@@ -139,7 +157,7 @@ func New(opts Options) (*Engine, error) {
 		statusFile = ""
 	}
 	e.manager, err = oauth.NewManager(oauth.Options{
-		Accounts:                oauth.ConfigSource(e.current.Load),
+		Accounts:                oauth.ConfigSource(e.Config),
 		Store:                   e.store,
 		HTTPClient:              opts.HTTPClient,
 		Logger:                  opts.Logger,
@@ -154,7 +172,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.auth.SetReporter(e.manager)
 	e.proxy = proxy.New(proxy.Options{
-		Authenticator:        e.manager,
+		Authenticator:        gate{e},
 		Logger:               opts.Logger,
 		AuthorizationTimeout: authorizationWait(opts.AuthTimeout),
 		Debug:                opts.Debug,
@@ -186,7 +204,9 @@ func loginTimeout(auth time.Duration) time.Duration {
 // Start imports tokens a Python-written file carries inline and opens every
 // listener. An error leaves nothing listening.
 func (e *Engine) Start(ctx context.Context) error {
-	cfg := e.current.Load()
+	cur := e.current.Load()
+	cfg := cur.cfg
+	e.logDisabled(cur)
 	e.importInlineTokens(ctx, cfg)
 	if err := e.proxy.Apply(ctx, cfg.Servers); err != nil {
 		_ = e.proxy.Shutdown(ctx)
@@ -207,21 +227,27 @@ func (e *Engine) Start(ctx context.Context) error {
 func (e *Engine) Reload(ctx context.Context) error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
-	cfg, err := Load(e.opts.ConfigPath)
+	cfg, disabled, err := Check(e.opts.ConfigPath)
 	if err != nil {
 		e.log.Error("reload refused; still serving the previous configuration: "+err.Error(),
 			"message_id", events.Lifecycle, "state", "reload-failed")
 		return err
 	}
-	e.current.Store(cfg)
+	cur := &loaded{cfg: cfg, disabled: disabled}
+	e.current.Store(cur)
 	e.configureNotifier(cfg)
+	e.logDisabled(cur)
 	e.importInlineTokens(ctx, cfg)
 	err = e.proxy.Apply(ctx, cfg.Servers)
-	state := "reloaded"
+	state, msg := "reloaded", "configuration reloaded from "+e.opts.ConfigPath
+	if n := len(disabled); n > 0 {
+		msg += fmt.Sprintf(" with %d account section(s) disabled", n)
+	}
 	if err != nil {
 		state = "reloaded-with-errors"
+		msg += "; some listeners could not be opened: " + err.Error()
 	}
-	e.log.Info("configuration "+state+" from "+e.opts.ConfigPath, "message_id", events.Lifecycle, "state", state)
+	e.log.Info(msg, "message_id", events.Lifecycle, "state", state)
 	return err
 }
 
@@ -259,7 +285,66 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 func (e *Engine) Listeners() []proxy.ListenerInfo { return e.proxy.Listeners() }
 
 // Config is the configuration in force.
-func (e *Engine) Config() *config.Config { return e.current.Load() }
+func (e *Engine) Config() *config.Config { return e.current.Load().cfg }
+
+// Disabled is the account sections the configuration in force disables.
+func (e *Engine) Disabled() config.Disabled { return e.current.Load().disabled }
+
+func (e *Engine) logDisabled(cur *loaded) {
+	for _, sec := range cur.disabled.Sections() {
+		reason := cur.disabled.Reason(sec)
+		e.log.Error(fmt.Sprintf("account [%s] disabled: %s; its logins are refused until the file is fixed (orbit email-oauth2-proxy config validate %s) and reloaded; other accounts are served",
+			sec, reason, e.opts.ConfigPath),
+			"message_id", events.AccountDisabled, "account", sec, "reason", reason)
+	}
+}
+
+// ErrAccountDisabled is the cause of a login refused because the account's
+// section has errors of its own (see Check).
+var ErrAccountDisabled = errors.New("account disabled by configuration errors")
+
+// accountDisabledError is the reply to such a login: it names the section
+// and the problems, so the admin reading the mailer's error knows the fix.
+type accountDisabledError struct {
+	user, section, path, reason string
+}
+
+func (e *accountDisabledError) Error() string {
+	return fmt.Sprintf("Login failed for account %s - its configuration section [%s] is disabled: %s; fix %s and reload the proxy",
+		printable(e.user), e.section, e.reason, e.path)
+}
+
+func (e *accountDisabledError) Unwrap() error { return ErrAccountDisabled }
+
+// gate is the proxy's Authenticator: logins served by a disabled section
+// are refused here, every other login goes to the token manager.
+type gate struct{ e *Engine }
+
+func (g gate) AccessToken(ctx context.Context, username, password string) (string, error) {
+	cur := g.e.current.Load()
+	if sec, ok := cur.disabled.For(cur.cfg, username); ok {
+		return "", &accountDisabledError{user: username, section: sec, path: g.e.opts.ConfigPath, reason: cur.disabled.Reason(sec)}
+	}
+	return g.e.manager.AccessToken(ctx, username, password)
+}
+
+// TokenRejected passes the proxy's report on to the manager.
+func (g gate) TokenRejected(username, token string) { g.e.manager.TokenRejected(username, token) }
+
+// printable keeps a client-supplied name from smuggling line breaks into
+// replies and logs, and bounds its length.
+func printable(s string) string {
+	const max = 256
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
 
 // importInlineTokens moves tokens that the Python proxy wrote into the
 // config file itself into the token store, so switching engines needs no

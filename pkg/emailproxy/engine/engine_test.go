@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,5 +62,61 @@ func TestNewRefusesOpenFiles(t *testing.T) {
 		if err := os.Chmod(c.path, 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestAccountErrorsDisableOnlyThatAccount: a file whose only errors are in
+// one account section is served; that account's logins are refused with
+// the section and the problem named, and the refusal is logged at start.
+// An error in a server section still refuses the file.
+func TestAccountErrorsDisableOnlyThatAccount(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "emailproxy.config")
+	good := `[IMAP-2993]
+server_address = imap.example.com
+server_port = 993
+local_address = 127.0.0.1
+[alice@example.com]
+token_url = https://127.0.0.1:1/token
+oauth2_scope = mail
+oauth2_flow = password
+client_id = app
+[bob@example.com]
+token_url = https://127.0.0.1:1/token
+oauth2_scope = mail
+client_id = app
+permission_url = https://login.example.com/authorize
+`
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logBuf bytes.Buffer
+	e, err := New(Options{ConfigPath: path, TokenPath: filepath.Join(dir, "tokens"), StatusPath: "-",
+		Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	if err != nil {
+		t.Fatalf("a file with one broken account is refused: %v", err)
+	}
+	e.logDisabled(e.current.Load())
+	if !strings.Contains(logBuf.String(), "account [bob@example.com] disabled: redirect_uri") {
+		t.Errorf("log does not say which account is disabled and why:\n%s", logBuf.String())
+	}
+	_, err = gate{e}.AccessToken(context.Background(), "bob@example.com", "pw")
+	if !errors.Is(err, ErrAccountDisabled) || !strings.Contains(err.Error(), "[bob@example.com] is disabled: redirect_uri is missing") {
+		t.Errorf("bob's login: %v", err)
+	}
+	// alice is not refused by the gate: her login reaches the token
+	// manager, which fails on the unreachable provider instead.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := (gate{e}).AccessToken(ctx, "alice@example.com", "pw"); errors.Is(err, ErrAccountDisabled) {
+		t.Errorf("alice's login was refused as disabled: %v", err)
+	}
+
+	bad := strings.Replace(good, "server_port = 993\n", "", 1)
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{ConfigPath: path, StatusPath: "-"}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("a server section without server_port: %v, want ErrInvalidConfig", err)
 	}
 }

@@ -25,6 +25,10 @@ const (
 	LoginFailed = "3d733e0968fa4ba3aa5bb8d5390190da"
 	// Lifecycle: started, listening, reloaded, stopping. Fields: STATE.
 	Lifecycle = "e3ea8296b55349b79a6d1ffecc679000"
+	// AccountDisabled: an account section has errors of its own, so its
+	// logins are refused while every other account is served (at start and
+	// at each reload). Fields: ACCOUNT (the section), REASON.
+	AccountDisabled = "7816cb1a88b8417d9427adb70274dc4e"
 )
 
 // Journal field names the engine attaches (without the ORBIT_ prefix that the
