@@ -56,9 +56,15 @@ type Registration struct {
 
 	// Account is the account section: "@" (default: every login),
 	// "@domain" or "user@domain".
-	Account               string
+	Account string
+	// RedirectURI and RedirectListenAddress are written only for a flow
+	// that sends a browser to the redirect (authorization_code). There,
+	// an empty RedirectURI becomes DefaultRedirectURI(RedirectHost) when
+	// RedirectHost is set, and an empty RedirectListenAddress
+	// DefaultRedirectListenAddress once RedirectURI is set.
 	RedirectURI           string
-	RedirectListenAddress string // default DefaultRedirectListenAddress when RedirectURI is set
+	RedirectListenAddress string
+	RedirectHost          string
 	TokenURL              string
 	PermissionURL         string
 	Scope                 string
@@ -139,12 +145,25 @@ func (r *Registration) Normalize() {
 			sv.s.LocalPort = defaults[sv.proto]
 		}
 	}
-	if r.RedirectURI != "" && r.RedirectListenAddress == "" {
-		r.RedirectListenAddress = DefaultRedirectListenAddress
+	if r.usesRedirect() {
+		r.RedirectHost = trim(r.RedirectHost)
+		if r.RedirectURI == "" && r.RedirectHost != "" {
+			r.RedirectURI = DefaultRedirectURI(r.RedirectHost)
+		}
+		if r.RedirectURI != "" && r.RedirectListenAddress == "" {
+			r.RedirectListenAddress = DefaultRedirectListenAddress
+		}
 	}
 	if IsCatchAllSection(r.Account) {
 		r.AllowCatchAllAccounts = true
 	}
+}
+
+// usesRedirect reports whether the flow that will run sends a browser to
+// redirect_uri: only authorization_code does (device, client_credentials,
+// password and service_account open no browser, or show a code instead).
+func (r *Registration) usesRedirect() bool {
+	return Account{Flow: r.Flow, PermissionURL: r.PermissionURL}.EffectiveFlow() == FlowAuthorizationCode
 }
 
 func (r *Registration) applyPreset(p Preset) {
@@ -217,7 +236,7 @@ func (r *Registration) validate() []Diagnostic {
 			return loc{section: fmt.Sprintf("%s-%d", sv.proto, s.LocalPort), flag: serverFlag(sv.proto, what)}
 		}
 		if s.ServerAddress == "" {
-			if s.ServerPort != 0 || (sv.proto == POP && s.LocalPort != 0) {
+			if s.ServerPort != 0 || s.LocalPort != 0 {
 				ds = append(ds, l("server-address").diag(Error, fmt.Sprintf("%s server details were given but no %s", sv.proto, serverFlag(sv.proto, "server-address")), "add "+serverFlag(sv.proto, "server-address")+" (or --provider)"))
 			}
 			continue
@@ -274,8 +293,22 @@ func (r *Registration) validate() []Diagnostic {
 	}
 	ds = append(ds, checkURL(flag("token_url"), r.TokenURL, endpointURL)...)
 	ds = append(ds, checkURL(flag("permission_url"), r.PermissionURL, endpointURL)...)
-	ds = append(ds, checkURL(flag("redirect_uri"), r.RedirectURI, redirectURL)...)
-	ds = append(ds, checkURL(flag("redirect_listen_address"), r.RedirectListenAddress, listenURL)...)
+	if r.usesRedirect() {
+		ds = append(ds, checkURL(flag("redirect_uri"), r.RedirectURI, redirectURL)...)
+		ds = append(ds, checkURL(flag("redirect_listen_address"), r.RedirectListenAddress, listenURL)...)
+	} else {
+		eff := Account{Flow: r.Flow, PermissionURL: r.PermissionURL}.EffectiveFlow()
+		for _, k := range []string{"redirect_uri", "redirect_listen_address"} {
+			v := r.RedirectURI
+			if k == "redirect_listen_address" {
+				v = r.RedirectListenAddress
+			}
+			if v != "" {
+				l := flag(k)
+				ds = append(ds, l.diag(Warning, fmt.Sprintf("%s has no effect: the %s flow opens no browser and needs no redirect", l.name(), eff), "drop "+l.name()))
+			}
+		}
+	}
 	ds = append(ds, checkScope(flag("oauth2_scope"), r.Scope)...)
 	for _, k := range []string{"client_id", "client_secret"} {
 		v := r.ClientID

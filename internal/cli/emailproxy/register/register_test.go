@@ -451,3 +451,109 @@ func parseExamples(text string) [][]string {
 	}
 	return cmds
 }
+
+// TestRegistersTheProtocolsAsked: a flag's default is not the user giving
+// it, so IMAP flags alone register IMAP alone (they used to fail with "SMTP
+// server details were given but no --smtp-server-address", the default SMTP
+// port counting as given), and likewise for SMTP and POP.
+func TestRegistersTheProtocolsAsked(t *testing.T) {
+	acct := []string{"--account", "alice@example.com", "--oauth2-flow", "password",
+		"--oauth2-token-url", "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/token",
+		"--oauth2-scope", "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access",
+		"--oauth2-client-id", client, "--oauth2-client-secret", secret}
+	tests := []struct {
+		name      string
+		args      []string
+		want, not []string
+	}{
+		{"IMAP only", []string{"--imap-server-address", "outlook.office365.com"},
+			[]string{"[IMAP-2993]\nserver_address = outlook.office365.com\nserver_port = 993\n"}, []string{"[SMTP-", "[POP-"}},
+		{"IMAP only, ports given", []string{"--imap-server-address", "outlook.office365.com", "--imap-server-port", "1993", "--imap-local-port", "3993"},
+			[]string{"[IMAP-3993]\nserver_address = outlook.office365.com\nserver_port = 1993\n"}, []string{"[SMTP-", "[POP-"}},
+		{"SMTP only", []string{"--smtp-server-address", "smtp.office365.com", "--smtp-server-starttls"},
+			[]string{"[SMTP-2465]\nserver_address = smtp.office365.com\nserver_port = 587\n"}, []string{"[IMAP-", "[POP-"}},
+		{"POP only", []string{"--pop-server-address", "outlook.office365.com"},
+			[]string{"[POP-2995]\nserver_address = outlook.office365.com\nserver_port = 995\n"}, []string{"[IMAP-", "[SMTP-"}},
+		{"IMAP and SMTP", []string{"--imap-server-address", "outlook.office365.com", "--smtp-server-address", "smtp.office365.com", "--smtp-server-starttls"},
+			[]string{"[IMAP-2993]", "[SMTP-2465]"}, []string{"[POP-"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "emailproxy.config")
+			r := runCmd(t, false, "", append(append([]string{"--config", path}, tt.args...), acct...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			got, _ := os.ReadFile(path)
+			for _, w := range tt.want {
+				if !strings.Contains(string(got), w) {
+					t.Errorf("missing %q in:\n%s", w, got)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(string(got), n) {
+					t.Errorf("%s written although not asked for:\n%s", n, got)
+				}
+			}
+		})
+	}
+	// Details of a protocol without its server are still a mistake.
+	r := runCmd(t, false, "", append([]string{"--config", filepath.Join(t.TempDir(), "x.config"),
+		"--imap-server-address", "outlook.office365.com", "--smtp-local-port", "2525"}, acct...)...)
+	if r.code != exitcode.Invalid || !strings.Contains(r.stderr, "SMTP server details were given but no --smtp-server-address") {
+		t.Errorf("--smtp-local-port without a server: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestRedirectOnlyForBrowserFlows: flows that open no browser get no
+// redirect_uri or redirect_listen_address, and no warning about them; the
+// authorization_code flow still gets both defaults.
+func TestRedirectOnlyForBrowserFlows(t *testing.T) {
+	base := []string{"--imap-server-address", "outlook.office365.com", "--account", "alice@example.com",
+		"--oauth2-token-url", "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/token",
+		"--oauth2-client-id", client, "--oauth2-client-secret", secret}
+	for _, tt := range []struct {
+		flow, scope string
+		redirect    bool
+	}{
+		{"password", "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access", false},
+		{"client_credentials", "https://outlook.office365.com/.default", false},
+		{"service_account", "https://mail.google.com/", false},
+		{"device", "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access", false},
+		{"authorization_code", "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access", true},
+	} {
+		t.Run(tt.flow, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "emailproxy.config")
+			args := append([]string{"--config", path, "--oauth2-flow", tt.flow, "--oauth2-scope", tt.scope}, base...)
+			if tt.flow == "authorization_code" || tt.flow == "device" {
+				args = append(args, "--oauth2-permission-url", "https://login.microsoftonline.com/"+tenant+"/oauth2/v2.0/authorize")
+			}
+			r := runCmd(t, false, "", args...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			got, _ := os.ReadFile(path)
+			has := strings.Contains(string(got), "redirect_uri = http://vault.example.com/email-oauth2-proxy-authorize/") &&
+				strings.Contains(string(got), "redirect_listen_address = http://127.0.0.1:8801/")
+			if has != tt.redirect || (!tt.redirect && strings.Contains(string(got), "redirect")) {
+				t.Errorf("redirect settings written: %v, want %v:\n%s", has, tt.redirect, got)
+			}
+			if strings.Contains(r.stdout+r.stderr, "plain http") != tt.redirect {
+				t.Errorf("plain-http warning shown: %v, want %v:\n%s%s", !tt.redirect, tt.redirect, r.stdout, r.stderr)
+			}
+		})
+	}
+	// Re-registering an account with a flow without a browser removes the
+	// redirect settings the earlier flow needed.
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	scope := []string{"--oauth2-scope", "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access"}
+	if r := runCmd(t, false, "", append(append([]string{"--config", path, "--oauth2-permission-url", "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/authorize"}, scope...), base...)...); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if r := runCmd(t, false, "", append(append([]string{"--config", path, "--force", "--oauth2-flow", "password"}, scope...), base...)...); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if got, _ := os.ReadFile(path); strings.Contains(string(got), "redirect") {
+		t.Errorf("redirect settings kept for the password flow:\n%s", got)
+	}
+}

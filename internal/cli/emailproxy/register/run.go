@@ -137,11 +137,23 @@ func (o *Options) registration() (*config.Registration, error) {
 		host, _ = o.Hostname()
 	}
 	explicit := func(flag string) bool { return o.Changed != nil && o.Changed(flag) }
-	port := func(flag string, val int) int {
-		if o.Provider != "" && !explicit(flag) {
-			return 0 // the preset's
+	// A flag's default is not the user asking for the protocol: a
+	// server port counts only when given, or as the partner of a server
+	// address that was given (without a preset, which has its own ports).
+	port := func(flag string, val int, addr string) int {
+		switch {
+		case explicit(flag):
+			return val
+		case o.Provider == "" && strings.TrimSpace(addr) != "":
+			return val
 		}
-		return val
+		return 0
+	}
+	localPort := func(flag string, val int) int {
+		if explicit(flag) {
+			return val
+		}
+		return 0 // the registration's default for the protocol
 	}
 	// The registration reads a zero local port as "the default"; a zero
 	// typed by the user is a mistake, not a request for the default.
@@ -158,21 +170,21 @@ func (o *Options) registration() (*config.Registration, error) {
 	r.EncryptClientSecretOnFirstUse = v.EncryptSecretOnFirstUse
 	r.UseLoginPasswordAsClientCredentialsSecret = v.LoginPasswordAsSecret
 	r.AllowCatchAllAccounts = v.AllowCatchAll
-	r.IMAP = config.ServerRegistration{ServerAddress: v.IMAPServerAddress, ServerPort: port("imap-server-port", v.IMAPServerPort), LocalPort: v.IMAPLocalPort}
-	r.SMTP = config.ServerRegistration{ServerAddress: v.SMTPServerAddress, ServerPort: port("smtp-server-port", v.SMTPServerPort), LocalPort: v.SMTPLocalPort, StartTLS: v.SMTPStartTLS}
-	if v.POPServerAddress != "" || explicit("pop-server-port") || explicit("pop-local-port") {
-		r.POP = config.ServerRegistration{ServerAddress: v.POPServerAddress, ServerPort: port("pop-server-port", v.POPServerPort), LocalPort: v.POPLocalPort}
-	}
+	r.IMAP = config.ServerRegistration{ServerAddress: v.IMAPServerAddress, ServerPort: port("imap-server-port", v.IMAPServerPort, v.IMAPServerAddress), LocalPort: localPort("imap-local-port", v.IMAPLocalPort)}
+	r.SMTP = config.ServerRegistration{ServerAddress: v.SMTPServerAddress, ServerPort: port("smtp-server-port", v.SMTPServerPort, v.SMTPServerAddress), LocalPort: localPort("smtp-local-port", v.SMTPLocalPort), StartTLS: v.SMTPStartTLS}
+	r.POP = config.ServerRegistration{ServerAddress: v.POPServerAddress, ServerPort: port("pop-server-port", v.POPServerPort, v.POPServerAddress), LocalPort: localPort("pop-local-port", v.POPLocalPort)}
 	r.LocalAddress = v.LocalAddress
 	r.Account = v.Account
 	r.TokenURL, r.PermissionURL, r.Scope = v.TokenURL, v.PermissionURL, v.Scope
 	r.Flow = config.Flow(strings.TrimSpace(v.Flow))
 	r.ClientID, r.ClientSecret = v.ClientID, secret
+	// The redirect settings are given only when asked for; the
+	// registration fills their defaults where the flow opens a browser.
 	r.RedirectURI = v.RedirectURI
-	if strings.TrimSpace(r.RedirectURI) == "" && host != "" {
-		r.RedirectURI = config.DefaultRedirectURI(host)
+	r.RedirectHost = host
+	if explicit("redirect-listen-address") {
+		r.RedirectListenAddress = v.RedirectListenAddress
 	}
-	r.RedirectListenAddress = v.RedirectListenAddress
 	r.Provider, r.TenantID = o.Provider, o.TenantID
 	return r, nil
 }
