@@ -9,8 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/senhasegura/orbit/internal/cli/cmdutil"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
@@ -22,11 +24,20 @@ import (
 
 // Options are the inputs of show and validate.
 type Options struct {
-	IO         *iostreams.IOStreams
+	IO *iostreams.IOStreams
+	// Installer finds the installed unit, whose file is the one shown or
+	// checked when none is named (as start, stop, status and logs do).
+	Installer service.Installer
+
 	ConfigPath string
+	// ConfigExplicit: the file was named (--config or the argument);
+	// otherwise the installed unit's file wins over the default.
+	ConfigExplicit bool
+	Unit           string
 	// TokenPath is the token store whose mode validate checks (skipped
 	// when empty or missing).
 	TokenPath string
+	Strict    bool // validate: list notes too, and fail on warnings
 	Output    output.Format
 }
 
@@ -40,18 +51,25 @@ func New(f *factory.Factory) *cobra.Command {
 	return cmd
 }
 
+const whichFile = `Without FILE or --config, the file is the one the installed unit
+(--unit, default email-oauth2-proxy.service) runs with, as for start, stop,
+status and logs; without an installed unit, the default
+/etc/orbit/email-oauth2-proxy/emailproxy.config.`
+
 // NewShow builds `config show`; runF replaces Show when not nil (tests).
 func NewShow(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	if runF == nil {
 		runF = Show
 	}
-	return newVerb(f, &cobra.Command{
-		Use:   "show",
+	return newVerb(newOptions(f), &cobra.Command{
+		Use:   "show [FILE]",
 		Short: "Print the configuration file with secrets masked",
 		Long: `Print the proxy's configuration file as it is on disk, with client secrets and
-tokens replaced by ********. With --output json, print its sections and keys.`,
-		Args: cobra.NoArgs,
-	}, "the proxy's configuration file", runF)
+tokens replaced by ********. With --output json, print its sections and keys.
+
+` + whichFile,
+		Args: cobra.MaximumNArgs(1),
+	}, runF)
 }
 
 // NewValidate builds `config validate`; runF replaces Validate when not nil
@@ -60,8 +78,8 @@ func NewValidate(f *factory.Factory, runF func(context.Context, *Options) error)
 	if runF == nil {
 		runF = Validate
 	}
-	opts := &Options{IO: f.IO}
-	cmd := newVerbWith(f, opts, &cobra.Command{
+	opts := newOptions(f)
+	cmd := newVerb(opts, &cobra.Command{
 		Use:   "validate [FILE]",
 		Short: "Check a configuration file and explain every problem",
 		Long: `Check a proxy configuration file: written by register, edited by hand, or
@@ -74,33 +92,80 @@ users, or a token store (--token-cache) readable by them, is an error (serve
 refuses to start too); a client secret in a file every user may read is a
 warning.
 
-Exits 0 when the file has no errors (warnings allowed) and 4 when it has
-errors (see docs/exit-codes.md).`,
+An error inside an account section disables only that account: serve runs the
+file and refuses that account's logins with the reason. Any other error (the
+syntax, [emailproxy], a server section) makes serve refuse the whole file.
+The summary line says which applies.
+
+What the format allows and the proxy ignores on purpose (the Python proxy
+sample file's documentation keys and heading sections, redirect settings of a
+flow that opens no browser) is a note, listed only with --strict.
+
+` + whichFile + `
+
+Exits 0 when the file has no errors (warnings allowed; with --strict, none
+either) and 4 when it has errors (see docs/exit-codes.md).`,
+		Example: `  orbit email-oauth2-proxy config validate
+  orbit email-oauth2-proxy config validate /root/emailproxy.config --strict
+  orbit email-oauth2-proxy config validate --output json | jq '.diagnostics[] | select(.severity == "error")'`,
 		Args: cobra.MaximumNArgs(1),
-	}, "the file to check (or give it as the argument)", runF)
+	}, runF)
 	cmd.Flags().StringVar(&opts.TokenPath, "token-cache", tokens.DefaultPath, "the token store whose permissions to check (skipped when it does not exist)")
 	_ = cmd.MarkFlagFilename("token-cache")
 	return cmd
 }
 
-// newVerb completes show or validate: both read the one file named by
-// --config (or by an argument, where cmd.Args allows one) and print it as
-// text or JSON.
-func newVerb(f *factory.Factory, cmd *cobra.Command, configUsage string, run func(context.Context, *Options) error) *cobra.Command {
-	return newVerbWith(f, &Options{IO: f.IO}, cmd, configUsage, run)
+func newOptions(f *factory.Factory) *Options {
+	return &Options{IO: f.IO, Installer: service.SystemInstaller{}}
 }
 
-func newVerbWith(f *factory.Factory, opts *Options, cmd *cobra.Command, configUsage string, run func(context.Context, *Options) error) *cobra.Command {
+// newVerb completes show or validate: both read one file, named by the
+// argument or --config, or else the installed unit's, and print it as text
+// or JSON.
+func newVerb(opts *Options, cmd *cobra.Command, run func(context.Context, *Options) error) *cobra.Command {
 	cmd.RunE = func(c *cobra.Command, args []string) error {
+		opts.ConfigExplicit = c.Flags().Changed("config")
 		if len(args) == 1 {
+			if opts.ConfigExplicit && args[0] != opts.ConfigPath {
+				return exitcode.Withf(exitcode.Usage, "two files named: %s and --config %s; give one", args[0], opts.ConfigPath)
+			}
 			opts.ConfigPath = args[0]
+			opts.ConfigExplicit = true
 		}
 		return run(c.Context(), opts)
 	}
-	cmd.Flags().StringVar(&opts.ConfigPath, "config", config.DefaultPath, configUsage)
-	_ = cmd.MarkFlagFilename("config")
+	cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return nil, cobra.ShellCompDirectiveDefault
+	}
+	service.AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
+	if cmd.Name() == "validate" {
+		cmd.Flags().BoolVar(&opts.Strict, "strict", false, "also list notes (what the proxy ignores on purpose) and fail on warnings")
+	}
 	output.AddFlag(cmd, &opts.Output)
 	return cmd
+}
+
+// resolve picks the file: the one named, else the installed unit's, else
+// the default.
+func (o *Options) resolve() error {
+	if o.ConfigExplicit || o.Installer == nil {
+		if o.ConfigPath == "" {
+			o.ConfigPath = config.DefaultPath
+		}
+		return nil
+	}
+	unit, err := service.CheckUnit(o.Unit)
+	if err != nil {
+		return err
+	}
+	if o.ConfigPath == "" {
+		o.ConfigPath = config.DefaultPath
+	}
+	o.ConfigPath = service.ResolveConfig(o.Installer, unit, o.ConfigPath, false)
+	return nil
 }
 
 func readErr(path string, err error) error {
@@ -113,6 +178,9 @@ func readErr(path string, err error) error {
 
 // Show prints the file, masked.
 func Show(_ context.Context, o *Options) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	data, err := os.ReadFile(o.ConfigPath)
 	if err != nil {
 		return readErr(o.ConfigPath, err)
@@ -134,15 +202,24 @@ func Show(_ context.Context, o *Options) error {
 
 // Report is validate's --output json document.
 type Report struct {
-	Path        string              `json:"path"`
-	Valid       bool                `json:"valid"`
-	Errors      int                 `json:"errors"`
-	Warnings    int                 `json:"warnings"`
-	Diagnostics []config.Diagnostic `json:"diagnostics"`
+	Path  string `json:"path"`
+	Valid bool   `json:"valid"`
+	// Serves: serve runs this file (every error, if any, is confined to
+	// an account section, which is then disabled).
+	Serves   bool `json:"serves"`
+	Errors   int  `json:"errors"`
+	Warnings int  `json:"warnings"`
+	Notes    int  `json:"notes"`
+	// DisabledAccounts are the account sections serve disables.
+	DisabledAccounts []string            `json:"disabled_accounts"`
+	Diagnostics      []config.Diagnostic `json:"diagnostics"`
 }
 
 // Validate lints the file and reports every diagnostic.
 func Validate(_ context.Context, o *Options) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	data, err := os.ReadFile(o.ConfigPath)
 	if err != nil {
 		return readErr(o.ConfigPath, err)
@@ -153,18 +230,25 @@ func Validate(_ context.Context, o *Options) error {
 	// File order reads like the file; problems of the whole file (no line)
 	// come first.
 	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Line < ds[j].Line })
-	rep := Report{Path: o.ConfigPath, Diagnostics: ds}
-	if rep.Diagnostics == nil {
-		rep.Diagnostics = []config.Diagnostic{}
-	}
+	rep := Report{Path: o.ConfigPath, Diagnostics: []config.Diagnostic{}}
 	for _, d := range ds {
-		if d.Severity == config.Error {
+		switch d.Severity {
+		case config.Error:
 			rep.Errors++
-		} else {
+		case config.Warning:
 			rep.Warnings++
+		default:
+			rep.Notes++
+			if !o.Strict {
+				continue
+			}
 		}
+		rep.Diagnostics = append(rep.Diagnostics, d)
 	}
-	rep.Valid = rep.Errors == 0
+	fatal, disabled := config.SplitErrors(ds)
+	rep.Serves = len(fatal) == 0
+	rep.DisabledAccounts = disabled.Sections()
+	rep.Valid = rep.Errors == 0 && (!o.Strict || rep.Warnings == 0)
 
 	if o.Output == output.JSON {
 		if err := output.WriteJSON(o.IO.Out, rep); err != nil {
@@ -185,8 +269,11 @@ func (o *Options) print(rep Report) {
 	cs := cmdutil.NewColorScheme(o.IO)
 	for _, d := range rep.Diagnostics {
 		label := cs.Warning("warning")
-		if d.Severity == config.Error {
+		switch d.Severity {
+		case config.Error:
 			label = cs.Failure("error")
+		case config.Note:
+			label = cs.Faint("note")
 		}
 		where := rep.Path
 		if w := d.Where(); w != "" {
@@ -197,12 +284,21 @@ func (o *Options) print(rep Report) {
 			fmt.Fprintf(o.IO.Out, "  %s %s\n", cs.Faint("fix:"), d.Hint)
 		}
 	}
+	notes := ""
+	if rep.Notes > 0 && !o.Strict {
+		notes = fmt.Sprintf("; %d note(s) (--strict lists them)", rep.Notes)
+	}
 	switch {
+	case rep.Errors > 0 && !rep.Serves:
+		fmt.Fprintf(o.IO.Out, "%s: %s (%d error(s), %d warning(s)%s): serve refuses this file\n", rep.Path, cs.Failure("invalid"), rep.Errors, rep.Warnings, notes)
 	case rep.Errors > 0:
-		fmt.Fprintf(o.IO.Out, "%s: %s (%d error(s), %d warning(s))\n", rep.Path, cs.Failure("invalid"), rep.Errors, rep.Warnings)
+		fmt.Fprintf(o.IO.Out, "%s: %s (%d error(s), %d warning(s)%s): serve runs it with %d account(s) disabled: [%s]\n", rep.Path, cs.Failure("invalid"), rep.Errors, rep.Warnings, notes,
+			len(rep.DisabledAccounts), strings.Join(rep.DisabledAccounts, "], ["))
+	case rep.Warnings > 0 && o.Strict:
+		fmt.Fprintf(o.IO.Out, "%s: %s (%d warning(s)%s)\n", rep.Path, cs.Failure("invalid with --strict"), rep.Warnings, notes)
 	case rep.Warnings > 0:
-		fmt.Fprintf(o.IO.Out, "%s: %s with %d warning(s)\n", rep.Path, cs.Success("valid"), rep.Warnings)
+		fmt.Fprintf(o.IO.Out, "%s: %s with %d warning(s)%s\n", rep.Path, cs.Success("valid"), rep.Warnings, notes)
 	default:
-		fmt.Fprintf(o.IO.Out, "%s: %s\n", rep.Path, cs.Success("valid"))
+		fmt.Fprintf(o.IO.Out, "%s: %s%s\n", rep.Path, cs.Success("valid"), notes)
 	}
 }

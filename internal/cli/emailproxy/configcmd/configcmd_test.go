@@ -8,9 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service/servicetest"
+	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/spf13/cobra"
 )
 
 const good = `[emailproxy]
@@ -169,4 +173,126 @@ func TestValidateFileModes(t *testing.T) {
 	if exitcode.Of(err) != exitcode.OK || !strings.Contains(out.String(), "warning: the configuration file") {
 		t.Errorf("client secret readable by all: exit %d\n%s", exitcode.Of(err), out)
 	}
+}
+
+// TestWhichFile: without a file named, show and validate use the file the
+// installed unit runs with (as start, stop, status and logs do), else the
+// default; a file named by argument or --config wins; show takes FILE like
+// validate.
+func TestWhichFile(t *testing.T) {
+	unitFile := write(t, good)
+	named := write(t, strings.Replace(good, "client_id = 6731de76-14a6-49ae-97bc-6eba6914391e", "client_id = named-file-id", 1))
+	withUnit := &servicetest.Installer{Files: map[string][]byte{
+		"email-oauth2-proxy.service": []byte("[Service]\nExecStart=/usr/local/bin/orbit email-oauth2-proxy serve --config " + unitFile + "\n"),
+	}}
+	for _, tt := range []struct {
+		name      string
+		installer *servicetest.Installer
+		args      []string
+		want      string // "" is the default path
+	}{
+		{"show, the unit's file", withUnit, []string{"show"}, unitFile},
+		{"validate, the unit's file", withUnit, []string{"validate"}, unitFile},
+		{"show FILE", withUnit, []string{"show", named}, named},
+		{"validate FILE", withUnit, []string{"validate", named}, named},
+		{"show --config", withUnit, []string{"show", "--config", named}, named},
+		{"no unit: the default", &servicetest.Installer{}, []string{"validate"}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got string
+			f := testFactory()
+			// Swap the verbs' run functions for one that records the
+			// resolved file.
+			record := func(_ context.Context, o *Options) error {
+				o.Installer = tt.installer
+				if err := o.resolve(); err != nil {
+					return err
+				}
+				got = o.ConfigPath
+				return nil
+			}
+			cmd := newTestConfig(f, record)
+			cmd.SetArgs(tt.args)
+			cmd.SetOut(&strings.Builder{})
+			if err := cmd.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			want := tt.want
+			if want == "" {
+				want = config.DefaultPath
+			}
+			if got != want {
+				t.Errorf("file %q, want %q", got, want)
+			}
+		})
+	}
+	// Two different files named is a usage error, not a silent choice.
+	cmd := New(testFactory())
+	cmd.SetArgs([]string{"show", named, "--config", unitFile})
+	cmd.SetOut(&strings.Builder{})
+	cmd.SetErr(&strings.Builder{})
+	if err := cmd.Execute(); exitcode.Of(err) != exitcode.Usage {
+		t.Errorf("FILE and a different --config: %v, want a usage error", err)
+	}
+}
+
+func newTestConfig(f *factory.Factory, run func(context.Context, *Options) error) *cobra.Command {
+	cmd := &cobra.Command{Use: "config"}
+	cmd.AddCommand(NewShow(f, run), NewValidate(f, run))
+	return cmd
+}
+
+// TestValidateNotesAndDisabledAccounts: the Python proxy's sample file is
+// "invalid" only through one account, which the summary names as disabled
+// while saying serve runs the file; notes appear only with --strict.
+func TestValidateNotesAndDisabledAccounts(t *testing.T) {
+	path := "../../../../pkg/emailproxy/config/testdata/python-sample/emailproxy.config"
+	io, _, out, _ := iostreams.Test()
+	err := Validate(context.Background(), &Options{IO: io, ConfigPath: path})
+	if exitcode.Of(err) != exitcode.Invalid {
+		t.Errorf("exit %d, want %d", exitcode.Of(err), exitcode.Invalid)
+	}
+	text := out.String()
+	for _, want := range []string{"serve runs it with 1 account(s) disabled: [your.email@fastmail.com]", "note(s) (--strict lists them)", "sample file's placeholder"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "note:") || strings.Contains(text, "documentation") || strings.Contains(text, "[Server setup]") {
+		t.Errorf("notes listed without --strict:\n%s", text)
+	}
+
+	io, _, out, _ = iostreams.Test()
+	_ = Validate(context.Background(), &Options{IO: io, ConfigPath: path, Strict: true, Output: output.JSON})
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Serves || len(rep.DisabledAccounts) != 1 || rep.Notes == 0 {
+		t.Errorf("report: serves %v, disabled %v, %d notes", rep.Serves, rep.DisabledAccounts, rep.Notes)
+	}
+	notes := 0
+	for _, d := range rep.Diagnostics {
+		if d.Severity == config.Note {
+			notes++
+		}
+	}
+	if notes != rep.Notes {
+		t.Errorf("--strict listed %d of %d notes", notes, rep.Notes)
+	}
+
+	// --strict fails on warnings too.
+	io, _, _, _ = iostreams.Test()
+	warned := write(t, strings.Replace(good, "local_address = 127.0.0.1\n", "", 1))
+	if err := Validate(context.Background(), &Options{IO: io, ConfigPath: warned}); err != nil {
+		t.Errorf("warnings only: %v", err)
+	}
+	if err := Validate(context.Background(), &Options{IO: io, ConfigPath: warned, Strict: true}); exitcode.Of(err) != exitcode.Invalid {
+		t.Errorf("warnings with --strict: %v, want exit 4", err)
+	}
+}
+
+func testFactory() *factory.Factory {
+	io, _, _, _ := iostreams.Test()
+	return factory.New(io)
 }
