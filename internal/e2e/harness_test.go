@@ -139,6 +139,12 @@ func (p *proxyProcess) Log() string {
 // serve starts the proxy and waits until every listener accepts.
 func (e *env) serve(extra ...string) *proxyProcess {
 	e.t.Helper()
+	return e.serveOn([]int{e.imapPort, e.popPort, e.smtpPort}, extra...)
+}
+
+// serveOn starts the proxy and waits until the listeners on ports accept.
+func (e *env) serveOn(ports []int, extra ...string) *proxyProcess {
+	e.t.Helper()
 	args := append([]string{"email-oauth2-proxy", "serve", "--config", e.config,
 		"--token-cache", e.tokens, "--status-file", e.status, "--log-format", "text", "--drain-timeout", "2s"}, extra...)
 	p := &proxyProcess{done: make(chan struct{})}
@@ -158,7 +164,7 @@ func (e *env) serve(extra ...string) *proxyProcess {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for _, port := range []int{e.imapPort, e.popPort, e.smtpPort} {
+	for _, port := range ports {
 		if err := testenv.WaitPort(ctx, testenv.Addr(port)); err != nil {
 			select {
 			case <-p.done:
