@@ -7,7 +7,8 @@
 # and every test starts its own Dovecot on free loopback ports instead
 # (likewise openssh-server: the --host test runs its own sshd on a free
 # loopback port, never a host sshd on port 22; sudo is there for the
-# --ssh-sudo tests, which log in as non-root users). A
+# --ssh-sudo tests, which log in as non-root users; groff-base for the test
+# that renders every man page with warnings on). A
 # policy-rc.d that denies every start (exit 101) covers both invoke-rc.d and
 # deb-systemd-invoke for the duration of the install.
 set -euo pipefail
@@ -19,6 +20,7 @@ packages=(
   curl python3 python3-cryptography fetchmail msmtp
   systemd dbus systemd-journal-remote iproute2 util-linux
   openssh-server sudo
+  groff-base
 )
 
 missing=()

@@ -21,6 +21,7 @@ import (
 	"github.com/senhasegura/orbit/pkg/emailproxy/errcatalog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 )
 
 func main() {
@@ -84,12 +85,11 @@ func Generate() (map[string][]byte, error) {
 			return err
 		}
 		files["docs/reference/"+base+".md"] = md.Bytes()
-		var man bytes.Buffer
-		hdr := &doc.GenManHeader{Title: strings.ToUpper(strings.ReplaceAll(c.CommandPath(), " ", "-")), Section: "1", Source: "orbit", Manual: "orbit manual"}
-		if err := doc.GenMan(c, hdr, &man); err != nil {
+		man, err := genMan(c)
+		if err != nil {
 			return err
 		}
-		files["docs/man/"+strings.ReplaceAll(c.CommandPath(), " ", "-")+".1"] = stripManDate(man.Bytes())
+		files["docs/man/"+strings.ReplaceAll(c.CommandPath(), " ", "-")+".1"] = man
 		for _, sub := range c.Commands() {
 			if err := walk(sub); err != nil {
 				return err
@@ -103,16 +103,71 @@ func Generate() (map[string][]byte, error) {
 	return files, nil
 }
 
-// stripManDate removes the generation date cobra puts in the .TH line, which
-// would make every regeneration a change.
-func stripManDate(b []byte) []byte {
+// genMan renders c's man page. cobra writes the page as markdown and
+// converts it, so help text meant literally is escaped first: a markdown
+// reader takes "<TAB>" or "<command>" for an HTML tag and drops it
+// ("account<TAB>url" became "accounturl", "config <command>" "config ").
+// The command is left as it was.
+func genMan(c *cobra.Command) ([]byte, error) {
+	esc := strings.NewReplacer(`<`, `\<`, `>`, `\>`).Replace
+	use, long := c.Use, c.Long
+	c.Use, c.Long = esc(c.Use), escapeProse(c.Long, esc)
+	type saved struct {
+		f     *pflag.Flag
+		usage string
+	}
+	var flags []saved
+	for _, fs := range []*pflag.FlagSet{c.NonInheritedFlags(), c.InheritedFlags()} {
+		fs.VisitAll(func(f *pflag.Flag) {
+			flags = append(flags, saved{f, f.Usage})
+			f.Usage = esc(f.Usage)
+		})
+	}
+	defer func() {
+		c.Use, c.Long = use, long
+		for _, s := range flags {
+			s.f.Usage = s.usage
+		}
+	}()
+	var man bytes.Buffer
+	hdr := &doc.GenManHeader{Title: strings.ToUpper(strings.ReplaceAll(c.CommandPath(), " ", "-")), Section: "1", Source: "orbit", Manual: "orbit manual"}
+	if err := doc.GenMan(c, hdr, &man); err != nil {
+		return nil, err
+	}
+	return fixManPage(man.Bytes()), nil
+}
+
+// escapeProse applies esc to the prose lines of markdown text, leaving code
+// (fenced, or indented by a tab or four spaces) as it is: code is shown
+// literally, escapes included.
+func escapeProse(text string, esc func(string) string) string {
+	lines := strings.Split(text, "\n")
+	fenced := false
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(strings.TrimSpace(l), "```"):
+			fenced = !fenced
+		case fenced, strings.HasPrefix(l, "\t"), strings.HasPrefix(l, "    "):
+		default:
+			lines[i] = esc(l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// fixManPage removes the generation date cobra puts in the .TH line, which
+// would make every regeneration a change, and sets left-aligned text (.ad
+// l): justified lines cannot stretch around a flag name as long as
+// --use-login-password-as-client-credentials-secret, and troff warns
+// "cannot adjust line".
+func fixManPage(b []byte) []byte {
 	lines := strings.SplitN(string(b), "\n", 3)
 	for i, l := range lines {
 		if strings.HasPrefix(l, ".TH ") {
 			fields := strings.Split(l, "\" \"")
 			if len(fields) >= 3 {
 				fields[2] = ""
-				lines[i] = strings.Join(fields, "\" \"")
+				lines[i] = strings.Join(fields, "\" \"") + "\n.ad l"
 			}
 		}
 	}

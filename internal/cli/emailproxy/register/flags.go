@@ -64,8 +64,8 @@ func addFlags(cmd *cobra.Command, o *Options) {
 	fl.StringVar(&v.ClientID, "oauth2-client-id", "", "the application (client) ID registered with the provider")
 	fl.StringVar(&v.ClientSecret, "oauth2-client-secret", "", "the client secret; prefer --oauth2-client-secret-file or $ORBIT_EMAIL_OAUTH2_PROXY_OAUTH2_CLIENT_SECRET (- reads standard input)")
 	fl.StringVar(&o.SecretFile, "oauth2-client-secret-file", "", "read the client secret from this file (- for standard input)")
-	fl.StringVar(&v.RedirectURI, "redirect-uri", "", "redirect URI registered with the provider (default "+config.DefaultRedirectURI("<this host>")+")")
-	fl.StringVar(&v.RedirectListenAddress, "redirect-listen-address", config.DefaultRedirectListenAddress, "where the proxy's redirect listener binds")
+	fl.StringVar(&v.RedirectURI, "redirect-uri", "", "authorization_code only: the redirect URI registered with the provider (default "+config.DefaultRedirectURI("<this host>")+")")
+	fl.StringVar(&v.RedirectListenAddress, "redirect-listen-address", config.DefaultRedirectListenAddress, "authorization_code only: where the proxy's redirect listener binds")
 
 	fl.BoolVar(&v.DeleteTokenOnPasswordError, "delete-account-token-on-password-error", true, "on a wrong login password, delete the account's tokens and authorise again")
 	fl.BoolVar(&v.EncryptSecretOnFirstUse, "encrypt-client-secret-on-first-use", false, "replace client_secret with client_secret_encrypted on first use")
