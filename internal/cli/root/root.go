@@ -141,7 +141,10 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 	// cobra adds its completion command lazily; add it now so help lists it
 	// and so the walk below gives it usage errors like every other command.
 	cmd.InitDefaultCompletionCmd()
-	walk(cmd, func(c *cobra.Command) { makeUsageErrors(c) })
+	walk(cmd, func(c *cobra.Command) {
+		noFileCompletion(c)
+		makeUsageErrors(c)
+	})
 	st.builtins = builtinNames(cmd)
 	return cmd, st
 }
@@ -156,6 +159,25 @@ func walk(c *cobra.Command, fn func(*cobra.Command)) {
 // makeUsageErrors gives argument errors the usage exit code, and makes a
 // group command (one with only subcommands) reject unknown subcommands with
 // a usage error instead of printing help and exiting 0.
+// noFileCompletion stops shells from offering file names as the arguments
+// of a command that takes none (register, status, ...): cobra's default is
+// file completion wherever a command defines no completion of its own. A
+// group (email-oauth2-proxy, config) takes only its subcommands' names,
+// which cobra offers either way. The root is left alone: plugin names
+// complete there.
+func noFileCompletion(c *cobra.Command) {
+	if !c.HasParent() || c.ValidArgsFunction != nil || len(c.ValidArgs) > 0 {
+		return
+	}
+	takesNone := c.HasSubCommands() && c.Run == nil && c.RunE == nil
+	if !takesNone && c.Args != nil {
+		takesNone = c.Args(c, []string{"x"}) != nil
+	}
+	if takesNone {
+		c.ValidArgsFunction = cobra.NoFileCompletions
+	}
+}
+
 func makeUsageErrors(c *cobra.Command) {
 	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
 		c.Args = cobra.ArbitraryArgs

@@ -2,11 +2,14 @@ package root
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/spf13/cobra"
 )
 
 func run(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
@@ -130,6 +133,42 @@ func TestFlagValueCompletion(t *testing.T) {
 			if !strings.Contains(out, w+"\n") {
 				t.Errorf("%v: completion lacks %q:\n%s", tt.args[1:], w, out)
 			}
+		}
+	}
+}
+
+// TestNoFileNamesWhereNoArguments: after a command that takes no arguments
+// (register, status, ...) the shell must not offer file names: cobra's
+// __complete ends with directive 4 (ShellCompDirectiveNoFileComp), not 0.
+// Commands that take a FILE keep file completion.
+func TestNoFileNamesWhereNoArguments(t *testing.T) {
+	var none, files [][]string
+	io, _, _, _ := iostreams.Test()
+	walk(New(factory.New(io)), func(c *cobra.Command) {
+		if !c.HasParent() || c.Hidden || c.Name() == "help" || c.Name() == cobra.ShellCompRequestCmd {
+			return
+		}
+		path := strings.Fields(c.CommandPath())[1:]
+		if c.Args != nil && c.Args(c, []string{"x"}) == nil && !c.HasSubCommands() {
+			files = append(files, path)
+			return
+		}
+		none = append(none, path)
+	})
+	for _, must := range [][]string{{"email-oauth2-proxy", "register"}, {"email-oauth2-proxy", "status"}, {"email-oauth2-proxy", "logs"}, {"version"}} {
+		if !slices.ContainsFunc(none, func(p []string) bool { return slices.Equal(p, must) }) {
+			t.Errorf("%v is not among the commands without arguments: %v", must, none)
+		}
+	}
+	for _, path := range none {
+		code, out, errOut := run(t, nil, append(append([]string{"__complete"}, path...), "")...)
+		if code != 0 || !strings.HasSuffix(out, "\n:4\n") && out != ":4\n" {
+			t.Errorf("orbit %s <TAB>: exit %d, completion %q (want directive :4, no file names) %s", strings.Join(path, " "), code, out, errOut)
+		}
+	}
+	for _, path := range files {
+		if _, out, _ := run(t, nil, append(append([]string{"__complete"}, path...), "")...); !strings.HasSuffix(out, ":0\n") {
+			t.Errorf("orbit %s <TAB> takes a file, but completion says %q", strings.Join(path, " "), out)
 		}
 	}
 }
