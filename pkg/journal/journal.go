@@ -22,7 +22,8 @@ import (
 )
 
 // ErrNoJournalctl means the journalctl binary is not installed or not on
-// PATH; without it (and without the sdjournal build) nothing can be read.
+// PATH; without it nothing can be read (orbit reads the journal only through
+// journalctl, so that it needs no cgo and no libsystemd).
 var ErrNoJournalctl = errors.New("journalctl not found")
 
 // ErrNoGrep means journalctl was built without pattern matching, so

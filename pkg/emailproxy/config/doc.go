@@ -1,5 +1,5 @@
 // Package config is the model of the email OAuth 2.0 proxy's INI file, the
-// format the widely used Python proxy defines (docs/compat.md): orbit's
+// format the widely used Python proxy defines (docs/compatibility.md): orbit's
 // `register` writes it, `serve` reads it, and the Python proxy can run from
 // the same file.
 //
