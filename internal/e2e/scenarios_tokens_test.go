@@ -368,7 +368,8 @@ func TestE2EConcurrentLogins(t *testing.T) {
 		}()
 	}
 	waitFor(t, "all 50 LOGIN commands to reach the proxy", 60*time.Second, func() bool {
-		return strings.Count(e.proc.Log(), "L1 LOGIN [redacted]") >= n
+		// The trace's field, once per line (its text says it too).
+		return strings.Count(e.proc.Log(), `line="L1 LOGIN [redacted]"`) >= n
 	})
 	if s := e.prov.Stalled(); s != 1 {
 		t.Errorf("token requests held while 50 logins wait = %d, want 1", s)

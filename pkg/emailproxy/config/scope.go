@@ -46,6 +46,32 @@ func SplitErrors(ds []Diagnostic) (fatal []Diagnostic, disabled Disabled) {
 	return fatal, disabled
 }
 
+// ServeErrors is SplitErrors as the engine applies it to c: account errors
+// disable their sections, unless every account section with settings of
+// its own would be disabled. Then no login could succeed, and starting
+// would only hide the mistake behind a running unit, so every error is
+// fatal (the file is refused as a whole, as before per-account disabling).
+func (c *Config) ServeErrors(ds []Diagnostic) (fatal []Diagnostic, disabled Disabled) {
+	fatal, disabled = SplitErrors(ds)
+	if len(fatal) > 0 || len(disabled) == 0 || c == nil {
+		return fatal, disabled
+	}
+	for _, s := range c.AccountSections() {
+		if _, off := disabled[s]; !off && !c.onlyTokens(s) {
+			return nil, disabled // at least one account is served
+		}
+	}
+	for _, d := range ds {
+		if d.Severity == Error {
+			fatal = append(fatal, d)
+		}
+	}
+	fatal = append(fatal, Diagnostic{Severity: Error,
+		Message: "every account section has errors, so no login could succeed; with at least one working account the others would only be disabled",
+		Hint:    "fix the accounts as listed"})
+	return fatal, nil
+}
+
 // Sections lists the disabled sections, sorted.
 func (d Disabled) Sections() []string {
 	out := make([]string, 0, len(d))

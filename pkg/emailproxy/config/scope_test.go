@@ -165,3 +165,34 @@ redirect_list_address = http://127.0.0.1:8801/
 		})
 	}
 }
+
+// TestServeErrorsAllAccountsBroken: when every account section would be
+// disabled no login can succeed, so the file is refused as a whole.
+func TestServeErrorsAllAccountsBroken(t *testing.T) {
+	const servers = "[IMAP-2993]\nserver_address = imap.example.com\nserver_port = 993\nlocal_address = 127.0.0.1\n"
+	const broken = "[bob@example.com]\ntoken_url = https://login.example.com/token\noauth2_scope = mail\noauth2_flow = client-credentials\nclient_id = app\n"
+	const working = "[alice@example.com]\ntoken_url = https://login.example.com/token\noauth2_scope = mail\noauth2_flow = password\nclient_id = app\n"
+	for _, tt := range []struct {
+		name, file string
+		fatal      bool
+	}{
+		{"one of two broken", servers + working + broken, false},
+		{"the only account broken", servers + broken, true},
+	} {
+		c, err := Parse([]byte(tt.file), "x.config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fatal, disabled := c.ServeErrors(c.Validate())
+		if (len(fatal) > 0) != tt.fatal {
+			t.Errorf("%s: fatal %v, want fatal: %v", tt.name, fatal, tt.fatal)
+		}
+		if tt.fatal && (len(disabled) != 0 || !findDiag(fatal, expect{Error, "bob@example.com", "oauth2_flow", "is not a flow"}) ||
+			!strings.Contains(fatal[len(fatal)-1].Message, "every account section has errors")) {
+			t.Errorf("%s: fatal %v, disabled %v", tt.name, fatal, disabled.Sections())
+		}
+		if !tt.fatal && len(disabled) != 1 {
+			t.Errorf("%s: disabled %v, want bob's section", tt.name, disabled.Sections())
+		}
+	}
+}

@@ -97,13 +97,14 @@ func Load(path string) (*config.Config, error) {
 
 // Check is Load that also returns the account sections the engine would
 // disable: those with errors of their own, whose logins are refused with
-// the reason while every other account is served.
+// the reason while every other account is served. A file whose every
+// account would be disabled is refused (config.ServeErrors).
 func Check(path string) (*config.Config, config.Disabled, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	fatal, disabled := config.SplitErrors(cfg.Validate())
+	fatal, disabled := cfg.ServeErrors(cfg.Validate())
 	if len(fatal) > 0 {
 		return nil, nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, path, config.Err(fatal))
 	}

@@ -94,8 +94,8 @@ warning.
 
 An error inside an account section disables only that account: serve runs the
 file and refuses that account's logins with the reason. Any other error (the
-syntax, [emailproxy], a server section) makes serve refuse the whole file.
-The summary line says which applies.
+syntax, [emailproxy], a server section), or errors in every account, makes
+serve refuse the whole file. The summary line says which applies.
 
 What the format allows and the proxy ignores on purpose (the Python proxy
 sample file's documentation keys and heading sections, redirect settings of a
@@ -245,7 +245,7 @@ func Validate(_ context.Context, o *Options) error {
 		}
 		rep.Diagnostics = append(rep.Diagnostics, d)
 	}
-	fatal, disabled := config.SplitErrors(ds)
+	fatal, disabled := cfg.ServeErrors(ds)
 	rep.Serves = len(fatal) == 0
 	rep.DisabledAccounts = disabled.Sections()
 	rep.Valid = rep.Errors == 0 && (!o.Strict || rep.Warnings == 0)
