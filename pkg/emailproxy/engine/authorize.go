@@ -81,7 +81,9 @@ func (e *Engine) handleControl(ctx context.Context, req control.Request, send fu
 	go func() {
 		actx, cancel := context.WithTimeout(context.Background(), loginTimeout(e.opts.AuthTimeout))
 		defer cancel()
-		_, err := e.manager.AccessToken(actx, req.Account, req.Password)
+		// Through the gate: an account its file disables is refused
+		// with the reason, as a mailer's login would be.
+		_, err := gate{e}.AccessToken(actx, req.Account, req.Password)
 		// Logged here, not by the exchange: after --no-wait nobody is
 		// listening when the sign-in completes.
 		if err == nil {
@@ -130,6 +132,8 @@ func controlError(err error) (kind, msg string) {
 		kind = control.KindUnknownAccount
 	case errors.Is(err, oauth.ErrBadPassword):
 		kind = control.KindBadPassword
+	case errors.Is(err, ErrAccountDisabled):
+		kind = control.KindBadRequest
 	case errors.As(err, &re), errors.Is(err, oauth.ErrProviderRefused):
 		kind = control.KindRefused
 	case errors.Is(err, oauth.ErrNeedsAuthorization), errors.Is(err, context.DeadlineExceeded):
