@@ -83,6 +83,17 @@ func TestE2EMetrics(t *testing.T) {
 
 	e.authorize(alice, e.waitAuthURL(alice, 1))
 	e.awaitLogin(login, "alice's login")
+	// Mail read through the proxy shows in the byte counter.
+	msg := testMessage(alice, alice, "counted by the metrics")
+	if err := e.dc.Deliver(alice, msg); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, out, err := e.imapFetchAll(alice, mailerPassword); err != nil || len(msgs) != 1 {
+		t.Fatalf("fetch: %v\n%s", err, out)
+	}
+	if got := value(scrape(t, addr), `orbit_emailproxy_piped_bytes_total{direction="client",protocol="IMAP"}`); got < float64(len(msg)) {
+		t.Errorf("piped_bytes_total towards IMAP clients = %v after fetching a %d-byte message", got, len(msg))
+	}
 	// A name nobody configured, and bob refused for good.
 	e.imapLoginReply("mallory-"+strings.Repeat("x", 20)+"@example.test", "pw")
 	e.stop(e.proc)

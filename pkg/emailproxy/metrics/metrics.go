@@ -61,7 +61,7 @@ type Metrics struct {
 }
 
 type collectorDescs struct {
-	logins, requests, sessions, maxSessions, expiry, accounts, pending *prometheus.Desc
+	logins, requests, sessions, maxSessions, expiry, accounts, pending, bytes *prometheus.Desc
 }
 
 // New builds the registry: the proxy's metrics, Go's runtime and process
@@ -86,6 +86,7 @@ func New(src Sources) *Metrics {
 	d.maxSessions = prometheus.NewDesc(namespace+"_sessions_max", "The listener's max_sessions.", []string{"section", "protocol"}, nil)
 	d.expiry = prometheus.NewDesc(namespace+"_token_expiry_seconds", "Seconds until the account's access token expires (negative: expired), for authorised accounts with a section of their own.", []string{"account"}, nil)
 	d.accounts = prometheus.NewDesc(namespace+"_accounts", "Accounts known to the engine by state (authorised, waiting, failing).", []string{"state"}, nil)
+	d.bytes = prometheus.NewDesc(namespace+"_piped_bytes_total", "Bytes piped after login by protocol and direction (upstream: from mailers to the mail server; client: back).", []string{"protocol", "direction"}, nil)
 	d.pending = prometheus.NewDesc(namespace+"_pending_authorisations", "Interactive authorisations waiting for a person.", nil, nil)
 
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -126,7 +127,7 @@ type collector Metrics
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.collectorDescs
-	for _, x := range []*prometheus.Desc{d.logins, d.requests, d.sessions, d.maxSessions, d.expiry, d.accounts, d.pending} {
+	for _, x := range []*prometheus.Desc{d.logins, d.requests, d.sessions, d.maxSessions, d.expiry, d.accounts, d.pending, d.bytes} {
 		ch <- x
 	}
 }
@@ -137,6 +138,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		st := c.src.Proxy()
 		for _, l := range st.Logins {
 			ch <- prometheus.MustNewConstMetric(d.logins, prometheus.CounterValue, float64(l.N), string(l.Protocol), string(l.Result))
+		}
+		for _, b := range st.Bytes {
+			ch <- prometheus.MustNewConstMetric(d.bytes, prometheus.CounterValue, float64(b.N), string(b.Protocol), b.Direction)
 		}
 		for _, l := range st.Listeners {
 			ch <- prometheus.MustNewConstMetric(d.sessions, prometheus.GaugeValue, float64(l.Active), l.Section, string(l.Protocol))

@@ -38,6 +38,7 @@ func TestCollect(t *testing.T) {
 			return proxy.Stats{
 				Listeners: []proxy.ListenerStats{{Section: "IMAP-2993", Protocol: config.IMAP, Active: 3, MaxSessions: 100}},
 				Logins:    []proxy.LoginCount{{Protocol: config.IMAP, Result: proxy.LoginOK, N: 7}},
+				Bytes:     []proxy.ByteCount{{Protocol: config.IMAP, Direction: "client", N: 1 << 20}},
 			}
 		},
 		Accounts: func() map[string]oauth.AccountStatus {
@@ -81,13 +82,16 @@ orbit_emailproxy_sessions_open{protocol="IMAP",section="IMAP-2993"} 3
 # HELP orbit_emailproxy_token_requests_total Token requests sent to providers by grant type and result (ok, refused, unavailable).
 # TYPE orbit_emailproxy_token_requests_total counter
 orbit_emailproxy_token_requests_total{grant="refresh_token",result="ok"} 2
+# HELP orbit_emailproxy_piped_bytes_total Bytes piped after login by protocol and direction (upstream: from mailers to the mail server; client: back).
+# TYPE orbit_emailproxy_piped_bytes_total counter
+orbit_emailproxy_piped_bytes_total{direction="client",protocol="IMAP"} 1.048576e+06
 # HELP orbit_emailproxy_build_info orbit's version and commit; always 1.
 # TYPE orbit_emailproxy_build_info gauge
 orbit_emailproxy_build_info{commit="abc",version="1.2.3"} 1
 `
 	names := []string{"orbit_emailproxy_refresh_failures_total", "orbit_emailproxy_tokens_revoked_total", "orbit_emailproxy_token_expiry_seconds",
 		"orbit_emailproxy_pending_authorisations", "orbit_emailproxy_logins_total", "orbit_emailproxy_sessions_open",
-		"orbit_emailproxy_token_requests_total", "orbit_emailproxy_build_info"}
+		"orbit_emailproxy_token_requests_total", "orbit_emailproxy_build_info", "orbit_emailproxy_piped_bytes_total"}
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}

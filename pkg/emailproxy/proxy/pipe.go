@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
 
 // After login a session is a byte pipe, and most sessions of a mail proxy
@@ -215,15 +218,16 @@ func endOf(c net.Conn) (pipeEnd, bool) {
 	return pipeEnd{}, false
 }
 
-// copyPipe copies src to dst until src ends (nil) or either fails.
-func copyPipe(dst io.Writer, src pipeEnd) error {
+// copyPipe copies src to dst until src ends (nil) or either fails, adding
+// what it wrote to n.
+func copyPipe(dst io.Writer, src pipeEnd, n *atomic.Uint64) error {
 	for {
 		if err := src.sock.waitReadable(); err != nil {
 			return err
 		}
 		src.sock.short = false
 		bp := pipeBufs.Get().(*[]byte)
-		err := burst(dst, src.read, *bp)
+		err := burst(dst, src.read, *bp, n)
 		pipeBufs.Put(bp)
 		switch {
 		case err == errWouldBlock:
@@ -238,7 +242,7 @@ func copyPipe(dst io.Writer, src pipeEnd) error {
 // burst moves what is ready: it fills buf with every read that does not
 // block, writes it, and goes on until a read would block (errWouldBlock),
 // the source ends (io.EOF) or something fails.
-func burst(dst io.Writer, read func([]byte) (int, error), buf []byte) error {
+func burst(dst io.Writer, read func([]byte) (int, error), buf []byte, count *atomic.Uint64) error {
 	for {
 		n := 0
 		var rerr error
@@ -254,6 +258,7 @@ func burst(dst io.Writer, read func([]byte) (int, error), buf []byte) error {
 			if _, err := dst.Write(buf[:n]); err != nil {
 				return err
 			}
+			count.Add(uint64(n))
 		}
 		if rerr != nil {
 			return rerr
@@ -262,10 +267,11 @@ func burst(dst io.Writer, read func([]byte) (int, error), buf []byte) error {
 }
 
 // blockingCopy is the fallback for a side that is not an nbConn.
-func blockingCopy(dst io.Writer, src io.Reader) error {
+func blockingCopy(dst io.Writer, src io.Reader, count *atomic.Uint64) error {
 	bp := pipeBufs.Get().(*[]byte)
 	defer pipeBufs.Put(bp)
-	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	count.Add(uint64(n))
 	return err
 }
 
@@ -298,13 +304,14 @@ func (s *session) pipe() {
 	}
 	s.piping = true
 	clientDone := make(chan struct{})
+	toUp, toClient := s.srv.bytes.of(config.Protocol(s.proto))
 	go func() {
 		defer close(clientDone)
 		var err error
 		if cOK {
-			err = copyPipe(s.up, cEnd)
+			err = copyPipe(s.up, cEnd, toUp)
 		} else {
-			err = blockingCopy(s.up, s.client)
+			err = blockingCopy(s.up, s.client, toUp)
 		}
 		if err != nil {
 			s.closeAll()
@@ -322,9 +329,9 @@ func (s *session) pipe() {
 	}()
 	go func() {
 		if uOK {
-			copyPipe(s.client, uEnd)
+			copyPipe(s.client, uEnd, toClient)
 		} else {
-			blockingCopy(s.client, s.up)
+			blockingCopy(s.client, s.up, toClient)
 		}
 		s.closeAll()
 		<-clientDone

@@ -99,6 +99,7 @@ type Server struct {
 	halfCloseLinger time.Duration
 
 	logins loginCounters // for Stats
+	bytes  byteCounters
 }
 
 // listenerConfig is what a session needs from its section; it is swapped
@@ -160,6 +161,7 @@ func New(opts Options) *Server {
 		listeners:       map[string]*listener{},
 		sessions:        map[*session]struct{}{},
 		logins:          newLoginCounters(),
+		bytes:           newByteCounters(),
 		halfCloseLinger: 30 * time.Second,
 	}
 }

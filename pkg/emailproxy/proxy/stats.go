@@ -70,10 +70,40 @@ func loginResultOf(err error) LoginResult {
 	return LoginOther
 }
 
+// byteCounters count bytes piped after login, per protocol and direction.
+type byteCounters map[config.Protocol]*[2]atomic.Uint64
+
+func newByteCounters() byteCounters {
+	c := byteCounters{}
+	for _, p := range statProtocols {
+		c[p] = new([2]atomic.Uint64)
+	}
+	return c
+}
+
+// of returns the counters towards the upstream and towards the client; a
+// protocol without counters gets throwaway ones.
+func (c byteCounters) of(p config.Protocol) (toUpstream, toClient *atomic.Uint64) {
+	b, ok := c[p]
+	if !ok {
+		b = new([2]atomic.Uint64)
+	}
+	return &b[0], &b[1]
+}
+
 // Stats is a snapshot of the server's counters, for metrics.
 type Stats struct {
 	Listeners []ListenerStats
 	Logins    []LoginCount
+	Bytes     []ByteCount
+}
+
+// ByteCount is how many bytes were piped for one protocol in one direction
+// ("upstream": from clients to the mail server; "client": back).
+type ByteCount struct {
+	Protocol  config.Protocol
+	Direction string
+	N         uint64
 }
 
 // ListenerStats is one listener's sessions.
@@ -106,6 +136,9 @@ func (s *Server) Stats() Stats {
 		for _, r := range loginResults {
 			st.Logins = append(st.Logins, LoginCount{Protocol: p, Result: r, N: s.logins[p][r].Load()})
 		}
+		up, down := s.bytes.of(p)
+		st.Bytes = append(st.Bytes, ByteCount{Protocol: p, Direction: "upstream", N: up.Load()},
+			ByteCount{Protocol: p, Direction: "client", N: down.Load()})
 	}
 	return st
 }
