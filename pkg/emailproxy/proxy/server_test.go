@@ -287,7 +287,12 @@ func TestConcurrentLogins(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1000 TLS sessions; skipped with -short")
 	}
-	e := newEnv(t, func(o *Options) { o.Debug = false })
+	e := newEnv(t, func(o *Options) {
+		o.Debug = false
+		// 1000 TLS handshakes on a shared 2-core machine: the upstream
+		// dial must not time out before the machine gets to it.
+		o.DialTimeout = 2 * time.Minute
+	})
 	up := startFake(t, e.ca, true, serveIMAP)
 	e.apply(section("IMAP-1", config.IMAP, up))
 	addr := e.addr("IMAP-1")
