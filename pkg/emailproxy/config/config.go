@@ -59,6 +59,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		FailedLoginFreeAttempts:                   c.count(GlobalSection, "failed_login_free_attempts"),
 		FailedLoginMaxDelay:                       time.Duration(c.count(GlobalSection, "failed_login_max_delay")) * time.Second,
 		FailedLoginQueue:                          c.count(GlobalSection, "failed_login_queue"),
+		KeepAlive:                                 c.boolOr(GlobalSection, "keep_alive", true),
 	}
 	for _, s := range doc.sections {
 		m := serverSectionRE.FindStringSubmatch(s.name)

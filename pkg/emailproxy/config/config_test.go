@@ -26,7 +26,7 @@ func TestParsePythonWrittenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantGlobal := Global{DeleteAccountTokenOnPasswordError: false, AllowCatchAllAccounts: true, MaxSessions: DefaultMaxSessions}
+	wantGlobal := Global{DeleteAccountTokenOnPasswordError: false, AllowCatchAllAccounts: true, MaxSessions: DefaultMaxSessions, KeepAlive: true}
 	if c.Global != wantGlobal {
 		t.Errorf("Global = %+v, want %+v", c.Global, wantGlobal)
 	}
@@ -421,5 +421,18 @@ max_sessions = -1
 	}
 	if c := mustParse(t, "[IMAP-2993]\nserver_address = s\nserver_port = 993\n"); c.Servers[0].MaxSessions != DefaultMaxSessions || c.Global.MaxSessions != DefaultMaxSessions {
 		t.Errorf("default max_sessions = %d/%d, want %d", c.Servers[0].MaxSessions, c.Global.MaxSessions, DefaultMaxSessions)
+	}
+}
+
+// TestKeepAlive: keep_alive is on unless the file turns it off; a value
+// that is no boolean reads as the default.
+func TestKeepAlive(t *testing.T) {
+	for _, tc := range []struct {
+		keys string
+		want bool
+	}{{"", true}, {"keep_alive = False", false}, {"keep_alive = no", false}, {"keep_alive = True", true}, {"keep_alive = often", true}} {
+		if got := mustParse(t, "[emailproxy]\n"+tc.keys+"\n").Global.KeepAlive; got != tc.want {
+			t.Errorf("%q: KeepAlive = %v, want %v", tc.keys, got, tc.want)
+		}
 	}
 }

@@ -43,6 +43,10 @@ type Global struct {
 	FailedLoginFreeAttempts int           // failed_login_free_attempts
 	FailedLoginMaxDelay     time.Duration // failed_login_max_delay, in seconds
 	FailedLoginQueue        int           // failed_login_queue
+	// KeepAlive (orbit only, keep_alive, default true): the engine refreshes
+	// the tokens of accounts that logged in since it started before they
+	// expire, and their refresh tokens at least daily.
+	KeepAlive bool
 }
 
 // Limits of max_sessions. The default allows 10,000 idle mailer sessions

@@ -64,6 +64,7 @@ var globalChecks = map[string]func(l loc, v string) []Diagnostic{
 	"notify_timeout":  checkDuration,
 	"metrics_listen":  checkMetricsListen,
 	"max_sessions":    checkSessions,
+	"keep_alive":      checkKeepAlive,
 }
 
 func checkNotifyCommand(l loc, v string) []Diagnostic {

@@ -53,6 +53,9 @@ type Options struct {
 	// complete an interactive authorisation (default 600 s).
 	AuthTimeout time.Duration
 	Debug       bool // trace protocol lines, credentials redacted
+	// RefreshMargin replaces oauth.RefreshMargin (tests with seconds-long
+	// tokens); zero keeps it.
+	RefreshMargin time.Duration
 }
 
 // Engine is one running proxy.
@@ -75,6 +78,10 @@ type Engine struct {
 
 	metrics       *metrics.Metrics
 	metricsServer *metrics.Server
+	// stopKeepAlive ends the keep-alive loop; keepAliveDone closes when it
+	// has returned.
+	stopKeepAlive context.CancelFunc
+	keepAliveDone chan struct{}
 
 	reloadMu sync.Mutex
 }
@@ -167,6 +174,7 @@ func New(opts Options) (*Engine, error) {
 		StatusFile:              statusFile,
 		OnClientSecretEncrypted: e.dropPlainClientSecret,
 		OnEvent:                 e.notifyEvent,
+		RefreshMargin:           opts.RefreshMargin,
 	})
 	if err != nil {
 		return nil, err
@@ -219,7 +227,19 @@ func (e *Engine) Start(ctx context.Context) error {
 		_ = e.proxy.Shutdown(ctx)
 		return err
 	}
+	e.startKeepAlive(ctx)
 	return nil
+}
+
+// startKeepAlive runs the token keep-alive until Shutdown; it does nothing
+// while keep_alive is off (reloads may turn it on and off).
+func (e *Engine) startKeepAlive(ctx context.Context) {
+	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopKeepAlive, e.keepAliveDone = cancel, make(chan struct{})
+	go func() {
+		defer close(e.keepAliveDone)
+		e.manager.RunKeepAlive(kctx)
+	}()
 }
 
 // Reload re-reads the configuration file. An invalid file is refused and
@@ -262,6 +282,15 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.closeControl()
 	if e.metricsServer != nil {
 		_ = e.metricsServer.Close(ctx)
+	}
+	if e.stopKeepAlive != nil {
+		// A background request under way finishes (its answer may carry
+		// the only copy of a rotated refresh token) within the drain.
+		e.stopKeepAlive()
+		select {
+		case <-e.keepAliveDone:
+		case <-ctx.Done():
+		}
 	}
 	aerr := e.auth.Shutdown(ctx)
 	err := e.proxy.Shutdown(ctx)

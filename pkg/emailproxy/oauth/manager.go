@@ -75,6 +75,9 @@ type Options struct {
 	// Guard bounds what failed logins cost (see GuardOptions); the client
 	// address comes from WithClientAddr.
 	Guard GuardOptions
+	// RefreshMargin replaces the package's RefreshMargin; zero keeps it.
+	// Only tests with seconds-long tokens shorten it.
+	RefreshMargin time.Duration
 	// OnEvent, when set, hears what an admin may want to be told of (the
 	// engine turns it into notifications). It is called without the
 	// manager's locks held, on the goroutine of the login concerned, so it
@@ -159,6 +162,10 @@ type Manager struct {
 	onSecret    func(context.Context, config.Account) error
 	onEvent     func(Event)
 	reqTimeout  time.Duration
+	margin      time.Duration
+
+	// ka is the background refresh (keepalive.go).
+	ka keepAlive
 
 	macKey  [32]byte
 	macs    sync.Pool // of hash.Hash: HMAC-SHA256 under macKey, reused to keep logins allocation-light
@@ -223,6 +230,10 @@ func NewManager(opts Options) (*Manager, error) {
 	if m.reqTimeout <= 0 {
 		m.reqTimeout = DefaultRequestTimeout
 	}
+	m.margin = opts.RefreshMargin
+	if m.margin <= 0 {
+		m.margin = RefreshMargin
+	}
 	if m.hc == nil {
 		m.hc = &http.Client{Timeout: m.reqTimeout}
 	}
@@ -271,7 +282,11 @@ func (m *Manager) AccessToken(ctx context.Context, username, password string) (s
 	flightCtx := context.WithoutCancel(ctx)
 	addr := clientAddr(ctx)
 	ch := m.flights.DoChan(acct.Name+"\x00"+string(mac[:]), func() (any, error) {
-		return m.obtain(flightCtx, acct, password, mac, addr)
+		tok, err := m.obtain(flightCtx, acct, password, mac, addr)
+		if err == nil {
+			m.keepAliveAdd(acct.Name, password, mac)
+		}
+		return tok, err
 	})
 	select {
 	case r := <-ch:
@@ -343,7 +358,7 @@ func (m *Manager) cached(account string, mac [sha256.Size]byte, now time.Time) (
 	m.cacheMu.RLock()
 	c, ok := m.cache[account]
 	m.cacheMu.RUnlock()
-	if !ok || subtle.ConstantTimeCompare(c.mac[:], mac[:]) != 1 || !fresh(c.expiry, now) {
+	if !ok || subtle.ConstantTimeCompare(c.mac[:], mac[:]) != 1 || !m.fresh(c.expiry, now) {
 		return cachedToken{}, false
 	}
 	return c, true
@@ -394,8 +409,8 @@ func (m *Manager) forget(account string) {
 }
 
 // fresh reports whether a token expiring at expiry may still be used at now.
-func fresh(expiry, now time.Time) bool {
-	return !expiry.IsZero() && expiry.Sub(now) >= RefreshMargin
+func (m *Manager) fresh(expiry, now time.Time) bool {
+	return !expiry.IsZero() && expiry.Sub(now) >= m.margin
 }
 
 // lockAccount serialises flights of one account. Entries are reference
@@ -464,7 +479,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 	proven := preErr == nil
 	switch {
 	case preErr == nil:
-		if pre.AccessToken != "" && fresh(pre.AccessTokenExpiry, m.now()) && !m.isRejected(acct.Name, pre.AccessToken) {
+		if pre.AccessToken != "" && m.fresh(pre.AccessTokenExpiry, m.now()) && !m.isRejected(acct.Name, pre.AccessToken) {
 			m.remember(acct.Name, cachedToken{mac: mac, token: pre.AccessToken, expiry: pre.AccessTokenExpiry, flow: flow})
 			m.status.authorised(acct.Name, flow, pre.AccessTokenExpiry)
 			return pre.AccessToken, nil
@@ -540,7 +555,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 	}
 
 	now := m.now()
-	if rec.AccessToken != "" && fresh(rec.AccessTokenExpiry, now) && !m.isRejected(acct.Name, rec.AccessToken) {
+	if rec.AccessToken != "" && m.fresh(rec.AccessTokenExpiry, now) && !m.isRejected(acct.Name, rec.AccessToken) {
 		m.remember(acct.Name, cachedToken{mac: mac, token: rec.AccessToken, expiry: rec.AccessTokenExpiry, flow: flow})
 		m.status.authorised(acct.Name, flow, rec.AccessTokenExpiry)
 		return rec.AccessToken, nil

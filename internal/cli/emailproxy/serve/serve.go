@@ -42,6 +42,9 @@ type Options struct {
 	DrainTimeout  time.Duration
 	Debug         bool
 	LogFormat     string
+	// RefreshMargin is the hidden --refresh-margin, for tests with
+	// seconds-long tokens only.
+	RefreshMargin time.Duration
 
 	// Notify reports state to systemd (sd_notify); nil uses the real one,
 	// which does nothing outside a unit.
@@ -91,6 +94,11 @@ the reason stays at the end of the journal. 10 means a file could not be read
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long running sessions may take to finish")
 	fl.BoolVar(&opts.Debug, "debug", false, "trace protocol lines (credentials redacted)")
 	fl.StringVar(&opts.LogFormat, "log-format", "auto", "auto, journal, plain or text")
+	// For tests only (hidden): providers issue tokens for an hour, and the
+	// 600 s margin must stay in production; end-to-end tests of the
+	// keep-alive use tokens that live seconds.
+	fl.DurationVar(&opts.RefreshMargin, "refresh-margin", 0, "for tests only: renew access tokens with less than this left (default 600s)")
+	_ = fl.MarkHidden("refresh-margin")
 	_ = cmd.MarkFlagFilename("config")
 	_ = cmd.RegisterFlagCompletionFunc("log-format", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"auto", "journal", "plain", "text"}, cobra.ShellCompDirectiveNoFileComp
@@ -148,6 +156,7 @@ func Run(ctx context.Context, o *Options) error {
 		Logger:        log,
 		AuthTimeout:   o.AuthTimeout,
 		Debug:         o.Debug,
+		RefreshMargin: o.RefreshMargin,
 	})
 	if err != nil {
 		return startError(o.ConfigPath, err)
