@@ -169,12 +169,6 @@ func (m *Manager) evictLocked() {
 	delete(m.ka.entries, oldest)
 }
 
-func (m *Manager) keepAliveDrop(account string) {
-	m.ka.mu.Lock()
-	delete(m.ka.entries, account)
-	m.ka.mu.Unlock()
-}
-
 // keepAliveNext is when an account whose access token expires at expiry,
 // and whose last token request was at last, is next due: a little more than
 // the refresh margin before expiry (the margin plus up to half of it at
