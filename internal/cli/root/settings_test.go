@@ -2,12 +2,15 @@ package root
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
+	"github.com/senhasegura/orbit/internal/cli/family"
 	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/spf13/cobra"
 )
 
 // runEnv runs orbit with env as its whole environment: nothing of the
@@ -105,6 +108,45 @@ func TestEnvName(t *testing.T) {
 	} {
 		if got := EnvName(tt.family, tt.flag); got != tt.want {
 			t.Errorf("EnvName(%q, %q) = %s, want %s", tt.family, tt.flag, got, tt.want)
+		}
+	}
+}
+
+// testFamily is a family defined only in this test binary: it prints its
+// --target, so the test sees where the value came from.
+func init() {
+	family.Register("testfam", func(f *factory.Factory) *cobra.Command {
+		cmd := &cobra.Command{Use: "testfam <command>", Hidden: true}
+		var target string
+		show := &cobra.Command{Use: "show", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintf(f.IO.Out, "target=%s\n", target)
+			return err
+		}}
+		show.Flags().StringVar(&target, "target", "default", "")
+		cmd.AddCommand(show)
+		return cmd
+	})
+}
+
+// TestSettingsNewFamily: a family added later gets its own namespace with
+// no wiring, and the flat names kept for email-oauth2-proxy never reach it.
+func TestSettingsNewFamily(t *testing.T) {
+	dir := t.TempDir()
+	section := filepath.Join(dir, "section.yaml")
+	writeFile(t, section, "target: flat\ntestfam:\n  target: from-section\n")
+	flat := filepath.Join(dir, "flat.yaml")
+	writeFile(t, flat, "target: flat\n")
+	for _, tt := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"ORBIT_SETTINGS": flat, "ORBIT_TARGET": "flat-env"}, "target=default\n"},
+		{map[string]string{"ORBIT_SETTINGS": section}, "target=from-section\n"},
+		{map[string]string{"ORBIT_SETTINGS": section, "ORBIT_TESTFAM_TARGET": "from-env"}, "target=from-env\n"},
+	} {
+		code, out, errOut := runEnv(tt.env, "testfam", "show")
+		if code != 0 || out != tt.want || errOut != "" {
+			t.Errorf("%v: exit %d, %q, stderr %q; want %q", tt.env, code, out, errOut, tt.want)
 		}
 	}
 }
