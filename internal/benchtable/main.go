@@ -126,6 +126,8 @@ const (
 	since    = "BenchmarkLogsJournal/since-1h-n50"
 	cfgScale = "BenchmarkConfigScale/accounts=20000"
 	start    = "BenchmarkServeStartScale/accounts=20000"
+	inlineA  = "BenchmarkServeStartInlineTokens/first/accounts=20000"
+	inlineB  = "BenchmarkServeStartInlineTokens/later/accounts=20000"
 	version  = "BenchmarkStartup/version"
 	help     = "BenchmarkStartup/email-oauth2-proxy-help"
 )
@@ -159,6 +161,10 @@ var targets = []target{
 		show: scaleShow(cfgScale, "s/load"), direct: func(results) string { return "-" }},
 	{measure: "serve start, 20,000 accounts (CPU time)", bench: start, unit: "cpu-s/start", cmp: "<", goal: 1, goalTxt: "< 1 s, linear",
 		show: scaleShow(start, "s/start"), direct: func(results) string { return "-" }},
+	{measure: "serve start, 20,000 accounts, tokens inline, first start: import (CPU time)", bench: inlineA, unit: "cpu-s/start", cmp: "<", goal: 1, goalTxt: "< 1 s, linear",
+		show: scaleShow(inlineA, "s/start"), direct: func(results) string { return "-" }},
+	{measure: "serve start, 20,000 accounts, tokens inline, later start (CPU time)", bench: inlineB, unit: "cpu-s/start", cmp: "<", goal: 1, goalTxt: "< 1 s, linear",
+		show: scaleShow(inlineB, "s/start"), direct: func(results) string { return "-" }},
 	{measure: "orbit version", bench: version, unit: "ms", cmp: "<", goal: 20, goalTxt: "< 20 ms",
 		show: f("%.1f ms"), direct: metric(version, "direct-ms", "%.1f ms")},
 	{measure: "orbit email-oauth2-proxy --help", bench: help, unit: "ms", cmp: "<", goal: 20, goalTxt: "< 20 ms",

@@ -379,7 +379,10 @@ func printable(s string) string {
 // importInlineTokens moves tokens that the Python proxy wrote into the
 // config file itself into the token store, so switching engines needs no
 // new authorisation. The store never loses newer data to an older file.
+// One batch: an import per account re-read and rewrote the whole store
+// each time, which made a start with 20,000 accounts take an hour.
 func (e *Engine) importInlineTokens(ctx context.Context, cfg *config.Config) {
+	var items []tokens.InlineImport
 	for _, name := range cfg.AccountSections() {
 		if config.IsCatchAllSection(name) {
 			continue
@@ -389,13 +392,18 @@ func (e *Engine) importInlineTokens(ctx context.Context, cfg *config.Config) {
 			continue
 		}
 		encSecret, _ := cfg.Get(name, "client_secret_encrypted")
-		res, err := e.store.Import(ctx, name, acct.Tokens, encSecret)
-		if err != nil {
-			e.log.Warn("could not import the tokens stored in the configuration file for "+name+": "+err.Error(), "account", name)
+		items = append(items, tokens.InlineImport{Account: name, Tokens: acct.Tokens, ClientSecretEncrypted: encSecret})
+	}
+	if len(items) == 0 {
+		return
+	}
+	for _, o := range e.store.ImportAll(ctx, items) {
+		if o.Err != nil {
+			e.log.Warn("could not import the tokens stored in the configuration file for "+o.Account+": "+o.Err.Error(), "account", o.Account)
 			continue
 		}
-		if res == tokens.Imported {
-			e.log.Info("imported the tokens stored in the configuration file for "+name+" into "+e.store.Path(), "account", name)
+		if o.Result == tokens.Imported {
+			e.log.Info("imported the tokens stored in the configuration file for "+o.Account+" into "+e.store.Path(), "account", o.Account)
 		}
 	}
 }

@@ -92,3 +92,66 @@ func BenchmarkServeStartScale(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkServeStartInlineTokens is `serve` start on a Python-written
+// config that keeps every account's tokens inline, with 2,000 and 20,000
+// accounts. first is the start that imports them all into an empty token
+// store; later is every start after it (the store already holds them, so
+// nothing is written). Targets as BenchmarkServeStartScale: under a second
+// for 20,000, and linear (linearity: CPU cost per account over the 2,000
+// run's; 1.0 is linear).
+func BenchmarkServeStartInlineTokens(b *testing.B) {
+	for _, kind := range []string{"first", "later"} {
+		b.Run(kind, func(b *testing.B) {
+			var perAccount2k float64
+			for _, n := range []int{2000, 20000} {
+				b.Run(fmt.Sprintf("accounts=%d", n), func(b *testing.B) {
+					dir := b.TempDir()
+					path := bigConfig(b, dir, n, true)
+					store := filepath.Join(dir, "tokens")
+					start1 := func() {
+						e, err := New(Options{ConfigPath: path, TokenPath: store, StatusPath: "-"})
+						if err != nil {
+							b.Fatal(err)
+						}
+						if err := e.Start(context.Background()); err != nil {
+							b.Fatal(err)
+						}
+						if err := e.Shutdown(context.Background()); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if kind == "later" {
+						start1() // the first start's import, not measured
+					}
+					if _, err := os.Stat(store); kind == "later" && err != nil {
+						b.Fatalf("the first start wrote no token store: %v", err)
+					}
+					var wall, cpu time.Duration
+					for b.Loop() {
+						if kind == "first" {
+							if err := os.Remove(store); err != nil && !os.IsNotExist(err) {
+								b.Fatal(err)
+							}
+						}
+						t0, c0 := time.Now(), cpuTime()
+						start1()
+						wall += time.Since(t0)
+						cpu += cpuTime() - c0
+					}
+					per := wall / time.Duration(b.N)
+					cpuPer := cpu / time.Duration(b.N)
+					perAccount := float64(cpuPer.Nanoseconds()) / 1e3 / float64(n)
+					b.ReportMetric(per.Seconds(), "s/start")
+					b.ReportMetric(cpuPer.Seconds(), "cpu-s/start")
+					b.ReportMetric(perAccount, "cpu-us/account")
+					if n == 2000 {
+						perAccount2k = perAccount
+					} else if perAccount2k > 0 {
+						b.ReportMetric(perAccount/perAccount2k, "linearity")
+					}
+				})
+			}
+		})
+	}
+}

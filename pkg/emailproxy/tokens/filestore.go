@@ -372,47 +372,8 @@ func (r ImportResult) String() string {
 // account or an older one; the result says which case applied, so a caller
 // can log it instead of dropping the tokens silently.
 func (s *FileStore) Import(ctx context.Context, account string, t config.InlineTokens, clientSecretEncrypted string) (ImportResult, error) {
-	in := Sealed{
-		Salt:                  t.TokenSalt,
-		Iterations:            t.TokenIterations,
-		AccessToken:           t.AccessToken,
-		AccessTokenExpiry:     t.AccessTokenExpiry,
-		RefreshToken:          t.RefreshToken,
-		LastActivity:          t.LastActivity,
-		ClientSecretEncrypted: clientSecretEncrypted,
-	}
-	if !in.HasSecrets() {
-		return ImportNone, nil
-	}
-	if in.Salt == "" {
-		return ImportNone, fmt.Errorf("config section [%s] holds encrypted tokens but no token_salt, so no password can open them: remove its access_token/refresh_token keys and authorise the account again: %w", account, ErrCorrupt)
-	}
-	if _, err := decodeSalt(in.Salt); err != nil {
-		return ImportNone, fmt.Errorf("config section [%s]: %w: %w", account, ErrCorrupt, err)
-	}
-	result := ImportNone
-	err := s.update(ctx, func(e *config.Editor) (bool, error) {
-		cur, err := entryOf(e, account)
-		if err == nil {
-			switch {
-			case cur == in:
-				result = ImportSame
-				return false, nil
-			case !newer(in, cur):
-				result = ImportStoreNewer
-				return false, nil
-			}
-		}
-		if err := setEntry(e, account, in); err != nil {
-			return false, err
-		}
-		result = Imported
-		return true, nil
-	})
-	if err != nil {
-		return ImportNone, err
-	}
-	return result, nil
+	o := s.ImportAll(ctx, []InlineImport{{Account: account, Tokens: t, ClientSecretEncrypted: clientSecretEncrypted}})[0]
+	return o.Result, o.Err
 }
 
 func newer(a, b Sealed) bool {
