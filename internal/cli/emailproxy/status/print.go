@@ -88,6 +88,9 @@ func (o *Options) print(rep Report) error {
 		arows = append(arows, o.accountRow(a))
 	}
 	writeRows(&b, arows, "  ", style)
+	for _, e := range rep.AccountErrors {
+		fmt.Fprintf(&b, "  %s\n", style(bad, e))
+	}
 
 	if sf := rep.StatusFile; sf.Updated != nil && sf.Stale {
 		fmt.Fprintf(&b, "\n%s\n", style(faint, fmt.Sprintf("The status file was last written at %s by PID %d, an engine that no longer runs: its account states are not current and are not shown (the accounts above come from the token store and the configuration).", o.when(*sf.Updated), sf.PID)))

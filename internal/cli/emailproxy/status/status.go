@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/emailproxy/accountstate"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
@@ -151,6 +150,9 @@ type Report struct {
 	// Unreadable lists files status could not read for lack of permission:
 	// the report is incomplete (exit 10).
 	Unreadable []string `json:"unreadable,omitempty"`
+	// AccountErrors are the token stores that could not be read for
+	// another reason (a damaged file): their accounts are missing above.
+	AccountErrors []string `json:"account_errors,omitempty"`
 }
 
 // Unit is the systemd unit's state.
@@ -187,47 +189,22 @@ type Listener struct {
 	Error     string `json:"error,omitempty"`
 }
 
-// Account states besides the status file's authorised, waiting, failing.
+// Account states besides the status file's authorised, waiting, failing,
+// and where each came from: the merge is pkg/emailproxy/accountstate's.
 const (
-	// StateExpired: the token store holds only an access token that has
-	// expired and no refresh token; the next login authorises again.
-	StateExpired = "expired"
-	// StateNotUsed: configured, but no login has used it yet.
-	StateNotUsed = "not-used"
-)
+	StateExpired = accountstate.StateExpired
+	StateNotUsed = accountstate.StateNotUsed
 
-// Account sources.
-const (
-	SourceStatusFile = "status-file"
-	SourceTokenStore = "token-store"
-	SourceConfig     = "config"
+	SourceStatusFile = accountstate.SourceStatusFile
+	SourceTokenStore = accountstate.SourceTokenStore
+	SourceConfig     = accountstate.SourceConfig
 )
 
 // Account is one account's state.
-type Account struct {
-	Name         string     `json:"name"`
-	State        string     `json:"state"`
-	Source       string     `json:"source"`
-	Flow         string     `json:"flow,omitempty"`
-	Since        *time.Time `json:"since,omitempty"`
-	TokenExpiry  *time.Time `json:"token_expiry,omitempty"`
-	AuthURL      string     `json:"auth_url,omitempty"`
-	UserCode     string     `json:"user_code,omitempty"`
-	Reason       string     `json:"reason,omitempty"`
-	LastActivity *time.Time `json:"last_activity,omitempty"`
-}
+type Account = accountstate.Account
 
 // StatusFile says where account states came from.
-type StatusFile struct {
-	Path    string     `json:"path"`
-	Updated *time.Time `json:"updated,omitempty"`
-	PID     int        `json:"pid,omitempty"`
-	// Stale: written by an engine that no longer runs (not the unit's main
-	// process, not a foreground serve); its account states are then not
-	// reported as current.
-	Stale bool   `json:"stale"`
-	Error string `json:"error,omitempty"`
-}
+type StatusFile = accountstate.StatusFile
 
 // Run gathers the report, prints it, and returns the exit status.
 func Run(ctx context.Context, o *Options) error {
@@ -292,9 +269,12 @@ func Run(ctx context.Context, o *Options) error {
 	} else {
 		rep.Listeners = o.probe(ctx, cfg)
 	}
-	var unreadable []string
-	rep.Accounts, rep.StatusFile, unreadable = o.accounts(cfg, cfgPath, rep.Engine, rep.Unit.Systemd || procsKnown)
-	rep.Unreadable = append(rep.Unreadable, unreadable...)
+	acc := o.accounts(cfg, cfgPath, rep.Engine, rep.Unit.Systemd || procsKnown)
+	rep.Accounts, rep.StatusFile = acc.Accounts, acc.StatusFile
+	rep.Unreadable = append(rep.Unreadable, acc.Unreadable...)
+	for _, err := range acc.Errors {
+		rep.AccountErrors = append(rep.AccountErrors, err.Error())
+	}
 	if rep.Unit.LoadState == "loaded" && o.Installer != nil {
 		rep.StateProblems = o.stateProblems()
 	}
@@ -482,103 +462,19 @@ func (o *Options) stateProblems() []systemd.StateProblem {
 	return ps
 }
 
-// accounts merges the status file, the token stores and the configuration.
-// The status file's states count only while the engine that wrote it runs
-// (engine); known says whether it could be told what runs at all. It also
-// returns the files it could not read for lack of permission.
-func (o *Options) accounts(cfg *config.Config, cfgPath string, engine *Engine, known bool) ([]Account, StatusFile, []string) {
-	sf := StatusFile{Path: o.StatusFile}
-	var unreadable []string
-	byName := map[string]Account{}
-	if o.StatusFile != "" {
-		st, err := oauth.ReadStatus(o.StatusFile)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			sf.Error = "the engine has not written it yet"
-		case errors.Is(err, fs.ErrPermission):
-			sf.Error = "permission denied (run as root)"
-			unreadable = append(unreadable, o.StatusFile)
-		case err != nil:
-			sf.Error = err.Error()
-		default:
-			up := st.Updated.UTC()
-			sf.Updated, sf.PID = &up, st.PID
-			sf.Stale = known && (engine == nil || st.PID != engine.PID)
-			if sf.Stale {
-				// An engine that no longer runs: what it last wrote is
-				// history, not the state of anything now.
-				break
-			}
-			for name, a := range st.Accounts {
-				byName[name] = Account{
-					Name: name, State: string(a.State), Source: SourceStatusFile, Flow: string(a.Flow),
-					Since: tp(a.Since), TokenExpiry: tp(a.TokenExpiry), AuthURL: a.AuthURL,
-					UserCode: a.UserCode, Reason: a.Reason, LastActivity: tp(a.LastActivity),
-				}
-			}
-		}
+// accounts merges the status file, the token stores and the configuration
+// (accountstate.Merge). The status file's states count only while the
+// engine that wrote it runs (engine); known says whether it could be told
+// what runs at all.
+func (o *Options) accounts(cfg *config.Config, cfgPath string, engine *Engine, known bool) accountstate.Result {
+	src := accountstate.Sources{
+		StatusFile: o.StatusFile, TokenCache: o.TokenCache,
+		ConfigPath: cfgPath, Config: cfg, Known: known, Now: o.Now(),
 	}
-	// Token summaries: the cache file, and tokens written back into the
-	// configuration file itself (the Python proxy's default).
-	summaries := map[string]tokens.Summary{}
-	for _, p := range []string{o.TokenCache, cfgPath} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err != nil {
-			if errors.Is(err, fs.ErrPermission) {
-				unreadable = append(unreadable, p)
-			}
-			continue
-		}
-		list, err := tokens.NewFileStore(p).Summaries()
-		if err != nil {
-			if errors.Is(err, fs.ErrPermission) && p != cfgPath {
-				unreadable = append(unreadable, p)
-			}
-			continue
-		}
-		for _, s := range list {
-			if cur, ok := summaries[s.Account]; !ok || s.LastActivity.After(cur.LastActivity) {
-				summaries[s.Account] = s
-			}
-		}
+	if engine != nil {
+		src.EnginePID = engine.PID
 	}
-	now := o.Now()
-	for name, s := range summaries {
-		if _, ok := byName[name]; ok {
-			continue
-		}
-		a := Account{Name: name, Source: SourceTokenStore, State: string(oauth.StateAuthorised),
-			TokenExpiry: tp(s.AccessTokenExpiry), LastActivity: tp(s.LastActivity)}
-		if !s.HasRefreshToken && (!s.HasAccessToken || (!s.AccessTokenExpiry.IsZero() && s.AccessTokenExpiry.Before(now))) {
-			a.State = StateExpired
-		}
-		byName[name] = a
-	}
-	if cfg != nil {
-		for _, sec := range cfg.AccountSections() {
-			if _, ok := byName[sec]; ok {
-				continue
-			}
-			if config.IsCatchAllSection(sec) && len(byName) > 0 {
-				continue // its accounts are listed by name
-			}
-			a := Account{Name: sec, State: StateNotUsed, Source: SourceConfig}
-			if acct, ok := cfg.Account(sec); ok {
-				a.Flow = string(acct.EffectiveFlow())
-			} else if acct, ok := cfg.Account("user" + sec); ok && config.IsCatchAllSection(sec) {
-				a.Flow = string(acct.EffectiveFlow())
-			}
-			byName[sec] = a
-		}
-	}
-	out := make([]Account, 0, len(byName))
-	for _, a := range byName {
-		out = append(out, a)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, sf, unreadable
+	return accountstate.Merge(src)
 }
 
 func tp(t time.Time) *time.Time {

@@ -464,3 +464,29 @@ func TestStatusNamesStateDirectoryProblems(t *testing.T) {
 		}
 	}
 }
+
+// A token cache that cannot be read is said, not silently left out: the
+// accounts it holds are missing from the list.
+func TestStatusShowsAnUnreadableTokenCache(t *testing.T) {
+	damaged := func(t *testing.T, format output.Format) (string, exitcode.Code) {
+		f := newFixture(t)
+		f.opts.StatusFile = filepath.Join(t.TempDir(), "none.json")
+		f.opts.Output = format
+		if err := os.WriteFile(f.opts.TokenCache, []byte("no section here\n[unclosed\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, _ := f.run(t)
+		return strings.ReplaceAll(stdout, f.opts.TokenCache, "TOKENS"), code
+	}
+	if stdout, code := damaged(t, output.Text); code != 0 || !strings.Contains(stdout, "token cache: token store TOKENS cannot be read as an INI file") {
+		t.Errorf("exit %d; the damaged token cache is not reported:\n%s", code, stdout)
+	}
+	stdout, _ := damaged(t, output.JSON)
+	var rep status.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.AccountErrors) != 1 || !strings.Contains(rep.AccountErrors[0], "TOKENS cannot be read") {
+		t.Errorf("account_errors = %q, want the token cache's error", rep.AccountErrors)
+	}
+}
