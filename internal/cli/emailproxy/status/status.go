@@ -476,11 +476,3 @@ func (o *Options) accounts(cfg *config.Config, cfgPath string, engine *Engine, k
 	}
 	return accountstate.Merge(src)
 }
-
-func tp(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
