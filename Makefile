@@ -45,8 +45,8 @@ unit: ## the quick tests (those needing root, systemd or Dovecot skip with a rea
 e2e: ## the end-to-end scenarios against Dovecot, the fake provider and a sandboxed systemd (root)
 	$(GO) test -count=1 -timeout 15m -run 'E2E|Sandbox' ./internal/e2e/ ./internal/systemd/ ./internal/cli/emailproxy/service/
 
-fuzz: ## run every Fuzz* target for FUZZTIME each (default 10s); a crasher fails and is kept under testdata/fuzz to commit
-	FUZZTIME=$(or $(FUZZTIME),10s) bash .ci/fuzz
+fuzz: ## run every Fuzz* target for FUZZTIME each (default 5s); a crasher fails and is kept under testdata/fuzz to commit
+	FUZZTIME=$(or $(FUZZTIME),5s) bash .ci/fuzz
 
 demo: deps ## play the documentation's scenario once against Dovecot and the fake provider, steps printed (root)
 	$(GO) test -count=1 -v -run 'TestE2EAuthorizationCode$$' ./internal/e2e/

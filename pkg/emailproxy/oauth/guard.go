@@ -67,8 +67,9 @@ func clientAddr(ctx context.Context) string {
 // clients sending random passwords for one account queued 30 derivations,
 // and the one correct login waited behind all of them.
 //
-//   - At most Derivations run at once, and one client address may hold all
-//     but one of the slots, so other clients always find one soon.
+//   - At most Derivations run at once; one client address, and all the
+//     addresses that have failed together, may hold all but one of the
+//     slots, so a client that has not failed finds one at once.
 //   - A free slot goes to the waiting login whose address has the fewest
 //     recent failures (then the newest): a client that has not failed is
 //     served before the ones that have, and before a burst that arrived
@@ -92,6 +93,9 @@ type guard struct {
 
 	mu      sync.Mutex
 	running int
+	// suspect counts running derivations of addresses that have failed;
+	// they may hold all slots but one, which stays for clean clients.
+	suspect int
 	addrs   map[string]*failures
 	accts   map[string]*failures
 	relays  map[string]*failures
@@ -110,6 +114,7 @@ type waiter struct {
 	addr    string
 	seq     uint64
 	granted chan struct{}
+	suspect bool // set when granted: the address had failures
 }
 
 func newGuard(o GuardOptions, now func() time.Time) *guard {
@@ -253,7 +258,7 @@ func (g *guard) admit(ctx context.Context, account, addr string, needsSlot func(
 		select {
 		case <-w.granted:
 			// Granted meanwhile: hand the slot on.
-			g.releaseLocked(addr)
+			g.releaseLocked(w)
 		default:
 			g.removeLocked(w)
 		}
@@ -264,7 +269,7 @@ func (g *guard) admit(ctx context.Context, account, addr string, needsSlot func(
 	return func() {
 		once.Do(func() {
 			g.mu.Lock()
-			g.releaseLocked(addr)
+			g.releaseLocked(w)
 			g.mu.Unlock()
 		})
 	}, nil
@@ -281,6 +286,9 @@ func (g *guard) grantLocked() {
 			if a != nil && a.running >= g.perAddr() {
 				continue
 			}
+			if a != nil && a.count > 0 && g.suspect >= g.perAddr() {
+				continue
+			}
 			if best < 0 || better(g, w, g.waiters[best]) {
 				best = i
 			}
@@ -291,7 +299,11 @@ func (g *guard) grantLocked() {
 		w := g.waiters[best]
 		g.waiters = append(g.waiters[:best], g.waiters[best+1:]...)
 		g.running++
-		g.entry(g.addrs, w.addr).running++
+		a := g.entry(g.addrs, w.addr)
+		a.running++
+		if w.suspect = a.count > 0; w.suspect {
+			g.suspect++
+		}
 		close(w.granted)
 	}
 }
@@ -314,9 +326,12 @@ func better(g *guard, x, y *waiter) bool {
 	return x.seq > y.seq
 }
 
-func (g *guard) releaseLocked(addr string) {
+func (g *guard) releaseLocked(w *waiter) {
 	g.running--
-	if a := g.addrs[addr]; a != nil && a.running > 0 {
+	if w.suspect {
+		g.suspect--
+	}
+	if a := g.addrs[w.addr]; a != nil && a.running > 0 {
 		a.running--
 	}
 	g.grantLocked()
