@@ -2,9 +2,13 @@ package tokens
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
 
 // BenchmarkDeriveKey is one PBKDF2 derivation at the production count: the
@@ -93,5 +97,57 @@ func BenchmarkPutCachedKey(b *testing.B) {
 		if err := s.Put(ctx, "a@example.com", "pw", rec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// bigStore writes a token store of n accounts in one batch.
+func bigStore(b *testing.B, n int) *FileStore {
+	b.Helper()
+	s := NewFileStore(filepath.Join(b.TempDir(), "tokens.cache"))
+	items := make([]InlineImport, n)
+	for i := range items {
+		items[i] = InlineImport{Account: fmt.Sprintf("user%d@example.com", i), Tokens: config.InlineTokens{
+			TokenSalt: "c2FsdHNhbHRzYWx0c2FsdA==", TokenIterations: Iterations, AccessToken: fmt.Sprintf("gAAAAABtoken%d", i),
+			AccessTokenExpiry: 1760000000, RefreshToken: fmt.Sprintf("gAAAAABrefresh%d", i), LastActivity: 1760000000}}
+	}
+	for _, o := range s.ImportAll(context.Background(), items) {
+		if o.Err != nil || o.Result != Imported {
+			b.Fatalf("%s: %v %v", o.Account, o.Result, o.Err)
+		}
+	}
+	return s
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSummaries is what `status` reads from the token store: every
+// account's summary, with 2,000 and 20,000 accounts. Linear (linearity:
+// CPU cost per account over the 2,000 run's; 1.0 is linear).
+func BenchmarkSummaries(b *testing.B) {
+	var perAccount2k float64
+	for _, n := range []int{2000, 20000} {
+		b.Run(fmt.Sprintf("accounts=%d", n), func(b *testing.B) {
+			s := bigStore(b, n)
+			cpu0 := cpuTime()
+			for b.Loop() {
+				list, err := s.Summaries()
+				if err != nil || len(list) != n {
+					b.Fatalf("%d summaries, %v", len(list), err)
+				}
+			}
+			perAccount := float64((cpuTime() - cpu0).Nanoseconds()) / float64(b.N) / 1e3 / float64(n)
+			b.ReportMetric(perAccount, "cpu-us/account")
+			if n == 2000 {
+				perAccount2k = perAccount
+			} else if perAccount2k > 0 {
+				b.ReportMetric(perAccount/perAccount2k, "linearity")
+			}
+		})
 	}
 }
