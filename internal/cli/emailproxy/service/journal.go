@@ -41,10 +41,12 @@ func FormatEntry(e journal.Entry, loc *time.Location) string {
 // Tail reads the unit's newest n journal entries, at or after since when it
 // is not zero (falling back to the newest n of all time when that window is
 // empty, so that an engine that died before logging still shows systemd's
-// own lines about it).
+// own lines about it). Only n entries are read, whatever the window holds:
+// the journal package reads a Since window backwards from its end.
 func Tail(ctx context.Context, r JournalReader, unit string, n int, since time.Time) ([]journal.Entry, error) {
 	read := func(q journal.Query) ([]journal.Entry, error) {
-		var out []journal.Entry
+		q.Units, q.Lines, q.Fields = []string{unit}, n, tailFields
+		out := make([]journal.Entry, 0, n)
 		for e, err := range r.Entries(ctx, q) {
 			if err != nil {
 				return out, err
@@ -54,20 +56,19 @@ func Tail(ctx context.Context, r JournalReader, unit string, n int, since time.T
 		return out, nil
 	}
 	if !since.IsZero() {
-		// Not Lines with Since: journalctl --since=T --lines=N prints the
-		// first N entries after T, not the newest N, and a window that
-		// holds the previous run's last lines would then end before this
-		// start's. The window is short, so keep its newest n here.
-		got, err := read(journal.Query{Units: []string{unit}, Since: since})
-		if len(got) > n {
-			got = got[len(got)-n:]
-		}
+		got, err := read(journal.Query{Since: since})
 		if err != nil || len(got) > 0 {
 			return got, err
 		}
 	}
-	return read(journal.Query{Units: []string{unit}, Lines: n})
+	return read(journal.Query{})
 }
+
+// tailFields are the journal fields FormatEntry and hasFailure read:
+// asking journalctl for these alone keeps its output a fraction of an
+// entry's full size.
+var tailFields = []string{"MESSAGE", "MESSAGE_ID", "SYSLOG_IDENTIFIER", "_PID", "PRIORITY",
+	"_SYSTEMD_UNIT", "UNIT", "USER_UNIT", "_SYSTEMD_USER_UNIT"}
 
 // The catalog IDs of the lines systemd logs when a unit fails ("...: Failed
 // with result 'exit-code'.") and when a start job fails ("Failed to start

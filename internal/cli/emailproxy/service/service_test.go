@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"iter"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -420,9 +421,10 @@ func TestSplitExecUndoesRenderQuoting(t *testing.T) {
 	}
 }
 
-// TestTailNewestOfWindow: journalctl --since=T --lines=N prints the first N
-// entries after T, so Tail must not ask for both; it keeps the window's
-// newest n itself.
+// TestTailNewestOfWindow: Tail shows the window's newest n lines, and asks
+// the journal for only those n (Lines with Since, which the journal package
+// reads backwards from the end) instead of reading the whole window to keep
+// its end; and only for the fields it shows.
 func TestTailNewestOfWindow(t *testing.T) {
 	j := &servicetest.Journal{}
 	for i := range 25 {
@@ -435,10 +437,12 @@ func TestTailNewestOfWindow(t *testing.T) {
 	if len(got) != 20 || got[0].Message != "line 5" || got[19].Message != "line 24" {
 		t.Fatalf("Tail = %d entries, %q .. %q, want line 5 .. line 24", len(got), got[0].Message, got[len(got)-1].Message)
 	}
-	for _, q := range j.Queries {
-		if !q.Since.IsZero() && q.Lines > 0 {
-			t.Errorf("query %+v combines Since and Lines, which journalctl answers with the oldest lines", q)
-		}
+	if len(j.Queries) != 1 {
+		t.Fatalf("%d journal queries, want 1: %+v", len(j.Queries), j.Queries)
+	}
+	q := j.Queries[0]
+	if q.Lines != 20 || !q.Since.Equal(t0) || q.Reverse || !slices.Contains(q.Fields, "MESSAGE") || !slices.Contains(q.Fields, "MESSAGE_ID") {
+		t.Errorf("query %+v, want the newest 20 since the start, MESSAGE and MESSAGE_ID among the fields", q)
 	}
 }
 
