@@ -60,6 +60,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		FailedLoginMaxDelay:                       time.Duration(c.count(GlobalSection, "failed_login_max_delay")) * time.Second,
 		FailedLoginQueue:                          c.count(GlobalSection, "failed_login_queue"),
 		KeepAlive:                                 c.boolOr(GlobalSection, "keep_alive", true),
+		BackgroundRefresh:                         c.boolOr(GlobalSection, "background_refresh", false),
 	}
 	for _, s := range doc.sections {
 		m := serverSectionRE.FindStringSubmatch(s.name)

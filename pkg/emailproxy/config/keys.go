@@ -21,7 +21,7 @@ var (
 		// orbit's own: failed-login back-off, loginguard.go
 		"failed_login_free_attempts", "failed_login_max_delay", "failed_login_queue",
 		// keepalive (pkg/emailproxy/oauth/keepalive.go)
-		"keep_alive",
+		"keep_alive", "background_refresh",
 	}
 	serverKeys = []string{
 		"server_address", "server_port", "local_address",

@@ -47,6 +47,10 @@ type Global struct {
 	// the tokens of accounts that logged in since it started before they
 	// expire, and their refresh tokens at least daily.
 	KeepAlive bool
+	// BackgroundRefresh (orbit only, background_refresh, default false):
+	// keep a copy of each account's tokens sealed with the service's
+	// systemd credential, so the keep-alive goes on after a restart.
+	BackgroundRefresh bool
 }
 
 // Limits of max_sessions. The default allows 10,000 idle mailer sessions

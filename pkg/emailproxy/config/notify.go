@@ -58,13 +58,14 @@ func ParseDuration(v string) (time.Duration, bool) {
 
 // globalChecks check [emailproxy] keys whose values are not booleans.
 var globalChecks = map[string]func(l loc, v string) []Diagnostic{
-	"notify_command":  checkNotifyCommand,
-	"notify_url":      checkNotifyURL,
-	"notify_reminder": checkDuration,
-	"notify_timeout":  checkDuration,
-	"metrics_listen":  checkMetricsListen,
-	"max_sessions":    checkSessions,
-	"keep_alive":      checkKeepAlive,
+	"notify_command":     checkNotifyCommand,
+	"notify_url":         checkNotifyURL,
+	"notify_reminder":    checkDuration,
+	"notify_timeout":     checkDuration,
+	"metrics_listen":     checkMetricsListen,
+	"max_sessions":       checkSessions,
+	"keep_alive":         checkKeepAlive,
+	"background_refresh": checkBackgroundRefresh,
 }
 
 func checkNotifyCommand(l loc, v string) []Diagnostic {

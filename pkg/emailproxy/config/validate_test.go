@@ -114,6 +114,7 @@ oauth2_flow = authorization_code
 		{"bad server_port", edit("server_port = 993", "server_port = imaps"), expect{Error, "IMAP-2993", "server_port", "not a port number"}},
 		{"missing server_address", edit("server_address = outlook.office365.com\n", ""), expect{Error, "IMAP-2993", "server_address", "missing"}},
 		{"bad boolean", edit("allow_catch_all_accounts = True", "allow_catch_all_accounts = sure"), expect{Error, "emailproxy", "allow_catch_all_accounts", "not a boolean"}},
+		{"bad background_refresh", edit("allow_catch_all_accounts = True", "allow_catch_all_accounts = True\nbackground_refresh = maybe"), expect{Error, "emailproxy", "background_refresh", "would not keep sealed copies"}},
 		{"bad keep_alive", edit("allow_catch_all_accounts = True", "allow_catch_all_accounts = True\nkeep_alive = often"), expect{Error, "emailproxy", "keep_alive", "orbit would keep tokens alive"}},
 		{"catch-all without allow", edit("allow_catch_all_accounts = True", "allow_catch_all_accounts = False"), expect{Error, "@", "", "allow_catch_all_accounts is off"}},
 		{"587 without starttls", edit("server_starttls = True\n", ""), expect{Warning, "SMTP-2465", "server_port", "expects STARTTLS"}},

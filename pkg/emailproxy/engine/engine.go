@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,10 @@ type Options struct {
 	// RefreshMargin replaces oauth.RefreshMargin (tests with seconds-long
 	// tokens); zero keeps it.
 	RefreshMargin time.Duration
+	// CredentialsDir is systemd's $CREDENTIALS_DIRECTORY: with the
+	// orbit-background-refresh credential there, background_refresh = True
+	// keeps sealed copies beside the token store.
+	CredentialsDir string
 }
 
 // Engine is one running proxy.
@@ -164,6 +169,16 @@ func New(opts Options) (*Engine, error) {
 	if statusFile == "-" {
 		statusFile = ""
 	}
+	bgKey, haveKey, err := oauth.ReadBackgroundKey(opts.CredentialsDir)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: background_refresh: %w", ErrInvalidConfig, err)
+	case cfg.Global.BackgroundRefresh && !haveKey:
+		opts.Logger.Warn("background_refresh = True, but the unit has no credential " + oauth.BackgroundCredential +
+			": tokens are kept alive only while the engine runs; see docs/background-refresh.md")
+	case cfg.Global.BackgroundRefresh:
+		opts.Logger.Info("background_refresh on: tokens are renewed after a restart too, from copies sealed with the credential " + oauth.BackgroundCredential)
+	}
 	e.manager, err = oauth.NewManager(oauth.Options{
 		Accounts:                oauth.ConfigSource(e.Config),
 		Store:                   e.store,
@@ -175,6 +190,8 @@ func New(opts Options) (*Engine, error) {
 		OnClientSecretEncrypted: e.dropPlainClientSecret,
 		OnEvent:                 e.notifyEvent,
 		RefreshMargin:           opts.RefreshMargin,
+		BackgroundKey:           bgKey,
+		BackgroundFile:          BackgroundFile(opts.TokenPath),
 	})
 	if err != nil {
 		return nil, err
@@ -187,6 +204,12 @@ func New(opts Options) (*Engine, error) {
 		Debug:                opts.Debug,
 	})
 	return e, nil
+}
+
+// BackgroundFile is where background_refresh keeps its sealed copies: beside
+// the token store, in the service's state directory.
+func BackgroundFile(tokenPath string) string {
+	return filepath.Join(filepath.Dir(tokenPath), "background-refresh.json")
 }
 
 // authorizationWait is how long a login may wait for its token for an

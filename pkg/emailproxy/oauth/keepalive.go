@@ -61,6 +61,8 @@ type keepAliveEntry struct {
 	// for it; used when a mailer last logged in (for eviction).
 	next, last, used time.Time
 	failures         int
+	// sealed: known only by its background_refresh copy (no password).
+	sealed bool
 }
 
 // RunKeepAlive refreshes the tokens of accounts that logged in since it
@@ -70,6 +72,7 @@ type keepAliveEntry struct {
 // the old one: the caller bounds that by the request timeout.
 func (m *Manager) RunKeepAlive(ctx context.Context) {
 	wake := m.keepAliveStart()
+	m.backgroundLoad()
 	defer func() {
 		m.ka.mu.Lock()
 		m.ka.running = false
@@ -149,7 +152,7 @@ func (m *Manager) keepAliveAdd(account, password string, mac [sha256.Size]byte) 
 		// sealed under it): count the daily refresh from now.
 		e.last = now
 	}
-	e.password, e.mac, e.used, e.failures = password, mac, now, 0
+	e.password, e.mac, e.used, e.failures, e.sealed = password, mac, now, 0, false
 	e.next = m.keepAliveNext(now, c.expiry, e.last)
 	select {
 	case m.ka.wake <- struct{}{}:
@@ -217,12 +220,18 @@ func (m *Manager) keepAliveStep(ctx context.Context) time.Time {
 		if due == "" || earliest.After(now) {
 			return earliest
 		}
-		expiry, err := m.renew(context.WithoutCancel(ctx), due, e.password, e.mac)
+		var expiry time.Time
+		var err error
+		if e.sealed {
+			expiry, err = m.renewSealed(context.WithoutCancel(ctx), due)
+		} else {
+			expiry, err = m.renew(context.WithoutCancel(ctx), due, e.password, e.mac)
+		}
 		m.ka.mu.Lock()
 		x := m.ka.entries[due]
 		// A login may have replaced the entry meanwhile; it then has its own
 		// schedule.
-		if x != nil && x.password == e.password {
+		if x != nil && x.password == e.password && x.sealed == e.sealed {
 			now = m.now()
 			switch {
 			case err == nil:
@@ -276,6 +285,7 @@ func (m *Manager) renew(ctx context.Context, account, password string, mac [sha2
 		log.Warn("keep-alive: cannot read the token store; retrying later", "reason", err.Error())
 		return time.Time{}, err
 	}
+	rec = m.backgroundMerge(acct.Name, rec)
 	eff := acct
 	if eff.ClientSecret == "" {
 		eff.ClientSecret = rec.ClientSecret

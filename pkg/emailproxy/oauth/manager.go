@@ -78,6 +78,11 @@ type Options struct {
 	// RefreshMargin replaces the package's RefreshMargin; zero keeps it.
 	// Only tests with seconds-long tokens shorten it.
 	RefreshMargin time.Duration
+	// BackgroundKey (from the systemd credential, ReadBackgroundKey) and
+	// BackgroundFile turn on background_refresh's sealed copies
+	// (background.go) for files that set background_refresh = True.
+	BackgroundKey  []byte
+	BackgroundFile string
 	// OnEvent, when set, hears what an admin may want to be told of (the
 	// engine turns it into notifications). It is called without the
 	// manager's locks held, on the goroutine of the login concerned, so it
@@ -164,8 +169,10 @@ type Manager struct {
 	reqTimeout  time.Duration
 	margin      time.Duration
 
-	// ka is the background refresh (keepalive.go).
+	// ka is the background refresh (keepalive.go); bg the sealed copies
+	// of background_refresh (background.go), nil without the credential.
 	ka keepAlive
+	bg *backgroundStore
 
 	macKey  [32]byte
 	macs    sync.Pool // of hash.Hash: HMAC-SHA256 under macKey, reused to keep logins allocation-light
@@ -242,6 +249,13 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	if len(opts.BackgroundKey) > 0 && opts.BackgroundFile != "" {
+		bg, err := newBackgroundStore(opts.BackgroundFile, opts.BackgroundKey, m.log)
+		if err != nil {
+			return nil, fmt.Errorf("background_refresh: %w", err)
+		}
+		m.bg = bg
 	}
 	if _, err := rand.Read(m.macKey[:]); err != nil {
 		return nil, fmt.Errorf("oauth.NewManager: no randomness for the password cache key: %w", err)
@@ -520,6 +534,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 	replacing := false
 	switch {
 	case err == nil:
+		rec = m.backgroundMerge(acct.Name, rec)
 	case errors.Is(err, tokens.ErrNotFound):
 		rec = tokens.Record{}
 	case errors.Is(err, tokens.ErrBadPassword):
@@ -758,11 +773,14 @@ func (m *Manager) save(ctx context.Context, log *slog.Logger, acct, eff config.A
 		} else {
 			log.Error(fmt.Sprintf("cannot save the new tokens of %s: %v; logins work until the token expires, then fetch again", printable(acct.Name), err), "reason", err.Error())
 		}
-	} else if encrypted {
-		log.Info(fmt.Sprintf("the client_secret of %s is stored encrypted (encrypt_client_secret_on_first_use)", printable(acct.Name)))
-		if m.onSecret != nil {
-			if err := m.onSecret(ctx, acct); err != nil {
-				log.Warn(fmt.Sprintf("cannot remove the client_secret of [%s] from the configuration file: %v", acct.Section, err), "reason", err.Error())
+	} else {
+		m.backgroundSave(log, acct.Name, rec)
+		if encrypted {
+			log.Info(fmt.Sprintf("the client_secret of %s is stored encrypted (encrypt_client_secret_on_first_use)", printable(acct.Name)))
+			if m.onSecret != nil {
+				if err := m.onSecret(ctx, acct); err != nil {
+					log.Warn(fmt.Sprintf("cannot remove the client_secret of [%s] from the configuration file: %v", acct.Section, err), "reason", err.Error())
+				}
 			}
 		}
 	}

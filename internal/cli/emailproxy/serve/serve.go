@@ -157,6 +157,8 @@ func Run(ctx context.Context, o *Options) error {
 		AuthTimeout:   o.AuthTimeout,
 		Debug:         o.Debug,
 		RefreshMargin: o.RefreshMargin,
+		// systemd's LoadCredentialEncrypted= (background_refresh)
+		CredentialsDir: os.Getenv("CREDENTIALS_DIRECTORY"),
 	})
 	if err != nil {
 		return startError(o.ConfigPath, err)
