@@ -107,6 +107,9 @@ func benchStorm(b *testing.B, stormAddr func(int) string) {
 		}
 		lat = append(lat, took)
 		ratios = append(ratios, float64(took)/float64(quiet0))
+		if testing.Verbose() {
+			b.Logf("quiet %v, during the storm %v, %d derivations meanwhile", quiet0, took, during)
+		}
 		derivs += during
 		b.StartTimer()
 	}
