@@ -76,7 +76,9 @@ type Query struct {
 	Matches []string
 	// Since drops entries older than this; zero means no bound.
 	Since time.Time
-	// AfterCursor starts right after this entry; "" means no bound.
+	// AfterCursor starts right after this entry, whether or not the entry
+	// itself matches the query; "" means no bound. It is a cursor as
+	// journalctl prints it (Entry.Cursor).
 	AfterCursor string
 	// Lines keeps only the newest N matching entries; 0 means all of them
 	// (also when following, where journalctl alone would show 10).
@@ -127,7 +129,13 @@ func (r *Reader) Command(q Query) []string {
 		argv = append(argv, fmt.Sprintf("--since=@%d.%06d", us/1e6, us%1e6))
 	}
 	if q.AfterCursor != "" {
-		argv = append(argv, "--after-cursor="+q.AfterCursor)
+		// --cursor, not --after-cursor: journalctl 252's --after-cursor
+		// steps twice from the cursor's place, assuming the first step
+		// lands on the cursor's own entry; when that entry does not match
+		// the query, the first entry that does is skipped (and a lone one
+		// is not shown at all). --cursor starts at the first matching entry
+		// at or after the cursor; Entries drops the cursor's own entry.
+		argv = append(argv, "--cursor="+q.AfterCursor)
 	}
 	switch {
 	case q.Lines > 0:
@@ -254,6 +262,9 @@ func (r *Reader) entries(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 			return
 		}
 		stopped := false
+		// journalctl --cursor yields the cursor's own entry first when it
+		// matches the query (see Command); only the first entry can be it.
+		dropCursor := q.AfterCursor
 		br := bufio.NewReaderSize(stdout, 64<<10)
 		for {
 			line, rerr := br.ReadBytes('\n')
@@ -261,6 +272,14 @@ func (r *Reader) entries(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 				e, perr := ParseEntry(line)
 				if perr != nil {
 					perr = fmt.Errorf("journalctl output: %w", perr)
+				}
+				skip := perr == nil && dropCursor != "" && e.Cursor == dropCursor
+				dropCursor = ""
+				if skip {
+					if rerr != nil {
+						break
+					}
+					continue
 				}
 				if !yield(e, perr) {
 					stopped = true

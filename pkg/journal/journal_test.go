@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os/exec"
 	"path/filepath"
@@ -345,5 +346,87 @@ func BenchmarkParseEntry(b *testing.B) {
 		if _, err := ParseEntry(line); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAfterCursorWithMatches: AfterCursor means "every selected entry
+// after this one" whether or not the cursor's own entry is selected.
+// journalctl 252's --after-cursor skips the first selected entry when the
+// cursor's entry does not match (it steps twice from the cursor's place,
+// assuming the first step lands on the cursor's entry), and with only one
+// such entry it shows nothing at all.
+func TestAfterCursorWithMatches(t *testing.T) {
+	u := func(msg string, kv ...string) rec {
+		r := rec{{"_SYSTEMD_UNIT", unit}, {"_PID", "4242"}, {"MESSAGE", msg}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			r = append(r, [2]string{kv[i], kv[i+1]})
+		}
+		return r
+	}
+	path := writeJournal(t, filepath.Join(t.TempDir(), "cursor.journal"), 0,
+		u("plain 0"),
+		u("hello 1", "MESSAGE_ID", idHello),
+		u("plain 2"),
+		u("hello 3", "MESSAGE_ID", idHello),
+		u("hello 4", "MESSAGE_ID", idHello),
+		u("state 5", "MESSAGE_ID", idState),
+		rec{{"_SYSTEMD_UNIT", "other.service"}, {"MESSAGE", "other 6"}},
+		u("plain 7"),
+	)
+	r := &Reader{Args: []string{"--file=" + path}}
+	ctx := context.Background()
+	all, err := r.Collect(ctx, Query{})
+	if err != nil || len(all) != 8 {
+		t.Fatalf("%d entries, %v", len(all), err)
+	}
+	hello := []string{idHello}
+	tests := []struct {
+		name string
+		q    Query
+		want []string
+	}{
+		{"cursor not selected", Query{Units: []string{unit}, MessageIDs: hello, AfterCursor: all[0].Cursor}, []string{"hello 1", "hello 3", "hello 4"}},
+		{"cursor not selected, between", Query{Units: []string{unit}, MessageIDs: hello, AfterCursor: all[2].Cursor}, []string{"hello 3", "hello 4"}},
+		{"one selected entry after the cursor", Query{MessageIDs: []string{idState}, AfterCursor: all[4].Cursor}, []string{"state 5"}},
+		{"cursor selected", Query{Units: []string{unit}, MessageIDs: hello, AfterCursor: all[1].Cursor}, []string{"hello 3", "hello 4"}},
+		{"cursor of another unit", Query{Units: []string{unit}, AfterCursor: all[6].Cursor}, []string{"plain 7"}},
+		{"cursor of the last entry", Query{Units: []string{unit}, AfterCursor: all[7].Cursor}, nil},
+		{"nothing selected after the cursor", Query{MessageIDs: hello, AfterCursor: all[5].Cursor}, nil},
+		{"with lines", Query{MessageIDs: hello, AfterCursor: all[2].Cursor, Lines: 1}, []string{"hello 4"}},
+		{"with grep", Query{Units: []string{unit}, AfterCursor: all[3].Cursor, Grep: `^(hello|plain)`}, []string{"hello 4", "plain 7"}},
+		{"with grep, cursor not selected", Query{Units: []string{unit}, AfterCursor: all[2].Cursor, Grep: `^hello`}, []string{"hello 3", "hello 4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := r.Collect(ctx, tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(messages(got), tt.want) {
+				t.Errorf("messages:\n got %q\nwant %q", messages(got), tt.want)
+			}
+		})
+	}
+
+	// Following: what is already there when journalctl starts comes
+	// first, the cursor's own entry never.
+	for _, c := range []int{0, 1, 2} {
+		t.Run(fmt.Sprintf("follow after entry %d", c), func(t *testing.T) {
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			var got []string
+			for e, err := range r.Entries(fctx, Query{Units: []string{unit}, MessageIDs: hello, AfterCursor: all[c].Cursor, Follow: true}) {
+				if err != nil {
+					t.Fatalf("after %q: %v", got, err)
+				}
+				if got = append(got, e.Message); e.Message == "hello 4" {
+					break
+				}
+			}
+			want := []string{"hello 1", "hello 3", "hello 4"}[min(c, 1):]
+			if !slices.Equal(got, want) {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		})
 	}
 }

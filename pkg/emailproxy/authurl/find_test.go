@@ -207,3 +207,43 @@ func TestFollowResumes(t *testing.T) {
 		t.Fatalf("Follow: %q, %v", summary(got), err)
 	}
 }
+
+// TestFollowSeesWhatFindMissed: a URL logged after Find read the journal
+// but before Follow started journalctl is already there when Follow starts;
+// Follow must still report it, whatever entry its cursor names (journalctl
+// 252's --after-cursor skips the first matching entry after a cursor whose
+// own entry does not match; pkg/journal works around it).
+func TestFollowSeesWhatFindMissed(t *testing.T) {
+	tests := []struct {
+		name    string
+		history []journaltest.Rec
+		python  bool
+	}{
+		{"after a login", []journaltest.Rec{recStarting(), recURL("a@x", "https://a"), recEvent(events.Login, "a@x")}, false},
+		{"after the engine start", []journaltest.Rec{recStarting()}, false},
+		{"after the engine start, others logging", []journaltest.Rec{recStarting(), recOther("o1"), recOther("o2")}, false},
+		{"python, after a plain line", []journaltest.Rec{recStarting(), {{"_SYSTEMD_UNIT", unit}, {"MESSAGE", "Email OAuth 2.0 Proxy: listening"}}}, true},
+		{"nothing of the unit yet", []journaltest.Rec{recOther("o1")}, false},
+		{"after systemd's own start entry", []journaltest.Rec{{{"_PID", "1"}, {"_UID", "0"}, {"_SYSTEMD_UNIT", "init.scope"}, {"UNIT", unit}, {"MESSAGE_ID", UnitStarting}, {"MESSAGE", "Starting the proxy..."}}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := journaltest.Write(t, filepath.Join(t.TempDir(), "r.journal"), 0, tt.history...)
+			r := &journal.Reader{Args: []string{"--file=" + path}}
+			w, err := Find(context.Background(), r, Options{Unit: unit, PythonLines: tt.python})
+			if err != nil || len(w.Pending()) != 0 {
+				t.Fatalf("Find: %v, %v", w.Pending(), err)
+			}
+			// Between Find and Follow: something of the unit that Follow
+			// does not look for, then the URL.
+			journaltest.Write(t, path, 10, journaltest.Rec{{"_SYSTEMD_UNIT", unit}, {"_PID", "42"}, {"MESSAGE", "connection from 127.0.0.1"}}, recURL("b@x", "https://b"))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var got []Pending
+			err = w.Follow(ctx, r, func(p []Pending) bool { got = p; return len(p) == 0 })
+			if err != nil || !slices.Equal(summary(got), []string{"b@x https://b"}) {
+				t.Fatalf("Follow: %q, %v (want the URL logged before Follow started)", summary(got), err)
+			}
+		})
+	}
+}
