@@ -207,11 +207,9 @@ func waitVerdict(ctx context.Context, r service.JournalReader, unit string, pid 
 	if r == nil {
 		return journal.Entry{}, errors.New("no journal reader")
 	}
-	// No MESSAGE_ID match here: journalctl --after-cursor skips the first
-	// entry that matches when the cursor's own entry does not (systemd
-	// 252), and the cursor is of any entry of the unit. The unit's entries
-	// since are few; the lifecycle ones are picked out below.
-	q := journal.Query{Units: []string{unit}, AfterCursor: cursor}
+	// The cursor is of any entry of the unit, usually not a lifecycle one;
+	// journal.Query.AfterCursor still starts right after it.
+	q := journal.Query{Units: []string{unit}, MessageIDs: []string{events.Lifecycle}, AfterCursor: cursor}
 	if cursor == "" {
 		q.Since = since
 	}
