@@ -499,7 +499,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 			return pre.AccessToken, nil
 		}
 	case errors.Is(preErr, ErrTooManyAttempts):
-		log.Info("login refused before any work: too many failed logins", "client", addr, "reason", preErr.Error())
+		log.Info(fmt.Sprintf("login for %s from %s refused before any work: too many failed logins (%v)", printable(acct.Name), addr, preErr), "client", addr, "reason", preErr.Error())
 		return "", preErr
 	case ctx.Err() != nil:
 		return "", &loginError{msg: fmt.Sprintf("Login failed for account %s - gave up waiting", printable(acct.Name)), err: fmt.Errorf("%w: %w", ErrProviderUnavailable, ctx.Err())}

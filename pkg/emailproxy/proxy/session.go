@@ -94,7 +94,7 @@ func (s *Server) startSession(c net.Conn, lc *listenerConfig, slot *atomic.Int64
 			// A bug in one session (or in the Authenticator it calls) ends
 			// that session, not every session of the process.
 			if r := recover(); r != nil {
-				s.log.Error("session ended by an internal error; please report it", "protocol", sess.proto,
+				s.log.Error(fmt.Sprintf("session ended by an internal error (%s from %s): %v; please report it", sess.proto, sess.peer, r), "protocol", sess.proto,
 					"client", sess.peer, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 				if !sess.piping {
 					sess.end()

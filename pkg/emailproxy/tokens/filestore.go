@@ -303,10 +303,10 @@ func (s *FileStore) scheduleRetryLocked() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := s.Flush(ctx); err != nil {
-			s.log.Warn("token store: still cannot save tokens kept in memory; retrying",
+			s.log.Warn(fmt.Sprintf("token store %s: still cannot save the tokens of %s kept in memory: %v; retrying", s.path, strings.Join(s.Unsaved(), ", "), err),
 				"path", s.path, "accounts", strings.Join(s.Unsaved(), ","), "error", err)
 		} else {
-			s.log.Info("token store: saved the tokens that were kept in memory after a failed save", "path", s.path)
+			s.log.Info(fmt.Sprintf("token store %s: saved the tokens that were kept in memory after a failed save", s.path), "path", s.path)
 		}
 	})
 }
