@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +135,84 @@ func TestE2EKeepAlive(t *testing.T) {
 	if n := e.prov.GrantCount(fakeoauth.GrantRefreshToken); n != 1 {
 		t.Errorf("with keep_alive off the login refreshes itself: %d refresh requests, want 1", n)
 	}
+}
+
+// TestE2EBackgroundRefreshAcrossRestart: with background_refresh = True and
+// the service key where systemd puts credentials ($CREDENTIALS_DIRECTORY),
+// an account signed in ahead of time is renewed after the engine restarts,
+// before any mailer logs in; the token store the Python proxy reads is not
+// rewritten by those renewals; the mailer's first login then needs no token
+// request, although every token issued before the restart has expired.
+func TestE2EBackgroundRefreshAcrossRestart(t *testing.T) {
+	const lifetime, margin = 10 * time.Second, "3s"
+	e := newEnv(t)
+	e.addClient(alice)
+	e.registerCode(alice)
+	data, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(data), "[emailproxy]\n", "[emailproxy]\nbackground_refresh = True\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	creds := t.TempDir()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(creds, oauth.BackgroundCredential), key, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	e.prov.SetAccessTokenLifetime(lifetime)
+	e.prov.RotateRefreshTokens(true)
+	e.serve("--refresh-margin", margin)
+	if !strings.Contains(e.proc.Log(), "background_refresh on") {
+		t.Fatalf("serve did not take the credential:\n%s", e.proc.Log())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := e.authorizeCmd(ctx, alice, mailerPassword, "--no-wait", "--output", "json").Output()
+	var waiting struct {
+		AuthURL string `json:"auth_url"`
+	}
+	if err != nil || json.Unmarshal(out, &waiting) != nil || waiting.AuthURL == "" {
+		t.Fatalf("authorize --no-wait: %v\n%s", err, out)
+	}
+	e.authorize(alice, waiting.AuthURL)
+	copyFile := filepath.Join(filepath.Dir(e.tokens), "background-refresh.json")
+	waitFor(t, "the sealed copy", 30*time.Second, func() bool {
+		_, err := os.Stat(copyFile)
+		return err == nil
+	})
+	e.stop(e.proc)
+	time.Sleep(lifetime + time.Second) // every token issued so far expires
+	store := readFile(t, e.tokens)
+
+	e.prov.ResetCounts()
+	e.serve("--refresh-margin", margin)
+	waitFor(t, "a renewal after the restart with no login", 3*lifetime, func() bool {
+		return e.prov.GrantCount(fakeoauth.GrantRefreshToken) > 0
+	})
+	if reqs := e.prov.TokenRequests(); reqs[0].Status != 200 {
+		t.Fatalf("the renewal after the restart failed: %v", grants(reqs))
+	}
+	if readFile(t, e.tokens) != store {
+		t.Errorf("a renewal without the mailer's password rewrote the token store")
+	}
+	if sealed := readFile(t, copyFile); strings.Contains(sealed, mailerPassword) || strings.Contains(sealed, clientSecret) {
+		t.Errorf("the sealed copy holds a secret in the clear")
+	}
+
+	before := e.statusEntry(alice).TokenExpiry
+	waitFor(t, "the next renewal", 3*lifetime, func() bool { return e.statusEntry(alice).TokenExpiry.After(before) })
+	e.prov.ResetCounts()
+	if r := e.imapLoginReply(alice, mailerPassword); r != "L1 OK" {
+		t.Fatalf("the mailer's first login after the restart: %q", r)
+	}
+	if n := e.prov.Count(fakeoauth.EndpointToken); n != 0 {
+		t.Errorf("the mailer's first login after the restart made %d token requests, want 0: %v", n, grants(e.prov.TokenRequests()))
+	}
+	e.checkNoSecrets()
 }
