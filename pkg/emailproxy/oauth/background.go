@@ -216,7 +216,7 @@ func (m *Manager) backgroundSave(log *slog.Logger, account string, rec tokens.Re
 		r = bgRecord{RefreshToken: rec.RefreshToken, AccessToken: rec.AccessToken, Expiry: rec.AccessTokenExpiry, Updated: rec.LastActivity}
 	}
 	if err := m.bg.set(account, r); err != nil {
-		log.Warn("background_refresh: cannot write the sealed copy; the account is renewed only while the engine runs", "reason", err.Error())
+		log.Warn(fmt.Sprintf("background_refresh: cannot write the sealed copy of %s: %v; it is renewed only while the engine runs", printable(account), err), "reason", err.Error())
 	}
 }
 
@@ -290,7 +290,7 @@ func (m *Manager) renewSealed(ctx context.Context, account string) (time.Time, e
 		if errors.Is(err, ErrProviderRefused) {
 			return time.Time{}, m.keepAliveRefused(log, acct.Name, flow, e.reason(), e)
 		}
-		log.Warn("keep-alive: the token request failed; retrying later", "reason", e.reason())
+		log.Warn(fmt.Sprintf("keep-alive: the background token request for %s failed; retrying later", printable(acct.Name)), "reason", e.reason())
 		return time.Time{}, err
 	}
 	now := m.now()
@@ -299,10 +299,10 @@ func (m *Manager) renewSealed(ctx context.Context, account string) (time.Time, e
 		c.RefreshToken = tr.RefreshToken
 	}
 	if err := m.bg.set(acct.Name, c); err != nil {
-		log.Error("background_refresh: cannot write the renewed tokens; a provider that rotates refresh tokens may need a new authorisation", "reason", err.Error())
+		log.Error(fmt.Sprintf("background_refresh: cannot write the renewed tokens of %s: %v; with a provider that rotates refresh tokens it may need a new authorisation", printable(acct.Name), err), "reason", err.Error())
 	}
 	m.status.authorised(acct.Name, flow, c.Expiry)
-	log.Debug("keep-alive: tokens refreshed in the background from the sealed copy")
+	log.Debug(fmt.Sprintf("keep-alive: the tokens of %s were refreshed in the background from the sealed copy", printable(acct.Name)))
 	return c.Expiry, nil
 }
 

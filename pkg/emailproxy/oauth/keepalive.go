@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -279,10 +280,10 @@ func (m *Manager) renew(ctx context.Context, account, password string, mac [sha2
 	switch {
 	case errors.Is(err, tokens.ErrNotFound), errors.Is(err, tokens.ErrBadPassword):
 		// Deleted, or replaced by another password's tokens since.
-		log.Debug("keep-alive stops: the stored tokens are gone or belong to another password")
+		log.Debug(fmt.Sprintf("keep-alive stops for %s: the stored tokens are gone or belong to another password", printable(acct.Name)))
 		return time.Time{}, errKeepAliveStop
 	case err != nil:
-		log.Warn("keep-alive: cannot read the token store; retrying later", "reason", err.Error())
+		log.Warn(fmt.Sprintf("keep-alive: cannot read the token store for %s: %v; retrying later", printable(acct.Name), err), "reason", err.Error())
 		return time.Time{}, err
 	}
 	rec = m.backgroundMerge(acct.Name, rec)
@@ -313,7 +314,7 @@ func (m *Manager) renew(ctx context.Context, account, password string, mac [sha2
 		if errors.Is(err, ErrProviderRefused) {
 			return time.Time{}, m.keepAliveRefused(log, acct.Name, flow, e.reason(), e)
 		}
-		log.Warn("keep-alive: the token request failed; retrying later", "reason", e.reason())
+		log.Warn(fmt.Sprintf("keep-alive: the background token request for %s failed; retrying later", printable(acct.Name)), "reason", e.reason())
 		return time.Time{}, err
 	}
 	if _, err := m.save(ctx, log, acct, eff, g, flow, password, mac, rec, tr, false); err != nil {
@@ -322,7 +323,7 @@ func (m *Manager) renew(ctx context.Context, account, password string, mac [sha2
 	m.cacheMu.RLock()
 	expiry := m.cache[acct.Name].expiry
 	m.cacheMu.RUnlock()
-	log.Debug("keep-alive: tokens refreshed in the background", "token_expiry", expiry.UTC().Format(time.RFC3339))
+	log.Debug(fmt.Sprintf("keep-alive: the tokens of %s were refreshed in the background", printable(acct.Name)), "token_expiry", expiry.UTC().Format(time.RFC3339))
 	return expiry, nil
 }
 
@@ -330,7 +331,7 @@ func (m *Manager) renew(ctx context.Context, account, password string, mac [sha2
 // failing, a refresh-failed notification), so an admin hears of a dead
 // refresh token before a mailer does, and stops the keep-alive.
 func (m *Manager) keepAliveRefused(log *slog.Logger, account string, flow config.Flow, reason string, err error) error {
-	log.Warn("keep-alive stops for this account: the provider refused the background refresh; the next login tries again", "reason", reason)
+	log.Warn(fmt.Sprintf("keep-alive stops for %s: the provider refused the background refresh; the next login tries again", printable(account)), "reason", reason)
 	m.status.failing(account, flow, reason)
 	if m.onEvent != nil && errors.Is(err, ErrProviderRefused) {
 		m.onEvent(Event{Account: account, Refused: true,
