@@ -183,3 +183,32 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestLeftClientGivesUpItsPlace: a guess whose client disconnects while it
+// waits for a derivation slot leaves the queue instead of deriving later
+// for nobody.
+func TestLeftClientGivesUpItsPlace(t *testing.T) {
+	store := &derivingStore{memStore: newMemStore(), cost: 300 * time.Millisecond}
+	h := newHarness(t, config.Global{}, []config.Account{ccAccount(alice)}, func(o *Options) {
+		o.Store = store
+		o.Guard = GuardOptions{Derivations: 1}
+		o.Now = time.Now
+	})
+	store.set(alice, secretPassword, tokens.Record{AccessToken: "AT", AccessTokenExpiry: time.Now().Add(time.Hour)})
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.m.AccessToken(WithClientAddr(context.Background(), "127.0.0.5:1"), alice, "guess-1")
+		first <- err
+	}()
+	waitFor(t, func() bool { return store.startedCount() == 1 })
+	ctx, cancel := context.WithTimeout(WithClientAddr(context.Background(), "127.0.0.6:1"), 50*time.Millisecond)
+	defer cancel()
+	if _, err := h.m.AccessToken(ctx, alice, "guess-2"); err == nil {
+		t.Fatal("a guess logged in")
+	}
+	<-first
+	time.Sleep(400 * time.Millisecond)
+	if n := store.startedCount(); n != 1 {
+		t.Errorf("%d derivations, want 1: the guess whose client left still derived", n)
+	}
+}

@@ -296,7 +296,7 @@ func (m *Manager) AccessToken(ctx context.Context, username, password string) (s
 	flightCtx := context.WithoutCancel(ctx)
 	addr := clientAddr(ctx)
 	ch := m.flights.DoChan(acct.Name+"\x00"+string(mac[:]), func() (any, error) {
-		tok, err := m.obtain(flightCtx, acct, password, mac, addr)
+		tok, err := m.obtain(flightCtx, ctx, acct, password, mac, addr)
 		if err == nil {
 			m.keepAliveAdd(acct.Name, password, mac)
 		}
@@ -479,7 +479,11 @@ func deleteOnPasswordError(g config.Global, acct config.Account, flow config.Flo
 
 // obtain is one flight: everything a login needs when the memory cache had
 // no valid token for this account and password.
-func (m *Manager) obtain(ctx context.Context, acct config.Account, password string, mac [sha256.Size]byte, addr string) (string, error) {
+// admitCtx is the context of the client that started the flight: waiting
+// for the guard ends with it, since a guess whose client has gone must not
+// keep a place in the queue (or a derivation slot) nobody wants. Everything
+// after the admission runs on ctx, detached from that client.
+func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, password string, mac [sha256.Size]byte, addr string) (string, error) {
 	flow := acct.EffectiveFlow()
 	g := m.src.Global()
 	log := m.log.With("account", acct.Name)
@@ -489,7 +493,7 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 	// correct password therefore never queues behind wrong ones on the
 	// lock, and a fresh token needs the lock not at all.
 	preWrites := m.writes.Load()
-	pre, preErr := m.open(ctx, acct.Name, password, addr)
+	pre, preErr := m.open(ctx, admitCtx, acct.Name, password, addr)
 	proven := preErr == nil
 	switch {
 	case preErr == nil:
@@ -501,8 +505,10 @@ func (m *Manager) obtain(ctx context.Context, acct config.Account, password stri
 	case errors.Is(preErr, ErrTooManyAttempts):
 		log.Info(fmt.Sprintf("login for %s from %s refused before any work: too many failed logins (%v)", printable(acct.Name), addr, preErr), "client", addr, "reason", preErr.Error())
 		return "", preErr
-	case ctx.Err() != nil:
-		return "", &loginError{msg: fmt.Sprintf("Login failed for account %s - gave up waiting", printable(acct.Name)), err: fmt.Errorf("%w: %w", ErrProviderUnavailable, ctx.Err())}
+	case errors.Is(preErr, context.Canceled) || errors.Is(preErr, context.DeadlineExceeded):
+		// The client that started the flight left while it waited for
+		// the guard.
+		return "", &loginError{msg: fmt.Sprintf("Login failed for account %s - gave up waiting", printable(acct.Name)), err: fmt.Errorf("%w: %w", ErrProviderUnavailable, preErr)}
 	case errors.Is(preErr, tokens.ErrBadPassword) && !deleteOnPasswordError(g, acct, flow):
 		e := &loginError{
 			msg: fmt.Sprintf("Login failed - the password for account %s is incorrect", printable(acct.Name)),
@@ -677,7 +683,7 @@ func (m *Manager) delete(ctx context.Context, account string) error {
 // open reads the account's stored tokens with password. When that costs a
 // key derivation the guard admits it first; the outcome (opened, or a
 // wrong password) is recorded against the client address and account.
-func (m *Manager) open(ctx context.Context, account, password, addr string) (tokens.Record, error) {
+func (m *Manager) open(ctx, admitCtx context.Context, account, password, addr string) (tokens.Record, error) {
 	needsSlot := func() bool {
 		d, ok := m.store.(interface {
 			NeedsKeyDerivation(account, password string) bool
@@ -686,7 +692,7 @@ func (m *Manager) open(ctx context.Context, account, password, addr string) (tok
 	}
 	g := m.src.Global()
 	m.guard.configure(g.FailedLoginFreeAttempts, g.FailedLoginMaxDelay, g.FailedLoginQueue)
-	release, err := m.guard.admit(ctx, account, addr, needsSlot)
+	release, err := m.guard.admit(admitCtx, account, addr, needsSlot)
 	if err != nil {
 		return tokens.Record{}, err
 	}
