@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -147,6 +148,9 @@ func (e *Editor) EditSections(edits []SectionEdit) error {
 // editChunk applies one section's edits to that section's lines alone
 // (header first) with Set and Delete, which re-read only those lines.
 func editChunk(lines []rawLine, path string, se SectionEdit) ([]rawLine, bool, error) {
+	if out, changed, ok, err := editPlainChunk(lines, se); ok {
+		return out, changed, err
+	}
 	var b strings.Builder
 	for _, l := range lines {
 		b.WriteString(l.text)
@@ -169,6 +173,68 @@ func editChunk(lines []rawLine, path string, se SectionEdit) ([]rawLine, bool, e
 		changed = true
 	}
 	return sub.d.lines, changed, nil
+}
+
+// editPlainChunk is editChunk without parsing for the usual section, the
+// store's own: every key on one unindented line, no continuation lines,
+// and single-line values. Then each key is exactly one line, a changed
+// line cannot change how the lines after it read, and Set and Delete come
+// down to replacing, appending after the last key, and removing a line.
+// ok is false when the section is not of that kind.
+func editPlainChunk(lines []rawLine, se SectionEdit) (out []rawLine, changed, ok bool, err error) {
+	for _, k := range se.Keys {
+		if !k.Delete && strings.ContainsAny(k.Value, "\r\n") {
+			return nil, false, false, nil
+		}
+	}
+	names := make([]string, len(lines))
+	for i, l := range lines[1:] {
+		switch l.kind {
+		case contLine:
+			return nil, false, false, nil
+		case keyLine:
+			if strings.TrimLeftFunc(l.text, pySpace) != l.text {
+				return nil, false, false, nil
+			}
+			stripped := pyStrip(l.text)
+			k := strings.IndexAny(stripped, "=:")
+			names[i+1] = strings.ToLower(strings.TrimRightFunc(stripped[:k], pySpace))
+		}
+	}
+	out = slices.Clone(lines)
+	for _, k := range se.Keys {
+		key := strings.ToLower(k.Key)
+		at, last := -1, 0
+		for i := 1; i < len(out); i++ {
+			if out[i].kind == keyLine {
+				last = i
+				if names[i] == key {
+					at = i
+				}
+			}
+		}
+		switch {
+		case k.Delete:
+			if at >= 0 {
+				out = slices.Delete(out, at, at+1)
+				names = slices.Delete(names, at, at+1)
+				changed = true
+			}
+		default:
+			if err := checkKeyName(key); err != nil {
+				return nil, false, true, err
+			}
+			l := formatKeyLines(key, k.Value)[0]
+			if at >= 0 {
+				out[at], names[at] = l, key
+			} else {
+				out = slices.Insert(out, last+1, l)
+				names = slices.Insert(names, last+1, key)
+			}
+			changed = true
+		}
+	}
+	return out, changed, true, nil
 }
 
 // newChunk is the lines of a section that does not exist yet after its

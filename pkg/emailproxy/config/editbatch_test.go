@@ -53,6 +53,8 @@ func TestEditSectionsEqualsSetAndDelete(t *testing.T) {
 		"[DEFAULT]\nd = 1\n[a]\nk = 1\n\n\nj = 2\n[b]\n[c]\n  x = 1\n    y\n; tail\n",
 		"[a]\r\nk = 1\r\n\r\n[b]\r\nj = 2\r\n",
 		"[a]\nk = 1\n\nj = 2\n[b]\nq = 1\n",
+		"[a]\nK=1\n# c\nj:2\n\n# about b\n[b]\nx: y\n\n[c]\n",
+		"[a]\n  k = 1\n  j = 2\n[b]\n\tx = 1\n",
 		"# only a comment\n",
 		"\n\n[only]\n\n",
 	}
