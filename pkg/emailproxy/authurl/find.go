@@ -209,7 +209,7 @@ const PythonPattern = `Please visit the following URL to authenticate account|\[
 func pythonEvents(ctx context.Context, src Source, o Options, start journal.Entry, issued map[string]authEvent, closed map[string]time.Time) error {
 	q := journal.Query{Units: []string{o.Unit}, Since: o.Since, Fields: fields, Grep: PythonPattern}
 	if start.Cursor != "" {
-		// journalctl takes either --since or --after-cursor; the start is
+		// journalctl takes either --since or a cursor; the start is
 		// within the window (the read that found it was bounded by it).
 		q.Since, q.AfterCursor = time.Time{}, start.Cursor
 	}
