@@ -557,3 +557,31 @@ func TestRedirectOnlyForBrowserFlows(t *testing.T) {
 		t.Errorf("redirect settings kept for the password flow:\n%s", got)
 	}
 }
+
+// TestRegisterIntoThePythonSampleFile: an error in another account section
+// (the sample's Fastmail example has no redirect_uri) disables that account
+// in serve and is reported here, but does not refuse the registration.
+func TestRegisterIntoThePythonSampleFile(t *testing.T) {
+	sample, err := os.ReadFile("../../../../pkg/emailproxy/config/testdata/python-sample/emailproxy.config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	if err := os.WriteFile(path, sample, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runCmd(t, false, "", "--config", path, "--force", "--account", "alice@example.com", "--oauth2-flow", "password",
+		"--imap-server-address", "outlook.office365.com", "--imap-local-port", "3993",
+		"--oauth2-token-url", "https://login.microsoftonline.com/"+tenant+"/oauth2/v2.0/token",
+		"--oauth2-scope", "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access",
+		"--oauth2-client-id", client, "--oauth2-client-secret", secret)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout+r.stderr, "this account is disabled until fixed: redirect_uri is missing") {
+		t.Errorf("the Fastmail example's problem is not reported:\n%s%s", r.stdout, r.stderr)
+	}
+	if got, _ := os.ReadFile(path); !strings.Contains(string(got), "[alice@example.com]") || !strings.Contains(string(got), "[Server setup]") {
+		t.Errorf("the account was not added to the sample file as it is:\n%s", got)
+	}
+}

@@ -72,10 +72,14 @@ func Run(ctx context.Context, o *Options) error {
 		return exitcode.Withf(exitcode.Invalid, "the merged file would not parse: %v", err)
 	}
 	merged := cfg.Validate()
-	if config.HasErrors(merged) {
+	// An error in another account section (the Python sample file's
+	// Fastmail example, say) disables only that account, in serve as here:
+	// it is reported, not a reason to refuse this registration.
+	fatal, disabled := cfg.ServeErrors(merged)
+	if _, own := disabled[reg.Account]; len(fatal) > 0 || own {
 		return invalid(merged, "nothing was written")
 	}
-	res := o.result(cfg, reg, append(warnings(diags), notOwned(warnings(merged), reg)...))
+	res := o.result(cfg, reg, append(append(warnings(diags), notOwned(warnings(merged), reg)...), disabledElsewhere(disabled)...))
 
 	if o.DryRun {
 		masked, err := config.Masked(data)
@@ -294,14 +298,29 @@ func notOwned(merged []config.Diagnostic, reg *config.Registration) []config.Dia
 	return out
 }
 
+// disabledElsewhere turns the errors of other account sections into
+// warnings saying that serve disables those accounts.
+func disabledElsewhere(d config.Disabled) []config.Diagnostic {
+	var out []config.Diagnostic
+	for _, sec := range d.Sections() {
+		for _, e := range d[sec] {
+			e.Severity = config.Warning
+			e.Message = "this account is disabled until fixed: " + e.Message
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // invalid lists the errors first (they are why nothing happened), then the
 // warnings, under a count that matches the lines that follow.
 func invalid(ds []config.Diagnostic, tail string) error {
 	var errs, warns []config.Diagnostic
 	for _, d := range ds {
-		if d.Severity == config.Error {
+		switch d.Severity {
+		case config.Error:
 			errs = append(errs, d)
-		} else {
+		case config.Warning:
 			warns = append(warns, d)
 		}
 	}
