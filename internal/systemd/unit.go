@@ -91,6 +91,17 @@ type UnitOptions struct {
 	// listeners together (the sum of their max_sessions); LimitNOFILE= and
 	// MemoryMax= are sized from it. 0 means DefaultSessions.
 	Sessions int
+	// EncryptedCredentials become LoadCredentialEncrypted=NAME:PATH lines:
+	// systemd decrypts each file (made with systemd-creds encrypt, host key
+	// or TPM2) into $CREDENTIALS_DIRECTORY/NAME at every start. The files
+	// must exist, or the unit fails to start (243/CREDENTIALS).
+	EncryptedCredentials []Credential
+}
+
+// Credential is an encrypted systemd credential the unit loads.
+type Credential struct {
+	Name string // the file name under $CREDENTIALS_DIRECTORY
+	Path string // the encrypted file, absolute
 }
 
 // DefaultSessions is three listeners (IMAP, POP, SMTP) at the proxy's
@@ -230,6 +241,9 @@ func Render(opts UnitOptions) (Unit, error) {
 	add("Service", "StateDirectoryMode", "0700")
 	add("Service", "WorkingDirectory", "%S/"+escapeSpecifiers(o.StateDirectory))
 	add("Service", "UMask", "0077")
+	for _, c := range o.EncryptedCredentials {
+		add("Service", "LoadCredentialEncrypted", c.Name+":"+escapeSpecifiers(c.Path))
+	}
 
 	// File system: everything read-only except the state directory and the
 	// configuration file's directory (atomic rewrites rename a new file
@@ -333,6 +347,11 @@ func withDefaults(o UnitOptions) (UnitOptions, error) {
 	}
 	if o.Sessions < 0 {
 		return o, fmt.Errorf("systemd unit: %d sessions is not a number of sessions", o.Sessions)
+	}
+	for _, c := range o.EncryptedCredentials {
+		if c.Name == "" || strings.ContainsAny(c.Name, "/: \t\n") || !filepath.IsAbs(c.Path) || strings.ContainsAny(c.Path, " \t\n") {
+			return o, fmt.Errorf("systemd unit: credential %q at %q: the name must be a plain word and the path absolute, without spaces", c.Name, c.Path)
+		}
 	}
 	if o.RestartDelay == 0 {
 		o.RestartDelay = DefaultRestartDelay

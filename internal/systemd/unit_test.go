@@ -102,12 +102,19 @@ func TestRenderChoices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	creds, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig,
+		EncryptedCredentials: []Credential{{Name: "orbit-background-refresh", Path: "/etc/credstore.encrypted/orbit-background-refresh"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name              string
 		u                 Unit
 		section, key, val string
 	}{
 		{"notify", def, "Service", "Type", "notify"},
+		{"no credential by default", def, "Service", "LoadCredentialEncrypted", ""},
+		{"background_refresh's credential", creds, "Service", "LoadCredentialEncrypted", "orbit-background-refresh:/etc/credstore.encrypted/orbit-background-refresh"},
 		{"notify access", def, "Service", "NotifyAccess", "main"},
 		{"watchdog", def, "Service", "WatchdogSec", "30"},
 		{"exec", def, "Service", "ExecStart", "/usr/bin/orbit email-oauth2-proxy serve --config " + testConfig},
@@ -162,6 +169,8 @@ func TestRenderErrors(t *testing.T) {
 		{"colon under home", UnitOptions{Binary: "/b", ConfigFile: "/home/a:b/emailproxy.config"}, "':'"},
 		{"state directory absolute", UnitOptions{Binary: "/b", ConfigFile: testConfig, StateDirectory: "/var/lib/x"}, "relative"},
 		{"two-line description", UnitOptions{Binary: "/b", ConfigFile: testConfig, Description: "a\nb"}, "one line"},
+		{"relative credential", UnitOptions{Binary: "/b", ConfigFile: testConfig, EncryptedCredentials: []Credential{{Name: "k", Path: "k.cred"}}}, "credential"},
+		{"credential name with a colon", UnitOptions{Binary: "/b", ConfigFile: testConfig, EncryptedCredentials: []Credential{{Name: "a:b", Path: "/k"}}}, "credential"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

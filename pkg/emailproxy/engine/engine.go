@@ -169,10 +169,13 @@ func New(opts Options) (*Engine, error) {
 	if statusFile == "-" {
 		statusFile = ""
 	}
+	// An unreadable credential costs background_refresh, never the proxy.
 	bgKey, haveKey, err := oauth.ReadBackgroundKey(opts.CredentialsDir)
 	switch {
+	case err != nil && cfg.Global.BackgroundRefresh:
+		opts.Logger.Error("background_refresh = True, but the credential " + oauth.BackgroundCredential + " cannot be used: " + err.Error() +
+			"; tokens are kept alive only while the engine runs")
 	case err != nil:
-		return nil, fmt.Errorf("%w: background_refresh: %w", ErrInvalidConfig, err)
 	case cfg.Global.BackgroundRefresh && !haveKey:
 		opts.Logger.Warn("background_refresh = True, but the unit has no credential " + oauth.BackgroundCredential +
 			": tokens are kept alive only while the engine runs; see docs/background-refresh.md")

@@ -12,6 +12,7 @@ import (
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
 
 // InstalledUnit is what matters of a unit file already on disk.
@@ -91,7 +92,8 @@ func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared,
 			}
 			return res, fmt.Errorf("checking the configuration file: %w", err)
 		}
-		u, err := systemd.Render(systemd.UnitOptions{Name: s.Unit, ConfigFile: s.ConfigPath, Binary: s.Binary, Sessions: ConfiguredSessions(s.ConfigPath)})
+		u, err := systemd.Render(systemd.UnitOptions{Name: s.Unit, ConfigFile: s.ConfigPath, Binary: s.Binary, Sessions: ConfiguredSessions(s.ConfigPath),
+			EncryptedCredentials: BackgroundCredentials(s.ConfigPath, CredentialStore)})
 		if err != nil {
 			return res, exitcode.With(exitcode.Invalid, err)
 		}
@@ -187,6 +189,28 @@ func JobError(what string, err error) error { return jobError(what, err) }
 // UnitFlag is " --unit NAME" for commands printed as advice, "" for the
 // default unit.
 func UnitFlag(unit string) string { return unitFlag(unit) }
+
+// CredentialStore is where systemd-creds encrypted credentials live.
+const CredentialStore = "/etc/credstore.encrypted"
+
+// BackgroundCredentials is the credential the unit loads for
+// background_refresh (docs/background-refresh.md): when the file sets
+// background_refresh = True and the admin has made
+// credstore/orbit-background-refresh with systemd-creds encrypt. Without
+// the file the unit does not ask for it (a missing credential would stop
+// the unit from starting); the engine then warns that background_refresh
+// lasts only while it runs.
+func BackgroundCredentials(configPath, credstore string) []systemd.Credential {
+	c, err := config.Load(configPath)
+	if err != nil || !c.Global.BackgroundRefresh {
+		return nil
+	}
+	path := filepath.Join(credstore, oauth.BackgroundCredential)
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	return []systemd.Credential{{Name: oauth.BackgroundCredential, Path: path}}
+}
 
 // ConfiguredSessions is how many sessions the file's listeners allow
 // together (their max_sessions), for the unit's resource limits; 0 (the
