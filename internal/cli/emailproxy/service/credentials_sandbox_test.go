@@ -78,9 +78,10 @@ func TestSandboxBackgroundRefreshCredential(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	// In this sandbox (systemd 252 in a PID and mount namespace) systemd
-	// leaves $CREDENTIALS_DIRECTORY root-only (0700), so the service user
+	// creates $CREDENTIALS_DIRECTORY but puts no credential in it (even for
+	// a root unit), and for User= it is root-only 0700, so the service user
 	// cannot read the key; the engine must then keep serving, saying so.
-	// docs/background-refresh.md lists this under what remains.
+	// docs/background-refresh.md lists delivery under what remains.
 	switch {
 	case strings.Contains(journal, "background_refresh on"):
 	case strings.Contains(journal, "cannot be used: cannot read") || strings.Contains(journal, "permission denied"):
