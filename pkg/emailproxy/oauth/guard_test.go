@@ -143,7 +143,9 @@ func TestGuardBackoff(t *testing.T) {
 
 // TestPasswordStormNotRelayedOneForOne: 30 wrong passwords for a
 // password-flow account reach the provider as a handful of requests, not
-// 30; the refusals say the password is wrong.
+// 30; those relayed are refused by the provider, the rest get the
+// temporary "retry in N s" (they were never checked, and one of them might
+// be the right password typed after a typo).
 func TestPasswordStormNotRelayedOneForOne(t *testing.T) {
 	h := newHarness(t, defaultGlobal(), []config.Account{passwordAccount(alice)}, func(o *Options) { o.Now = time.Now })
 	refused := jsonAnswer(http.StatusBadRequest, map[string]string{"error": "invalid_grant", "error_description": "AADSTS50126: Error validating credentials due to invalid username or password."})
@@ -155,9 +157,12 @@ func TestPasswordStormNotRelayedOneForOne(t *testing.T) {
 	for i := range 30 {
 		wg.Go(func() {
 			ctx := WithClientAddr(context.Background(), fmt.Sprintf("127.0.0.%d:1000", 2+i))
-			if _, err := h.m.AccessToken(ctx, alice, fmt.Sprintf("guess-%d", i)); errors.Is(err, ErrBadPassword) || errors.Is(err, ErrProviderRefused) {
+			_, err := h.m.AccessToken(ctx, alice, fmt.Sprintf("guess-%d", i))
+			switch {
+			case errors.Is(err, ErrProviderRefused):
 				bad.Add(1)
-			} else {
+			case errors.Is(err, ErrTooManyAttempts), errors.Is(err, ErrBadPassword):
+			default:
 				t.Errorf("guess %d: %v", i, err)
 			}
 		})
@@ -166,8 +171,8 @@ func TestPasswordStormNotRelayedOneForOne(t *testing.T) {
 	if n := h.prov.count(GrantPassword); n > 3 {
 		t.Errorf("30 wrong passwords made %d password grants, want at most 3", n)
 	}
-	if bad.Load() != 30 {
-		t.Errorf("%d of 30 refused as wrong", bad.Load())
+	if n := bad.Load(); n < 1 || n > 3 {
+		t.Errorf("%d of 30 refused by the provider, want 1 to 3 (the relayed ones)", n)
 	}
 }
 

@@ -642,10 +642,12 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 		if relay {
 			if wait, ok := m.guard.relayAllowed(acct.Name); !ok {
 				m.guard.failed(acct.Name, addr)
+				// Temporary, not "incorrect": this password was never
+				// checked, and may well be the right one typed after a typo.
 				e := &loginError{
-					msg: fmt.Sprintf("Login failed - the password for account %s is incorrect (the provider refused a password moments ago; "+
-						"another is not sent before %d s)", printable(acct.Name), max(1, int(wait.Round(time.Second)/time.Second))),
-					err: ErrBadPassword,
+					msg: fmt.Sprintf("Login failed for account %s - the provider refused a password moments ago, so this one is not sent "+
+						"before %d s; retry then", printable(acct.Name), max(1, int(wait.Round(time.Second)/time.Second))),
+					err: ErrTooManyAttempts,
 				}
 				return "", m.fail(log, acct.Name, flow, "a new password was not relayed: the provider refused one moments ago", e)
 			}
