@@ -17,7 +17,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/control"
@@ -29,6 +28,7 @@ import (
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/interactive"
 	"github.com/senhasegura/orbit/pkg/emailproxy/proxy"
 	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
+	"github.com/senhasegura/orbit/pkg/emailproxy/untrusted"
 )
 
 // ErrInvalidConfig wraps a configuration that must not be served; its text
@@ -389,18 +389,7 @@ func (g gate) TokenRejected(username, token string) { g.e.manager.TokenRejected(
 
 // printable keeps a client-supplied name from smuggling line breaks into
 // replies and logs, and bounds its length.
-func printable(s string) string {
-	const max = 256
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return strings.Map(func(r rune) rune {
-		if !unicode.IsPrint(r) {
-			return '?'
-		}
-		return r
-	}, s)
-}
+func printable(s string) string { return untrusted.Printable(s) }
 
 // importInlineTokens moves tokens that the Python proxy wrote into the
 // config file itself into the token store, so switching engines needs no

@@ -17,7 +17,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"golang.org/x/sync/singleflight"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/senhasegura/orbit/pkg/emailproxy/errcatalog"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
+	"github.com/senhasegura/orbit/pkg/emailproxy/untrusted"
 )
 
 // RefreshMargin: a stored access token with less than this left is renewed
@@ -876,15 +876,4 @@ func (e *loginError) Unwrap() error { return e.err }
 
 // printable keeps a client-supplied name from smuggling line breaks or
 // escape sequences into protocol replies and logs, and bounds its length.
-func printable(s string) string {
-	const max = 256
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return strings.Map(func(r rune) rune {
-		if !unicode.IsPrint(r) {
-			return '?'
-		}
-		return r
-	}, s)
-}
+func printable(s string) string { return untrusted.Printable(s) }

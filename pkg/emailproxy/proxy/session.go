@@ -13,13 +13,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/errcatalog"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
+	"github.com/senhasegura/orbit/pkg/emailproxy/untrusted"
 )
 
 // Limits that keep a hostile or broken peer from exhausting memory before
@@ -482,18 +482,7 @@ func failureReason(user, msg string) string {
 
 // logName keeps a client-supplied login name from writing control
 // characters (terminal escapes, line breaks) into log text, and bounds it.
-func logName(s string) string {
-	const max = 256
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return strings.Map(func(r rune) rune {
-		if !unicode.IsPrint(r) {
-			return '?'
-		}
-		return r
-	}, s)
-}
+func logName(s string) string { return untrusted.Printable(s) }
 
 // authRefusedError is the upstream server refusing the XOAUTH2 login.
 type authRefusedError struct {
