@@ -85,34 +85,22 @@ func writeIfChanged(path string, data []byte, perm fs.FileMode) (bool, error) {
 	return true, nil
 }
 
-// SysusersSnippet is the sysusers.d(5) line that creates the service user:
-// a system user with its own group, no login shell, home in the state
-// directory.
-func SysusersSnippet(userName, stateDirectory string) string {
-	if stateDirectory == "" {
-		stateDirectory = DefaultStateDirectory
-	}
-	return fmt.Sprintf("# Written by \"orbit email-oauth2-proxy register\": the user the proxy service runs as.\nu %s - \"orbit email OAuth 2.0 proxy\" /var/lib/%s\n", userName, stateDirectory)
-}
-
 // SysusersPath is the snippet's path below root for the user.
 func SysusersPath(root, userName string) string {
 	return filepath.Join(rootDir(root), SysusersDir, "orbit-"+strings.TrimPrefix(userName, "orbit-")+".conf")
 }
 
-// EnsureUser makes sure the service user exists: it writes the
-// sysusers.d snippet (so the user is recreated if /etc/passwd is ever
-// rebuilt) and runs systemd-sysusers on it. It reports whether the snippet
-// changed. systemd-sysusers works without a running systemd.
-func EnsureUser(ctx context.Context, root, userName string) (changed bool, err error) {
-	if userName == "" {
-		userName = DefaultUser
-	}
+// EnsureUser makes sure svc's user exists: it writes the sysusers.d
+// snippet (so the user is recreated if /etc/passwd is ever rebuilt) and
+// runs systemd-sysusers on it. It reports whether the snippet changed.
+// systemd-sysusers works without a running systemd.
+func EnsureUser(ctx context.Context, root string, svc Service) (changed bool, err error) {
+	userName := svc.User
 	if !validUserName(userName) {
 		return false, fmt.Errorf("service user %q is not a valid system user name", userName)
 	}
 	path := SysusersPath(root, userName)
-	changed, err = writeIfChanged(path, []byte(SysusersSnippet(userName, "")), 0o644)
+	changed, err = writeIfChanged(path, []byte(svc.SysusersSnippet(userName, svc.StateDirectory)), 0o644)
 	if err != nil {
 		return false, err
 	}
@@ -139,9 +127,6 @@ func EnsureUser(ctx context.Context, root, userName string) (changed bool, err e
 func GrantConfigAccess(ctx context.Context, configFile, userName string) error {
 	if err := ctx.Err(); err != nil {
 		return err
-	}
-	if userName == "" {
-		userName = DefaultUser
 	}
 	u, err := user.Lookup(userName)
 	if err != nil {
@@ -178,8 +163,8 @@ func RemoveSysusers(ctx context.Context, root, userName string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	if userName == "" {
-		userName = DefaultUser
+	if !validUserName(userName) {
+		return false, fmt.Errorf("service user %q is not a valid system user name", userName)
 	}
 	p := SysusersPath(root, userName)
 	switch err := os.Remove(p); {

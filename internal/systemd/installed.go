@@ -72,7 +72,7 @@ func ParseInstalled(data []byte) (Installed, error) {
 // running system). A missing unit is an error wrapping fs.ErrNotExist.
 func ReadInstalled(root, name string) (Installed, error) {
 	if name == "" {
-		name = DefaultUnitName
+		return Installed{}, errors.New("reading an installed unit: no unit named")
 	}
 	data, err := os.ReadFile(UnitPath(root, name))
 	if err != nil {
@@ -85,8 +85,8 @@ func ReadInstalled(root, name string) (Installed, error) {
 	return u, nil
 }
 
-// InstalledConfig is the configuration file the installed unit name
-// ("" for DefaultUnitName) runs the engine with, on the running system.
+// InstalledConfig is the configuration file the installed unit name runs
+// the engine with, on the running system.
 // ok is false when no such unit is installed, it cannot be read or parsed,
 // or its command line names no file: callers then use their default.
 // This is what `config show/validate`, start, status and logs agree on.

@@ -9,17 +9,17 @@ import (
 func TestReadInstalledFindsTheUnitsFile(t *testing.T) {
 	root := t.TempDir()
 	cfg := "/srv/mail proxy/100%/emailproxy.config"
-	u, err := Render(UnitOptions{ConfigFile: cfg, Binary: "/usr/local/bin/orbit"})
+	u, err := Render(UnitOptions{Service: testService, ConfigFile: cfg, Binary: "/usr/local/bin/orbit"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadInstalled(root, ""); !IsNotInstalled(err) {
+	if _, err := ReadInstalled(root, DefaultUnitName); !IsNotInstalled(err) {
 		t.Fatalf("ReadInstalled without a unit: %v, want not installed", err)
 	}
 	if _, err := Install(context.Background(), root, u); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadInstalled(root, "")
+	got, err := ReadInstalled(root, DefaultUnitName)
 	if err != nil {
 		t.Fatal(err)
 	}

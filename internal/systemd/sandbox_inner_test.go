@@ -43,7 +43,7 @@ func TestSandboxInner(t *testing.T) {
 	t.Logf("measure: connect over %s in %v", m.Via, time.Since(start).Round(time.Microsecond))
 
 	// The service user, in the sandbox's private /etc.
-	if _, err := EnsureUser(ctx, "", ""); err != nil {
+	if _, err := EnsureUser(ctx, "", testService); err != nil {
 		t.Fatalf("EnsureUser: %v", err)
 	}
 	config := filepath.Join(dir, "conf 100%", "emailproxy.config")
@@ -53,11 +53,11 @@ func TestSandboxInner(t *testing.T) {
 	if err := os.WriteFile(config, []byte("[Email OAuth 2.0 Proxy configuration file]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := GrantConfigAccess(ctx, config, ""); err != nil {
+	if err := GrantConfigAccess(ctx, config, DefaultUser); err != nil {
 		t.Fatalf("GrantConfigAccess: %v", err)
 	}
 
-	u, err := Render(UnitOptions{Binary: self, ConfigFile: config})
+	u, err := Render(UnitOptions{Service: testService, Binary: self, ConfigFile: config})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestSandboxInner(t *testing.T) {
 	if err := os.WriteFile(config, []byte("broken\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := GrantConfigAccess(ctx, config, ""); err != nil {
+	if err := GrantConfigAccess(ctx, config, DefaultUser); err != nil {
 		t.Fatal(err)
 	}
 	err = m.Start(ctx, name)
@@ -233,10 +233,10 @@ func TestSandboxInner(t *testing.T) {
 	if err := os.WriteFile(config, []byte("[ok]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := GrantConfigAccess(ctx, config, ""); err != nil {
+	if err := GrantConfigAccess(ctx, config, DefaultUser); err != nil {
 		t.Fatal(err)
 	}
-	u2, err := Render(UnitOptions{ConfigFile: config, Exec: []string{self, "simple-engine", "--config-file", ConfigPlaceholder}})
+	u2, err := Render(UnitOptions{Service: testService, ConfigFile: config, Exec: []string{self, "simple-engine", "--config-file", ConfigPlaceholder}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,11 +17,8 @@ import (
 const StateRoot = "/var/lib"
 
 // StateDirPath is the unit's state directory below root ("" is the
-// running system); "" for stateDirectory means DefaultStateDirectory.
+// running system).
 func StateDirPath(root, stateDirectory string) string {
-	if stateDirectory == "" {
-		stateDirectory = DefaultStateDirectory
-	}
 	return filepath.Join(rootDir(root), StateRoot, stateDirectory)
 }
 
@@ -41,12 +38,11 @@ type ServiceUser struct {
 	UID, GID int
 }
 
-// LookupServiceUser finds userName ("" means DefaultUser) in the running
-// system's user database; the error wraps user.UnknownUserError when the
-// user does not exist yet.
+// LookupServiceUser finds userName in the running system's user database;
+// the error wraps user.UnknownUserError when the user does not exist yet.
 func LookupServiceUser(userName string) (ServiceUser, error) {
 	if userName == "" {
-		userName = DefaultUser
+		return ServiceUser{}, errors.New("no service user named")
 	}
 	u, err := user.Lookup(userName)
 	if err != nil {
@@ -229,6 +225,10 @@ func PurgeStateDir(ctx context.Context, dir string) ([]string, error) {
 	}
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	}
+	if filepath.Base(filepath.Dir(filepath.Clean(dir))) == "var" && filepath.Base(dir) == "lib" {
+		// StateDirPath of "": never the whole of /var/lib.
+		return nil, fmt.Errorf("refusing to remove %s: it is the state root, not a service's state directory", dir)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("removing %s: %w", dir, err)

@@ -20,7 +20,7 @@ func TestFixStateDirAfterForegroundRoot(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, StateRoot), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dir := StateDirPath(root, "")
+	dir := StateDirPath(root, DefaultStateDirectory)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}

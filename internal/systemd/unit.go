@@ -1,5 +1,6 @@
-// Package systemd renders, installs and controls the unit that runs the
-// email OAuth 2.0 proxy: the unit file is built with go-systemd's unit
+// Package systemd renders, installs and controls the unit that runs a
+// family's service, as the family's Service describes it (the e-mail
+// proxy is the first): the unit file is built with go-systemd's unit
 // package, and the service manager is driven over D-Bus with go-systemd's
 // dbus package (no systemctl parsing). Every call that waits takes a
 // context and gives up when it ends; on a machine without systemd the
@@ -23,26 +24,20 @@ import (
 
 // Defaults of UnitOptions.
 const (
-	DefaultUnitName       = "email-oauth2-proxy.service"
-	DefaultUser           = "orbit-emailproxy"
-	DefaultStateDirectory = "orbit/email-oauth2-proxy"
-	DefaultDescription    = "orbit email OAuth 2.0 proxy"
-	DefaultRestartDelay   = 5 * time.Second
-	DefaultWatchdog       = 30 * time.Second
-	DefaultStopTimeout    = 15 * time.Second
+	DefaultRestartDelay = 5 * time.Second
+	DefaultWatchdog     = 30 * time.Second
+	DefaultStopTimeout  = 15 * time.Second
 )
 
 // KillCommand sends the reload signal (ExecReload); procps' kill, at the
 // path Debian keeps it.
 const KillCommand = "/bin/kill"
 
-// RestartPreventExitStatus lists the exit statuses after which the unit is
-// not restarted, because only an administrator can cure them: serve's
-// usage error (2), permission denied (10) and invalid or missing file (78,
-// EX_CONFIG), and systemd's own failures to set the process up: 200/CHDIR
-// (the working directory, in the state directory, is not accessible),
-// 203/EXEC, 217/USER, 238/STATE_DIRECTORY.
-const RestartPreventExitStatus = "2 10 78 200 203 217 238"
+// SetupExitStatus lists systemd's own failures to set a service's process
+// up that restarting does not cure, for a Service's
+// RestartPreventExitStatus: 200/CHDIR (the working directory, in the state
+// directory, is not accessible), 203/EXEC, 217/USER, 238/STATE_DIRECTORY.
+const SetupExitStatus = "200 203 217 238"
 
 // StartLimitInterval and StartLimitBurst bound automatic restarts of any
 // other failure: 5 starts in 2 minutes, then the unit stays failed.
@@ -55,11 +50,14 @@ const (
 // configuration file's path.
 const ConfigPlaceholder = "{config}"
 
-// UnitOptions describe the service. ConfigFile is the only required field.
+// UnitOptions describe one installation of a service. Service and
+// ConfigFile are required.
 type UnitOptions struct {
-	// Name of the unit; "" means DefaultUnitName. It must end in ".service".
+	// Service is the family's description of its service.
+	Service Service
+	// Name of the unit; "" means Service.Name. It must end in ".service".
 	Name string
-	// Description; "" means DefaultDescription.
+	// Description; "" means Service.Description.
 	Description string
 	// ConfigFile is the proxy's INI file, an absolute path. The engine
 	// rewrites it (tokens live in it, as with the Python proxy), so its
@@ -79,9 +77,9 @@ type UnitOptions struct {
 	// ExecNotify says that the Exec engine sends READY=1 and WATCHDOG=1.
 	ExecNotify bool
 	// User (and group of the same name) the service runs as; "" means
-	// DefaultUser. See EnsureUser.
+	// Service.User. See EnsureUser.
 	User string
-	// StateDirectory below /var/lib; "" means DefaultStateDirectory.
+	// StateDirectory below /var/lib; "" means Service.StateDirectory.
 	StateDirectory string
 	// RestartDelay, Watchdog and StopTimeout become RestartSec=,
 	// WatchdogSec= and TimeoutStopSec=; 0 means the defaults. A negative
@@ -130,18 +128,21 @@ func MemoryLimit(sessions int) int64 { return int64(sessions)*bytesPerSession + 
 type Unit struct {
 	Name    string
 	Options []*unit.UnitOption
+	// Service is the description it was rendered from; its Origin heads
+	// the file.
+	Service Service
 }
 
 // header explains where the file comes from; go-systemd's serializer has
 // no comments, so it is put in front.
-const header = `# Written by "orbit email-oauth2-proxy register"; it is rewritten on every
-# register. Put local changes in a drop-in: systemctl edit %s
+const header = `# Written by %q; it is rewritten on every
+# %s. Put local changes in a drop-in: systemctl edit %s
 `
 
 // Bytes is the unit file's content.
 func (u Unit) Bytes() []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, header, u.Name)
+	fmt.Fprintf(&b, header, u.Service.Origin, u.Service.step(), u.Name)
 	b.WriteByte('\n')
 	if _, err := io.Copy(&b, unit.Serialize(u.Options)); err != nil {
 		// Serialize returns an in-memory reader; copying it cannot fail.
@@ -181,14 +182,17 @@ func Render(opts UnitOptions) (Unit, error) {
 			return Unit{}, fmt.Errorf("systemd unit: the engine %q must be an absolute path (systemd does not search PATH reliably for services): use e.g. $(command -v %s)", argv[0], argv[0])
 		}
 	} else {
-		argv = []string{o.Binary, "email-oauth2-proxy", "serve", "--config", o.ConfigFile}
+		argv = []string{o.Binary}
+		for _, w := range o.Service.Args {
+			argv = append(argv, strings.ReplaceAll(w, ConfigPlaceholder, o.ConfigFile))
+		}
 	}
 	exec, err := execLine(argv)
 	if err != nil {
 		return Unit{}, err
 	}
 
-	u := Unit{Name: o.Name}
+	u := Unit{Name: o.Name, Service: o.Service}
 	add := func(section, name, value string) {
 		u.Options = append(u.Options, unit.NewUnitOption(section, name, value))
 	}
@@ -215,16 +219,16 @@ func Render(opts UnitOptions) (Unit, error) {
 		add("Service", "Type", "exec")
 	}
 	add("Service", "ExecStart", exec)
-	if notify {
-		// serve reloads its file on SIGHUP (refusing a broken one), which
-		// makes `systemctl reload` and `orbit email-oauth2-proxy reload`
+	if notify && o.Service.ReloadSignal != "" {
+		// The daemon reloads its file on the signal (refusing a broken
+		// one), which makes `systemctl reload` and the family's reload
 		// work; $MAINPID is systemd's, not to be escaped.
-		add("Service", "ExecReload", KillCommand+" -HUP $MAINPID")
+		add("Service", "ExecReload", KillCommand+" -"+o.Service.ReloadSignal+" $MAINPID")
 	}
 	add("Service", "Restart", "on-failure")
 	add("Service", "RestartSec", seconds(o.RestartDelay))
-	if notify {
-		add("Service", "RestartPreventExitStatus", RestartPreventExitStatus)
+	if notify && o.Service.RestartPreventExitStatus != "" {
+		add("Service", "RestartPreventExitStatus", o.Service.RestartPreventExitStatus)
 	}
 	if notify && o.Watchdog > 0 {
 		add("Service", "WatchdogSec", seconds(o.Watchdog))
@@ -313,31 +317,35 @@ func Render(opts UnitOptions) (Unit, error) {
 		add("Service", "TasksMax", strconv.Itoa(tasksMax))
 	}
 
+	u.Options = o.Service.applyOverrides(u.Options)
 	add("Install", "WantedBy", "multi-user.target")
 	return u, nil
 }
 
 func withDefaults(o UnitOptions) (UnitOptions, error) {
+	if err := o.Service.Check(); err != nil {
+		return o, err
+	}
 	if o.Name == "" {
-		o.Name = DefaultUnitName
+		o.Name = o.Service.Name
 	}
 	if !strings.HasSuffix(o.Name, ".service") || strings.ContainsAny(o.Name, "/ \t\n") || len(o.Name) > 255 {
 		return o, fmt.Errorf("systemd unit: name %q must be a plain file name ending in .service", o.Name)
 	}
 	if o.Description == "" {
-		o.Description = DefaultDescription
+		o.Description = o.Service.Description
 	}
 	if strings.ContainsAny(o.Description, "\n\r") {
 		return o, errors.New("systemd unit: the description must be one line")
 	}
 	if o.User == "" {
-		o.User = DefaultUser
+		o.User = o.Service.User
 	}
 	if !validUserName(o.User) {
 		return o, fmt.Errorf("systemd unit: user %q is not a valid system user name (lower-case letters, digits, '-' and '_', at most 31 characters)", o.User)
 	}
 	if o.StateDirectory == "" {
-		o.StateDirectory = DefaultStateDirectory
+		o.StateDirectory = o.Service.StateDirectory
 	}
 	if filepath.IsAbs(o.StateDirectory) || strings.Contains(o.StateDirectory, "..") || strings.ContainsAny(o.StateDirectory, " \t\n") {
 		return o, fmt.Errorf("systemd unit: state directory %q must be a relative path below /var/lib, without spaces or \"..\" components", o.StateDirectory)

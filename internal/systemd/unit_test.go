@@ -22,12 +22,12 @@ func TestRenderGolden(t *testing.T) {
 		golden string
 		opts   UnitOptions
 	}{
-		{"email-oauth2-proxy.service", UnitOptions{Binary: "/usr/local/bin/orbit", ConfigFile: testConfig}},
-		{"python-engine.service", UnitOptions{
+		{"email-oauth2-proxy.service", UnitOptions{Service: testService, Binary: "/usr/local/bin/orbit", ConfigFile: testConfig}},
+		{"python-engine.service", UnitOptions{Service: testService,
 			ConfigFile: testConfig,
 			Exec:       []string{"/usr/local/bin/emailproxy", "--no-gui", "--local-server-auth", "--config-file", ConfigPlaceholder},
 		}},
-		{"home-and-quoting.service", UnitOptions{
+		{"home-and-quoting.service", UnitOptions{Service: testService,
 			Name:         "mail-proxy.service",
 			Binary:       "/opt/orbit tools/or%bit",
 			ConfigFile:   "/home/ops/mail $dir/emailproxy.config",
@@ -86,23 +86,23 @@ func verify(t *testing.T, u Unit) {
 }
 
 func TestRenderChoices(t *testing.T) {
-	def, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig})
+	def, err := Render(UnitOptions{Service: testService, Binary: "/usr/bin/orbit", ConfigFile: testConfig})
 	if err != nil {
 		t.Fatal(err)
 	}
-	py, err := Render(UnitOptions{ConfigFile: testConfig, Exec: []string{"/usr/bin/emailproxy", "--config-file", ConfigPlaceholder}})
+	py, err := Render(UnitOptions{Service: testService, ConfigFile: testConfig, Exec: []string{"/usr/bin/emailproxy", "--config-file", ConfigPlaceholder}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nowd, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig, Watchdog: -1})
+	nowd, err := Render(UnitOptions{Service: testService, Binary: "/usr/bin/orbit", ConfigFile: testConfig, Watchdog: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	home, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: "/root/proxy/emailproxy.config"})
+	home, err := Render(UnitOptions{Service: testService, Binary: "/usr/bin/orbit", ConfigFile: "/root/proxy/emailproxy.config"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig,
+	creds, err := Render(UnitOptions{Service: testService, Binary: "/usr/bin/orbit", ConfigFile: testConfig,
 		EncryptedCredentials: []Credential{{Name: "orbit-background-refresh", Path: "/etc/credstore.encrypted/orbit-background-refresh"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestRenderChoices(t *testing.T) {
 }
 
 func TestRenderUsesOwnExecutable(t *testing.T) {
-	u, err := Render(UnitOptions{ConfigFile: testConfig})
+	u, err := Render(UnitOptions{Service: testService, ConfigFile: testConfig})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,23 +154,23 @@ func TestRenderErrors(t *testing.T) {
 		opts UnitOptions
 		want string
 	}{
-		{"no config", UnitOptions{Binary: "/b"}, "required"},
-		{"relative config", UnitOptions{Binary: "/b", ConfigFile: "emailproxy.config"}, "absolute"},
-		{"config directly in /etc", UnitOptions{Binary: "/b", ConfigFile: "/etc/emailproxy.config"}, "directory of its own"},
-		{"config in /", UnitOptions{Binary: "/b", ConfigFile: "/emailproxy.config"}, "directory of its own"},
-		{"config under /tmp", UnitOptions{Binary: "/b", ConfigFile: "/tmp/x/emailproxy.config"}, "private temporary"},
-		{"config in /var/tmp", UnitOptions{Binary: "/b", ConfigFile: "/var/tmp/emailproxy.config"}, "hides it"},
-		{"name without .service", UnitOptions{Binary: "/b", ConfigFile: testConfig, Name: "proxy"}, ".service"},
-		{"name with a space", UnitOptions{Binary: "/b", ConfigFile: testConfig, Name: "a b.service"}, ".service"},
-		{"bad user", UnitOptions{Binary: "/b", ConfigFile: testConfig, User: "Root Admin"}, "user"},
-		{"relative binary", UnitOptions{Binary: "orbit", ConfigFile: testConfig}, "absolute"},
-		{"relative engine", UnitOptions{Exec: []string{"emailproxy"}, ConfigFile: testConfig}, "absolute"},
-		{"NUL in a word", UnitOptions{Exec: []string{"/bin/x", "a\x00b"}, ConfigFile: testConfig}, "cannot be written"},
-		{"colon under home", UnitOptions{Binary: "/b", ConfigFile: "/home/a:b/emailproxy.config"}, "':'"},
-		{"state directory absolute", UnitOptions{Binary: "/b", ConfigFile: testConfig, StateDirectory: "/var/lib/x"}, "relative"},
-		{"two-line description", UnitOptions{Binary: "/b", ConfigFile: testConfig, Description: "a\nb"}, "one line"},
-		{"relative credential", UnitOptions{Binary: "/b", ConfigFile: testConfig, EncryptedCredentials: []Credential{{Name: "k", Path: "k.cred"}}}, "credential"},
-		{"credential name with a colon", UnitOptions{Binary: "/b", ConfigFile: testConfig, EncryptedCredentials: []Credential{{Name: "a:b", Path: "/k"}}}, "credential"},
+		{"no config", UnitOptions{Service: testService, Binary: "/b"}, "required"},
+		{"relative config", UnitOptions{Service: testService, Binary: "/b", ConfigFile: "emailproxy.config"}, "absolute"},
+		{"config directly in /etc", UnitOptions{Service: testService, Binary: "/b", ConfigFile: "/etc/emailproxy.config"}, "directory of its own"},
+		{"config in /", UnitOptions{Service: testService, Binary: "/b", ConfigFile: "/emailproxy.config"}, "directory of its own"},
+		{"config under /tmp", UnitOptions{Service: testService, Binary: "/b", ConfigFile: "/tmp/x/emailproxy.config"}, "private temporary"},
+		{"config in /var/tmp", UnitOptions{Service: testService, Binary: "/b", ConfigFile: "/var/tmp/emailproxy.config"}, "hides it"},
+		{"name without .service", UnitOptions{Service: testService, Binary: "/b", ConfigFile: testConfig, Name: "proxy"}, ".service"},
+		{"name with a space", UnitOptions{Service: testService, Binary: "/b", ConfigFile: testConfig, Name: "a b.service"}, ".service"},
+		{"bad user", UnitOptions{Service: testService, Binary: "/b", ConfigFile: testConfig, User: "Root Admin"}, "user"},
+		{"relative binary", UnitOptions{Service: testService, Binary: "orbit", ConfigFile: testConfig}, "absolute"},
+		{"relative engine", UnitOptions{Service: testService, Exec: []string{"emailproxy"}, ConfigFile: testConfig}, "absolute"},
+		{"NUL in a word", UnitOptions{Service: testService, Exec: []string{"/bin/x", "a\x00b"}, ConfigFile: testConfig}, "cannot be written"},
+		{"colon under home", UnitOptions{Service: testService, Binary: "/b", ConfigFile: "/home/a:b/emailproxy.config"}, "':'"},
+		{"state directory absolute", UnitOptions{Service: testService, Binary: "/b", ConfigFile: testConfig, StateDirectory: "/var/lib/x"}, "relative"},
+		{"two-line description", UnitOptions{Service: testService, Binary: "/b", ConfigFile: testConfig, Description: "a\nb"}, "one line"},
+		{"relative credential", UnitOptions{Service: testService, Binary: "/b", ConfigFile: testConfig, EncryptedCredentials: []Credential{{Name: "k", Path: "k.cred"}}}, "credential"},
+		{"credential name with a colon", UnitOptions{Service: testService, Binary: "/b", ConfigFile: testConfig, EncryptedCredentials: []Credential{{Name: "a:b", Path: "/k"}}}, "credential"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,7 +214,7 @@ func TestQuoteWord(t *testing.T) {
 func TestInstall(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	u, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig})
+	u, err := Render(UnitOptions{Service: testService, Binary: "/usr/bin/orbit", ConfigFile: testConfig})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestInstall(t *testing.T) {
 		t.Errorf("an unchanged unit was rewritten")
 	}
 
-	u2, _ := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig, RestartDelay: 9 * time.Second})
+	u2, _ := Render(UnitOptions{Service: testService, Binary: "/usr/bin/orbit", ConfigFile: testConfig, RestartDelay: 9 * time.Second})
 	changed, err = Install(ctx, root, u2)
 	if err != nil || !changed {
 		t.Fatalf("changed unit: changed=%v err=%v", changed, err)
@@ -279,7 +279,7 @@ func TestEnsureUserInRoot(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	changed, err := EnsureUser(context.Background(), root, "")
+	changed, err := EnsureUser(context.Background(), root, testService)
 	if err != nil || !changed {
 		t.Fatalf("EnsureUser: changed=%v err=%v", changed, err)
 	}
@@ -290,11 +290,13 @@ func TestEnsureUserInRoot(t *testing.T) {
 	if !bytes.Contains(passwd, []byte(DefaultUser+":x:")) || !bytes.Contains(passwd, []byte("/var/lib/"+DefaultStateDirectory)) {
 		t.Errorf("%s has no %s entry:\n%s", filepath.Join(root, "etc/passwd"), DefaultUser, passwd)
 	}
-	changed, err = EnsureUser(context.Background(), root, "")
+	changed, err = EnsureUser(context.Background(), root, testService)
 	if err != nil || changed {
 		t.Fatalf("second EnsureUser: changed=%v err=%v, want unchanged", changed, err)
 	}
-	if _, err := EnsureUser(context.Background(), root, "Bad Name"); err == nil {
+	bad := testService
+	bad.User = "Bad Name"
+	if _, err := EnsureUser(context.Background(), root, bad); err == nil {
 		t.Error("EnsureUser accepted an invalid user name")
 	}
 }
@@ -314,7 +316,7 @@ func TestRenderLimits(t *testing.T) {
 		{100, "4296", "262M"},
 		{10000, "24096", "881M"},
 	} {
-		u, err := Render(UnitOptions{Binary: "/usr/local/bin/orbit", ConfigFile: testConfig, Sessions: tt.sessions})
+		u, err := Render(UnitOptions{Service: testService, Binary: "/usr/local/bin/orbit", ConfigFile: testConfig, Sessions: tt.sessions})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,7 +330,50 @@ func TestRenderLimits(t *testing.T) {
 			t.Errorf("TasksMax=%s", got)
 		}
 	}
-	if _, err := Render(UnitOptions{Binary: "/usr/local/bin/orbit", ConfigFile: testConfig, Sessions: -1}); err == nil {
+	if _, err := Render(UnitOptions{Service: testService, Binary: "/usr/local/bin/orbit", ConfigFile: testConfig, Sessions: -1}); err == nil {
 		t.Error("negative sessions accepted")
+	}
+}
+
+// TestServiceOverrides: a family relaxes or tightens the hardening by
+// naming options; the one it names replaces every value of it in place,
+// and a new one lands with the other [Service] options.
+func TestServiceOverrides(t *testing.T) {
+	svc := testService
+	svc.Overrides = []*unit.UnitOption{
+		unit.NewUnitOption("Service", "RestrictAddressFamilies", "AF_UNIX"),
+		unit.NewUnitOption("Service", "SystemCallFilter", "@system-service"),
+		unit.NewUnitOption("Service", "Environment", "MODE=test"),
+	}
+	u, err := Render(UnitOptions{Service: svc, Binary: "/usr/bin/orbit", ConfigFile: testConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var filters, envAt, installAt int
+	for i, o := range u.Options {
+		switch {
+		case o.Name == "SystemCallFilter":
+			filters++
+		case o.Name == "Environment":
+			envAt = i
+		case o.Section == "Install":
+			installAt = i
+		}
+	}
+	if v := u.Value("Service", "RestrictAddressFamilies"); v != "AF_UNIX" {
+		t.Errorf("RestrictAddressFamilies = %q, want the override", v)
+	}
+	if filters != 1 || u.Value("Service", "SystemCallFilter") != "@system-service" {
+		t.Errorf("SystemCallFilter: %d values, last %q; want the override alone", filters, u.Value("Service", "SystemCallFilter"))
+	}
+	if envAt == 0 || envAt != installAt-1 {
+		t.Errorf("Environment at %d, want just before [Install] (%d)", envAt, installAt)
+	}
+	svc.Overrides = []*unit.UnitOption{unit.NewUnitOption("Unit", "After", "x.target")}
+	if _, err := Render(UnitOptions{Service: svc, Binary: "/usr/bin/orbit", ConfigFile: testConfig}); err == nil {
+		t.Error("an override outside [Service] was accepted")
+	}
+	if _, err := Render(UnitOptions{Binary: "/usr/bin/orbit", ConfigFile: testConfig}); err == nil {
+		t.Error("a unit without a service description was rendered")
 	}
 }

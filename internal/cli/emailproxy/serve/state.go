@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/systemd"
 )
 
@@ -31,8 +32,8 @@ func newStateHandover(log *slog.Logger, tokenPath, statusPath string) *stateHand
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	userName, stateDir := systemd.DefaultUser, systemd.DefaultStateDirectory
-	if cur, err := systemd.ReadInstalled("", systemd.DefaultUnitName); err == nil {
+	userName, stateDir := service.DefaultUser, service.DefaultStateDirectory
+	if cur, err := systemd.ReadInstalled("", service.DefaultUnit); err == nil {
 		if cur.User != "" {
 			userName = cur.User
 		}

@@ -372,7 +372,7 @@ func (o *Options) stateHint(b *strings.Builder) {
 	if o.Installer == nil {
 		return
 	}
-	user, stateDir := systemd.DefaultUser, systemd.DefaultStateDirectory
+	user, stateDir := DefaultUser, DefaultStateDirectory
 	if cur, ok := ReadInstalled(o.Installer, o.Unit); ok {
 		if cur.User != "" {
 			user = cur.User

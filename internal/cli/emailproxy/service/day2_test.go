@@ -58,7 +58,7 @@ func TestStartClearsAFailedUnitAndRepairsItsState(t *testing.T) {
 	if r, s := strings.Index(calls, "reset-failed "+service.DefaultUnit), strings.Index(calls, "start "+service.DefaultUnit); r < 0 || s < r {
 		t.Errorf("calls %s: want reset-failed before start", calls)
 	}
-	if len(e.inst.Repaired) != 1 || e.inst.Repaired[0] != systemd.DefaultUser+":"+systemd.DefaultStateDirectory {
+	if len(e.inst.Repaired) != 1 || e.inst.Repaired[0] != service.DefaultUser+":"+service.DefaultStateDirectory {
 		t.Errorf("RepairStateDir calls %q", e.inst.Repaired)
 	}
 }

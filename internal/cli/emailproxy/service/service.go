@@ -22,9 +22,6 @@ import (
 	"github.com/senhasegura/orbit/pkg/journal"
 )
 
-// DefaultUnit is the unit the commands act on unless --unit names another.
-const DefaultUnit = systemd.DefaultUnitName
-
 // DefaultTimeout bounds start, stop and restart: systemd's own start
 // time-out (90 s) plus the unit's stop time-out, so that systemd, not orbit,
 // normally decides that a start failed.
@@ -109,7 +106,7 @@ func (s SystemInstaller) Installed(name string) ([]byte, error) {
 
 // EnsureUser implements Installer.
 func (s SystemInstaller) EnsureUser(ctx context.Context, user string) error {
-	_, err := systemd.EnsureUser(ctx, s.Root, user)
+	_, err := systemd.EnsureUser(ctx, s.Root, ServiceFor(user))
 	return err
 }
 

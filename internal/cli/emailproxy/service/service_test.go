@@ -272,7 +272,7 @@ func TestStartStopRestart(t *testing.T) {
 // earlier register had written it.
 func (e *env) install(t *testing.T, cfg string) {
 	t.Helper()
-	u, err := systemd.Render(systemd.UnitOptions{ConfigFile: cfg, Binary: "/usr/local/bin/orbit", Sessions: service.ConfiguredSessions(cfg)})
+	u, err := systemd.Render(systemd.UnitOptions{Service: service.Description, ConfigFile: cfg, Binary: "/usr/local/bin/orbit", Sessions: service.ConfiguredSessions(cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,17 +299,17 @@ func TestStartInstallsTheRenderedUnitAndGrantsTheFile(t *testing.T) {
 	if strings.Join(u.Argv, "|") != strings.Join(want, "|") || u.Foreign || u.ConfigPath != cfg {
 		t.Errorf("installed unit runs %q (foreign %v, config %q), want %q", u.Argv, u.Foreign, u.ConfigPath, want)
 	}
-	if len(e.inst.Users) != 1 || e.inst.Users[0] != systemd.DefaultUser {
+	if len(e.inst.Users) != 1 || e.inst.Users[0] != service.DefaultUser {
 		t.Errorf("EnsureUser calls %q", e.inst.Users)
 	}
-	if len(e.inst.Granted) != 1 || e.inst.Granted[0] != systemd.DefaultUser+":"+cfg {
+	if len(e.inst.Granted) != 1 || e.inst.Granted[0] != service.DefaultUser+":"+cfg {
 		t.Errorf("GrantConfigAccess calls %q", e.inst.Granted)
 	}
 }
 
 func TestStartLeavesAForeignEngineAlone(t *testing.T) {
 	cfg := servicetest.WriteConfig(t, servicetest.MinimalConfig)
-	u, err := systemd.Render(systemd.UnitOptions{ConfigFile: cfg,
+	u, err := systemd.Render(systemd.UnitOptions{Service: service.Description, ConfigFile: cfg,
 		Exec: []string{"/usr/local/bin/emailproxy", "--no-gui", "--local-server-auth", "--config-file", systemd.ConfigPlaceholder}})
 	if err != nil {
 		t.Fatal(err)
@@ -407,7 +407,7 @@ func TestTTYAndPlainOutput(t *testing.T) {
 
 func TestSplitExecUndoesRenderQuoting(t *testing.T) {
 	for _, cfg := range []string{"/etc/orbit/e.config", "/srv/with space/100%/e$HOME.config", `/srv/q"uote/e.config`} {
-		u, err := systemd.Render(systemd.UnitOptions{ConfigFile: cfg, Binary: "/opt/orbit dir/orbit%1"})
+		u, err := systemd.Render(systemd.UnitOptions{Service: service.Description, ConfigFile: cfg, Binary: "/opt/orbit dir/orbit%1"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -74,7 +74,7 @@ type Prepared struct {
 // systemd says it changed behind its back).
 func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared, error) {
 	res := Prepared{UnitFile: systemd.UnitPath("", s.Unit)}
-	user, stateDir := systemd.DefaultUser, systemd.DefaultStateDirectory
+	user, stateDir := DefaultUser, DefaultStateDirectory
 	if cur, ok := ReadInstalled(inst, s.Unit); ok && cur.Foreign {
 		res.Foreign = true
 		if cur.User != "" {
@@ -92,7 +92,7 @@ func prepare(ctx context.Context, inst Installer, m Manager, s Setup) (Prepared,
 			}
 			return res, fmt.Errorf("checking the configuration file: %w", err)
 		}
-		u, err := systemd.Render(systemd.UnitOptions{Name: s.Unit, ConfigFile: s.ConfigPath, Binary: s.Binary, Sessions: ConfiguredSessions(s.ConfigPath),
+		u, err := systemd.Render(systemd.UnitOptions{Service: Description, Name: s.Unit, ConfigFile: s.ConfigPath, Binary: s.Binary, Sessions: ConfiguredSessions(s.ConfigPath),
 			EncryptedCredentials: BackgroundCredentials(s.ConfigPath, CredentialStore)})
 		if err != nil {
 			return res, exitcode.With(exitcode.Invalid, err)

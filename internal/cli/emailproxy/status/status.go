@@ -445,7 +445,7 @@ func foregroundEngine(procs []Process, cfgPath, statusFile string) (Process, boo
 // can see all of it, and a user that does not exist yet is start's to
 // create.
 func (o *Options) stateProblems() []systemd.StateProblem {
-	user, stateDir := systemd.DefaultUser, systemd.DefaultStateDirectory
+	user, stateDir := service.DefaultUser, service.DefaultStateDirectory
 	if cur, ok := service.ReadInstalled(o.Installer, o.Unit); ok {
 		if cur.User != "" {
 			user = cur.User

@@ -102,7 +102,7 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	user, stateDir := systemd.DefaultUser, systemd.DefaultStateDirectory
+	user, stateDir := service.DefaultUser, service.DefaultStateDirectory
 	if cur, ok := service.ReadInstalled(o.Installer, o.Unit); ok {
 		if cur.User != "" {
 			user = cur.User

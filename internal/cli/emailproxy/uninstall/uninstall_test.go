@@ -34,14 +34,14 @@ func newFixture(t *testing.T, installed bool) *fixture {
 	mgr := servicetest.NewManager()
 	inst := &servicetest.Installer{Sysusers: map[string]bool{}}
 	if installed {
-		u, err := systemd.Render(systemd.UnitOptions{ConfigFile: cfg, Binary: "/usr/local/bin/orbit"})
+		u, err := systemd.Render(systemd.UnitOptions{Service: service.Description, ConfigFile: cfg, Binary: "/usr/local/bin/orbit"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := inst.Install(context.Background(), u); err != nil {
 			t.Fatal(err)
 		}
-		inst.Sysusers[systemd.DefaultUser] = true
+		inst.Sysusers[service.DefaultUser] = true
 		mgr.Props.ActiveState, mgr.Props.SubState, mgr.Props.MainPID, mgr.Props.UnitFileState = "active", "running", 4242, "enabled"
 	} else {
 		mgr.Props.LoadState = "not-found"
@@ -135,7 +135,7 @@ func TestPurgeAsksFirst(t *testing.T) {
 				t.Errorf("%s survived --purge: %v", p, err)
 			}
 		}
-		if len(f.inst.Purged) != 1 || f.inst.Purged[0] != systemd.DefaultStateDirectory {
+		if len(f.inst.Purged) != 1 || f.inst.Purged[0] != service.DefaultStateDirectory {
 			t.Errorf("purged %q", f.inst.Purged)
 		}
 	})

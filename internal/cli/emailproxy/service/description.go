@@ -1,0 +1,44 @@
+package service
+
+import (
+	"fmt"
+
+	"github.com/senhasegura/orbit/internal/exitcode"
+	"github.com/senhasegura/orbit/internal/systemd"
+)
+
+// The e-mail proxy's service: its unit, user and state directory unless
+// register --unit or an installed unit says otherwise.
+const (
+	DefaultUnit           = "email-oauth2-proxy.service"
+	DefaultUser           = "orbit-emailproxy"
+	DefaultStateDirectory = "orbit/email-oauth2-proxy"
+)
+
+// Description is the e-mail proxy's service as internal/systemd renders,
+// installs and controls it.
+var Description = systemd.Service{
+	Name:           DefaultUnit,
+	Description:    "orbit email OAuth 2.0 proxy",
+	Origin:         "orbit email-oauth2-proxy register",
+	User:           DefaultUser,
+	UserRole:       "the proxy service",
+	StateDirectory: DefaultStateDirectory,
+	Args:           []string{"email-oauth2-proxy", "serve", "--config", systemd.ConfigPlaceholder},
+	// serve reloads its file on SIGHUP, refusing a broken one.
+	ReloadSignal: "HUP",
+	// serve's exits that only an administrator can cure: a usage error,
+	// permission denied, and an invalid or missing file (EX_CONFIG); then
+	// systemd's own failures to set the process up.
+	RestartPreventExitStatus: fmt.Sprintf("%d %d %d %s", exitcode.Usage, exitcode.Permission, exitcode.Config, systemd.SetupExitStatus),
+}
+
+// ServiceFor is Description for an installed unit's user ("" keeps the
+// default).
+func ServiceFor(user string) systemd.Service {
+	s := Description
+	if user != "" {
+		s.User = user
+	}
+	return s
+}
