@@ -263,6 +263,8 @@ func TestSandboxInner(t *testing.T) {
 	if changed, err := m.Disable(ctx, name); err != nil || !changed {
 		t.Errorf("Disable: changed=%v err=%v", changed, err)
 	}
+	secondFamily(ctx, t, m, self, dir)
+
 	err = m.Start(ctx, "no-such-unit.service")
 	if err == nil || !strings.Contains(err.Error(), "register") {
 		t.Errorf("Start of a missing unit: %v, want a hint to register", err)

@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 		os.Exit(serviceMain(os.Args[3:], true))
 	case len(os.Args) > 1 && os.Args[1] == "simple-engine":
 		os.Exit(serviceMain(os.Args[2:], false))
+	case len(os.Args) > 1 && os.Args[1] == "tick":
+		os.Exit(tickMain())
 	}
 	os.Exit(m.Run())
 }
