@@ -41,11 +41,22 @@ type Options struct {
 	ReadPassword func(prompt string) (string, error)
 	// Call talks to the engine; control.Call unless a test replaces it.
 	Call func(ctx context.Context, path string, req control.Request, onReply func(control.Reply)) (control.Reply, error)
+	// Probe checks that the socket is there before the password is asked
+	// for, so nobody types a password only to hear the engine is not
+	// running; nil skips it.
+	Probe func(path string) error
 }
 
 // New builds the command; runF replaces Run in tests of flag parsing.
 func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, ReadFile: os.ReadFile, Call: control.Call}
+	opts := &Options{IO: f.IO, ReadFile: os.ReadFile, Call: control.Call,
+		Probe: func(path string) error {
+			_, err := os.Stat(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w (no control socket at %s)", control.ErrNotRunning, path)
+			}
+			return err
+		}}
 	opts.ReadPassword = func(prompt string) (string, error) {
 		fmt.Fprint(f.IO.ErrOut, prompt)
 		b, err := term.ReadPassword(int(os.Stdin.Fd()))
@@ -120,6 +131,11 @@ var errNoWaitDone = errors.New("done: --no-wait")
 
 // Run signs the account in.
 func Run(ctx context.Context, o *Options) error {
+	if o.Probe != nil {
+		if err := o.Probe(o.Socket); err != nil {
+			return o.callError(ctx, err)
+		}
+	}
 	password, err := o.password()
 	if err != nil {
 		return err

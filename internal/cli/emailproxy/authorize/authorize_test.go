@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
@@ -84,6 +85,23 @@ func TestRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The engine's absence is reported before any password is asked for.
+func TestNotRunningBeforePassword(t *testing.T) {
+	io, _, _, _ := iostreams.Test()
+	io.SetTTY(true, true, true)
+	var o *Options
+	cmd := New(&factory.Factory{IO: io}, func(_ context.Context, got *Options) error { o = got; return nil })
+	cmd.SetArgs([]string{"--account", "a@b", "--socket", t.TempDir() + "/control.sock"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	asked := false
+	o.ReadPassword = func(string) (string, error) { asked = true; return "pw", nil }
+	if err := Run(context.Background(), o); exitcode.Of(err) != exitcode.NotRunning || asked {
+		t.Fatalf("Run = %v (exit %d), password asked: %v; want exit 3 before any prompt", err, exitcode.Of(err), asked)
 	}
 }
 
