@@ -3,6 +3,7 @@ package service
 import (
 	"fmt"
 
+	svc "github.com/senhasegura/orbit/internal/cli/service"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
 )
@@ -41,4 +42,12 @@ func ServiceFor(user string) systemd.Service {
 		s.User = user
 	}
 	return s
+}
+
+// Family is the e-mail proxy's service as the shared verbs
+// (internal/cli/service) see it.
+var Family = svc.Description{
+	Service: Description,
+	Command: "email-oauth2-proxy",
+	Role:    "the proxy",
 }

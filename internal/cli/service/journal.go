@@ -96,12 +96,12 @@ func hasFailure(entries []journal.Entry, since time.Time) bool {
 	return false
 }
 
-// printTail writes the unit's last journal lines to w, for a failed start.
+// PrintTail writes the unit's last journal lines to w, for a failed start.
 // With settle, it first waits (up to FailureSettle) until systemd's failure
 // line is in the journal, so the lines shown are the ones that explain the
 // failure. Journal trouble is reported in place of the lines, never instead
 // of the failure itself.
-func printTail(ctx context.Context, w io.Writer, r JournalReader, unit string, since time.Time, settle bool, loc *time.Location) {
+func PrintTail(ctx context.Context, w io.Writer, r JournalReader, unit string, since time.Time, settle bool, loc *time.Location) {
 	if r == nil {
 		return
 	}
@@ -131,3 +131,6 @@ func printTail(ctx context.Context, w io.Writer, r JournalReader, unit string, s
 		fmt.Fprintf(w, "(the journal holds no lines of %s)\n", unit)
 	}
 }
+
+// FailureLines is how many of the unit's journal lines a failed start shows.
+const FailureLines = 20
