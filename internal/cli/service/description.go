@@ -14,23 +14,53 @@ import (
 	"github.com/senhasegura/orbit/internal/systemd"
 )
 
-// Description is what a family tells the generic service code about its
-// daemon.
+// Description is what a family tells the shared verbs about its daemon:
+// the unit, and the hooks only the family can answer. Every wording of the
+// verbs comes from here, so that a second family's messages never name
+// another's commands.
 type Description struct {
 	// Service is the unit internal/systemd renders, installs and controls.
 	Service systemd.Service
-	// Command is the family's command path below orbit, such as
-	// "email-oauth2-proxy": hints name its verbs.
+	// Command is the family's command below orbit ("email-oauth2-proxy"):
+	// the foreground engine is `orbit Command serve`, and hints name its
+	// status and logs verbs.
 	Command string
-	// Role names the daemon in messages ("the proxy").
-	Role string
+	// Noun names the daemon in messages ("proxy").
+	Noun string
+	// DefaultConfig is --config's default.
+	DefaultConfig string
+	// Help words each verb for the daemon.
+	Help map[Action]Help
+
+	// CheckConfig loads the file as the engine would, before a restart or
+	// a reload hands it over; keep says what was left alone ("nothing was
+	// restarted"). nil: the engine alone judges its file.
+	CheckConfig func(path, keep string) error
+	// RenderExtras adds what the file asks of the unit (resource limits,
+	// credentials) before it is rendered; nil adds nothing.
+	RenderExtras func(*systemd.UnitOptions)
+	// WriteConfig is the command that writes a missing file
+	// ("orbit email-oauth2-proxy register"); "" when there is none.
+	WriteConfig string
+	// ValidateCommand is the family's verb that explains a file's problems
+	// ("config validate"); "" when there is none.
+	ValidateCommand string
+	// ForeignNote says how another engine got into the unit
+	// (" (register --exec)").
+	ForeignNote string
+	// StopNote adds how the foreground engine stops
+	// (" (it lets running sessions finish first)").
+	StopNote string
+	// HandOverNote adds what carries over from a foreground engine to the
+	// unit ("; the tokens it saved carry over to the unit").
+	HandOverNote string
 }
 
 // ForegroundHint tells how to run the family's engine without systemd:
 // its serve verb with the configuration file.
 func (d Description) ForegroundHint(configPath string) string {
-	return fmt.Sprintf("run %s in the foreground instead (it logs to standard error; stop it with Ctrl-C):\n  orbit %s serve --config %s",
-		d.Role, d.Command, cmdutil.ShellQuote(configPath))
+	return fmt.Sprintf("run the %s in the foreground instead (it logs to standard error; stop it with Ctrl-C):\n  orbit %s serve --config %s",
+		d.Noun, d.Command, cmdutil.ShellQuote(configPath))
 }
 
 // ServiceFor is the Service for an installed unit's user ("" keeps the

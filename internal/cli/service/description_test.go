@@ -14,7 +14,7 @@ import (
 var tick = Description{
 	Service: systemd.Service{Name: "orbit-tick.service", User: "orbit-tick"},
 	Command: "tick",
-	Role:    "the ticker",
+	Noun:    "ticker",
 }
 
 func TestConnectErrorNamesTheFamily(t *testing.T) {

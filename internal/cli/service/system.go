@@ -149,7 +149,7 @@ func (s SystemInstaller) Purge(ctx context.Context, stateDirectory string) ([]st
 // without; its exit code is NoSystemd (6). what names what could not be
 // done ("cannot start email-oauth2-proxy.service").
 func (d Description) NoSystemdError(what, configPath string, err error) error {
-	return exitcode.Withf(exitcode.NoSystemd, "%s: %v\nThere is no service manager to run %s here; %s", what, err, d.Role, d.ForegroundHint(configPath))
+	return exitcode.Withf(exitcode.NoSystemd, "%s: %v\nThere is no service manager to run the %s here; %s", what, err, d.Noun, d.ForegroundHint(configPath))
 }
 
 // ConnectError turns a failed Connect into the right exit code: NoSystemd,

@@ -2,103 +2,42 @@ package service
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
-	"strings"
-	"time"
 
-	"github.com/godbus/dbus/v5"
-	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/factory"
-	"github.com/senhasegura/orbit/internal/exitcode"
-	"github.com/senhasegura/orbit/internal/iostreams"
-	"github.com/senhasegura/orbit/internal/output"
+	svc "github.com/senhasegura/orbit/internal/cli/service"
 	"github.com/senhasegura/orbit/internal/systemd"
-	"github.com/senhasegura/orbit/pkg/emailproxy/config"
-	"github.com/senhasegura/orbit/pkg/journal"
 	"github.com/spf13/cobra"
 )
 
-// Action is what a command asks of the unit.
-type Action string
-
-const (
-	Start   Action = "start"
-	Stop    Action = "stop"
-	Restart Action = "restart"
+// start, stop and restart are the shared verbs (internal/cli/service)
+// mounted with the e-mail proxy's Family; these names keep the family's
+// other commands and tests unchanged.
+type (
+	Action        = svc.Action
+	Deps          = svc.Deps
+	Options       = svc.Options
+	Result        = svc.Result
+	Prepared      = svc.Prepared
+	Setup         = svc.Setup
+	Process       = svc.Process
+	InstalledUnit = systemd.Installed
 )
 
-// Deps are what start, stop, restart and the register hook use of the
-// system; tests replace them with servicetest's fakes.
-type Deps struct {
-	IO         *iostreams.IOStreams
-	Connector  Connector
-	Installer  Installer
-	Journal    JournalReader
-	Executable func() (string, error)
-	Now        func() time.Time
-	// Processes lists running serve processes (ReadProcesses); nil skips
-	// the check for a foreground proxy that holds the unit's ports.
-	Processes func() ([]Process, error)
-}
+// The actions of start, stop and restart.
+const (
+	Start   = svc.Start
+	Stop    = svc.Stop
+	Restart = svc.Restart
+)
 
-// SystemDeps are the running system's.
-func SystemDeps(f *factory.Factory) Deps {
-	return Deps{
-		IO:         f.IO,
-		Connector:  SystemConnector{},
-		Installer:  SystemInstaller{},
-		Journal:    &journal.Reader{},
-		Executable: f.Executable,
-		Now:        f.Now,
-		Processes:  ReadProcesses,
-	}
-}
+// DefaultTimeout bounds start, stop and restart.
+const DefaultTimeout = svc.DefaultTimeout
 
-// Options are the inputs and dependencies of start, stop and restart.
-type Options struct {
-	Deps
-	// Location formats times (time.Local unless a test pins it).
-	Location *time.Location
-
-	Action     Action
-	Unit       string
-	ConfigPath string
-	// ConfigExplicit: --config was given; otherwise the installed unit's
-	// file wins over the default.
-	ConfigExplicit bool
-	NoEnable       bool
-	Timeout        time.Duration
-	Output         output.Format
-}
-
-// Result is what start, stop and restart report, also as --output json.
-type Result struct {
-	Action Action `json:"action"`
-	Unit   string `json:"unit"`
-	Config string `json:"config,omitempty"`
-	Prepared
-	// Enabled: the unit is enabled at boot after the command (start and
-	// restart enable it unless --no-enable).
-	EnabledNow  bool       `json:"enabled_now"`
-	ActiveState string     `json:"active_state"`
-	SubState    string     `json:"sub_state"`
-	MainPID     uint32     `json:"main_pid"`
-	Since       *time.Time `json:"since,omitempty"`
-	// NotInstalled: stop found no such unit, so there was nothing to stop.
-	NotInstalled bool `json:"not_installed,omitempty"`
-}
-
-// NewOptions fills the dependencies for the running system.
-func NewOptions(f *factory.Factory, a Action) *Options {
-	return &Options{Deps: SystemDeps(f), Action: a}
-}
-
-// NewStart builds `start`.
-func NewStart(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	return newCmd(f, Start, runF, "Install, enable and start the proxy's systemd unit",
-		`Start the proxy under systemd. The unit (default email-oauth2-proxy.service) is
+// verbHelp words start, stop and restart for the proxy.
+var verbHelp = map[Action]svc.Help{
+	Start: {
+		Short: "Install, enable and start the proxy's systemd unit",
+		Long: `Start the proxy under systemd. The unit (default email-oauth2-proxy.service) is
 installed or refreshed first when it is missing or out of date (systemd is then
 reloaded), it is enabled at boot unless --no-enable, and start waits for the
 job and for the unit to settle: it returns only when the proxy listens.
@@ -109,339 +48,104 @@ When the start fails, the unit's last journal lines are printed with what to
 do next, and the exit status is 7. Without systemd (a container, a chroot)
 the exit status is 6 and the message shows how to run the proxy in the
 foreground instead.`,
-		`  orbit email-oauth2-proxy start
-  orbit email-oauth2-proxy start --config /srv/mail/emailproxy.config --no-enable`)
+		Example: `  orbit email-oauth2-proxy start
+  orbit email-oauth2-proxy start --config /srv/mail/emailproxy.config --no-enable`,
+	},
+	Stop: {
+		Short: "Stop the proxy's systemd unit",
+		Long: `Stop the proxy and wait until its unit is inactive. The unit stays enabled at
+boot (systemctl disable email-oauth2-proxy.service turns that off). Stopping a
+unit that is not installed does nothing and succeeds.`,
+		Example: `  orbit email-oauth2-proxy stop`,
+	},
+	Restart: {
+		Short: "Restart the proxy's systemd unit (starts it when stopped)",
+		Long: `Restart the proxy so that it reads its file again. Like start, it installs or
+refreshes the unit first, enables it at boot unless --no-enable, waits until
+the unit settles, and on failure prints the unit's last journal lines (exit 7).`,
+		Example: `  orbit email-oauth2-proxy restart`,
+	},
+}
+
+// SystemDeps are the running system's.
+func SystemDeps(f *factory.Factory) Deps { return svc.SystemDeps(f, Family) }
+
+// NewOptions fills the dependencies for the running system.
+func NewOptions(f *factory.Factory, a Action) *Options { return svc.NewOptions(f, Family, a) }
+
+// NewStart builds `start`.
+func NewStart(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	return svc.NewStart(f, Family, runF)
 }
 
 // NewStop builds `stop`.
 func NewStop(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	return newCmd(f, Stop, runF, "Stop the proxy's systemd unit",
-		`Stop the proxy and wait until its unit is inactive. The unit stays enabled at
-boot (systemctl disable email-oauth2-proxy.service turns that off). Stopping a
-unit that is not installed does nothing and succeeds.`,
-		`  orbit email-oauth2-proxy stop`)
+	return svc.NewStop(f, Family, runF)
 }
 
 // NewRestart builds `restart`.
 func NewRestart(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	return newCmd(f, Restart, runF, "Restart the proxy's systemd unit (starts it when stopped)",
-		`Restart the proxy so that it reads its file again. Like start, it installs or
-refreshes the unit first, enables it at boot unless --no-enable, waits until
-the unit settles, and on failure prints the unit's last journal lines (exit 7).`,
-		`  orbit email-oauth2-proxy restart`)
+	return svc.NewRestart(f, Family, runF)
 }
 
-func newCmd(f *factory.Factory, a Action, runF func(context.Context, *Options) error, short, long, example string) *cobra.Command {
-	opts := NewOptions(f, a)
-	cmd := &cobra.Command{
-		Use:     string(a) + " [flags]",
-		Short:   short,
-		Long:    long,
-		Example: example,
-		Args:    cobra.NoArgs,
-		RunE:    RunE(opts, &opts.ConfigExplicit, runF, Run),
-	}
-	AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", DefaultTimeout, "give up waiting for systemd after this long (exit 8)")
-	if a != Stop {
-		cmd.Flags().BoolVar(&opts.NoEnable, "no-enable", false, "do not enable the unit at boot")
-	}
-	output.AddFlag(cmd, &opts.Output)
-	return cmd
-}
-
-// RunE is the RunE of a command with AddCommonFlags: it records whether
-// --config was given (otherwise the installed unit's file wins over the
-// default) and calls run, or runF when a test supplies one.
+// RunE is svc.RunE.
 func RunE[O any](opts *O, configExplicit *bool, runF, run func(context.Context, *O) error) func(*cobra.Command, []string) error {
-	if runF != nil {
-		run = runF
-	}
-	return func(c *cobra.Command, _ []string) error {
-		*configExplicit = c.Flags().Changed("config")
-		return run(c.Context(), opts)
-	}
+	return svc.RunE(opts, configExplicit, runF, run)
 }
 
 // AddCommonFlags adds --config and --unit, shared by every service command.
 func AddCommonFlags(cmd *cobra.Command, configPath, unit *string) {
-	cmd.Flags().StringVar(configPath, "config", config.DefaultPath, "the proxy's configuration file; when not given, the one the installed unit runs with, else this default")
-	cmd.Flags().StringVar(unit, "unit", DefaultUnit, "the systemd unit that runs the proxy")
-	_ = cmd.MarkFlagFilename("config")
-	_ = cmd.RegisterFlagCompletionFunc("unit", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return []string{DefaultUnit}, cobra.ShellCompDirectiveNoFileComp
-	})
+	Family.AddCommonFlags(cmd, configPath, unit)
 }
 
-// Run carries out o.Action.
+// Run carries out o.Action for the proxy's unit (Options built by hand in
+// tests leave Family empty).
 func Run(ctx context.Context, o *Options) error {
-	unit, err := CheckUnit(o.Unit)
-	if err != nil {
-		return err
+	if o.Family.Command == "" {
+		o.Family = Family
 	}
-	o.Unit = unit
-	if o.Timeout < 0 {
-		return exitcode.Withf(exitcode.Usage, "--timeout %v: use a positive duration such as 30s or 5m", o.Timeout)
-	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	cfgPath, err := AbsConfig(ResolveConfig(o.Installer, o.Unit, o.ConfigPath, o.ConfigExplicit))
-	if err != nil {
-		return err
-	}
-	what := fmt.Sprintf("cannot %s %s", o.Action, o.Unit)
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	m, err := o.Connector.Connect(ctx)
-	if err != nil {
-		if o.Action == Stop && errors.Is(err, systemd.ErrNoSystemd) && !errors.Is(err, fs.ErrPermission) {
-			// Without systemd there is no unit to stop; a proxy run by
-			// hand stops like any foreground process.
-			return exitcode.Withf(exitcode.NoSystemd, "%s: %v\nThere is no service manager here, so no unit runs the proxy; a proxy started with `orbit email-oauth2-proxy serve` stops with Ctrl-C or SIGTERM (it lets running sessions finish first).", what, err)
-		}
-		return ConnectError(what, cfgPath, err)
-	}
-	defer m.Close()
-
-	res := Result{Action: o.Action, Unit: o.Unit, Config: cfgPath}
-	switch o.Action {
-	case Stop:
-		p, err := m.Properties(ctx, o.Unit)
-		if err != nil {
-			return jobError(what, err)
-		}
-		if p.LoadState == "not-found" {
-			res.NotInstalled = true
-			res.ActiveState, res.SubState = p.ActiveState, p.SubState
-			return o.report(res)
-		}
-		if err := m.Stop(ctx, o.Unit); err != nil {
-			return o.failed(ctx, "", err, time.Time{}, cfgPath)
-		}
-	case Start, Restart:
-		if err := o.checkForeground(ctx, m, cfgPath, what); err != nil {
-			return err
-		}
-		if o.Action == Restart {
-			// A restart stops a proxy that may be serving well: never for
-			// a file the new engine would refuse.
-			if err := checkBeforeRestart(ctx, o.Installer, m, o.Unit, cfgPath); err != nil {
-				return err
-			}
-		}
-		if res.Prepared, err = install(ctx, o.Installer, m, o.Executable, o.Unit, cfgPath, what); err != nil {
-			return err
-		}
-		// A unit that gave up restarting (start-limit-hit) refuses even an
-		// administrator's start until its failure is cleared.
-		if err := m.ResetFailed(ctx, o.Unit); err != nil {
-			return jobError(what, err)
-		}
-		if !o.NoEnable {
-			if _, err := m.Enable(ctx, o.Unit); err != nil {
-				return jobError(what, err)
-			}
-		}
-		// A second of slack: journald's timestamps and ours come from the
-		// same clock, but the window must include systemd's "Starting" line.
-		issued := o.Now().Add(-time.Second)
-		op := m.Start
-		if o.Action == Restart {
-			op = m.Restart
-		}
-		if err := op(ctx, o.Unit); err != nil {
-			return o.failed(ctx, "", err, issued, cfgPath)
-		}
-	default:
-		return fmt.Errorf("unknown action %q", o.Action)
-	}
-	p, err := m.Properties(ctx, o.Unit)
-	if err != nil {
-		return jobError(what, err)
-	}
-	res.fill(p)
-	return o.report(res)
+	return svc.Run(ctx, o)
 }
 
-// checkForeground refuses to start the unit while `serve`, run by hand for
-// the same file, holds its ports: the unit would only fail with "address
-// already in use" after a while, and the proxy that answers the mailer is
-// the foreground one.
-func (o *Options) checkForeground(ctx context.Context, m Manager, cfgPath, what string) error {
-	if o.Processes == nil {
-		return nil
-	}
-	procs, err := o.Processes()
-	if err != nil {
-		return nil
-	}
-	var mainPID uint32
-	if p, err := m.Properties(ctx, o.Unit); err == nil {
-		mainPID = p.MainPID
-	}
-	if p, ok := ForegroundServe(procs, cfgPath, mainPID); ok {
-		return exitcode.Withf(exitcode.Failed, "%s: the proxy already runs in the foreground for %s (PID %d: %s) and holds its ports.\nStop it first (Ctrl-C where it runs, or kill %d), then start again; the tokens it saved carry over to the unit.", what, cfgPath, p.PID, strings.Join(p.Argv, " "), p.PID)
-	}
-	return nil
+// The unit's helpers, for reload, uninstall, status and logs.
+
+// ParseInstalled reads a unit file.
+func ParseInstalled(data []byte) (InstalledUnit, error) { return systemd.ParseInstalled(data) }
+
+// ReadInstalled returns the installed unit; ok is false when there is none.
+func ReadInstalled(inst Installer, name string) (InstalledUnit, bool) {
+	return Family.ReadInstalled(inst, name)
 }
 
-// checkBeforeRestart validates the file a restart would hand the engine;
-// a unit running another engine (register --exec) is that engine's to
-// judge.
-func checkBeforeRestart(ctx context.Context, inst Installer, m Manager, unit, cfgPath string) error {
-	if cur, ok := ReadInstalled(inst, unit); ok && cur.Foreign {
-		return nil
-	}
-	keep := "nothing was restarted"
-	if p, err := m.Properties(ctx, unit); err == nil && p.ActiveState == "active" && p.MainPID != 0 {
-		keep = fmt.Sprintf("the running proxy (%s, main PID %d) was left as it is", unit, p.MainPID)
-	}
-	return CheckFile(cfgPath, keep)
+// ResolveConfig picks the configuration file: --config when given, else the
+// installed unit's, else the default.
+func ResolveConfig(inst Installer, unitName, flagValue string, explicit bool) string {
+	return Family.ResolveConfig(inst, unitName, flagValue, explicit)
 }
 
-func (r *Result) fill(p systemd.Properties) {
-	r.ActiveState, r.SubState, r.MainPID = p.ActiveState, p.SubState, p.MainPID
-	r.EnabledNow = p.UnitFileState == "enabled"
-	if !p.StateChangeTimestamp.IsZero() {
-		t := p.StateChangeTimestamp.UTC()
-		r.Since = &t
-	}
+// Prepare is what start does before it starts the unit.
+func Prepare(ctx context.Context, d Deps, m Manager, unit, cfgPath, what string) (Prepared, error) {
+	return Family.Prepare(ctx, d, m, unit, cfgPath, what)
 }
 
-// jobError classifies an error of the service manager: refused for lack of
-// privilege (10), out of time (8), or anything else systemd said (7).
-func jobError(what string, err error) error {
-	var de dbus.Error
-	switch {
-	case errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.AccessDenied" || strings.HasSuffix(de.Name, "InteractiveAuthorizationRequired")):
-		return cmdutil.Denied(what, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return exitcode.Withf(exitcode.Timeout, "%s: %v\nsystemd may still be working on it: orbit email-oauth2-proxy status", what, err)
-	}
-	return exitcode.Withf(exitcode.Failed, "%s: %v", what, err)
-}
+// JobError classifies an error of the service manager under what.
+func JobError(what string, err error) error { return Family.JobError(what, err) }
 
-// failed explains a start, stop or restart that did not work: the unit's
-// last journal lines on stderr, then an error that says what to do.
-func (o *Options) failed(ctx context.Context, what string, err error, since time.Time, cfgPath string) error {
-	// Only a start or restart whose job systemd ended (not one we gave up
-	// waiting for) is sure to get systemd's failure line to wait for.
-	var opErr *systemd.OpError
-	settle := o.Action != Stop && errors.As(err, &opErr) && !errors.Is(err, context.DeadlineExceeded)
-	printTail(ctx, o.IO.ErrOut, o.Journal, o.Unit, since, settle, o.Location)
-	code := exitcode.Failed
-	var de dbus.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		code = exitcode.Timeout
-	case errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.AccessDenied" || strings.HasSuffix(de.Name, "InteractiveAuthorizationRequired")):
-		return cmdutil.Denied(what, err)
-	}
-	var b strings.Builder
-	if what != "" {
-		// The job's error already names the operation and the unit.
-		fmt.Fprintf(&b, "%s: ", what)
-	}
-	fmt.Fprintf(&b, "%v", err)
-	if code == exitcode.Timeout {
-		fmt.Fprintf(&b, "\nsystemd may still be working on it (raise --timeout, or see: orbit email-oauth2-proxy status).")
-	}
-	if opErr != nil && opErr.Props.ExecMainCode == 1 {
-		// systemd's own set-up failures and serve's permission exit point
-		// at the state directory: name what in it is still wrong.
-		switch opErr.Props.ExecMainStatus {
-		case 10, 200, 238:
-			o.stateHint(&b)
-		}
-	}
-	b.WriteString("\nWhat to do:")
-	if o.Action != Stop {
-		fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy config validate %s   # check the file", cmdutil.ShellQuote(cfgPath))
-	}
-	fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy logs -n 100%s   # the unit's whole story", unitFlag(o.Unit))
-	fmt.Fprintf(&b, "\n  orbit email-oauth2-proxy status%s", unitFlag(o.Unit))
-	return exitcode.With(code, errors.New(b.String()))
-}
+// UnitFlag is " --unit NAME" for commands printed as advice, "" for the
+// default unit.
+func UnitFlag(unit string) string { return Family.UnitFlag(unit) }
 
-// stateHint adds what CheckStateDir finds in the unit's state directory.
-func (o *Options) stateHint(b *strings.Builder) {
-	if o.Installer == nil {
-		return
-	}
-	user, stateDir := DefaultUser, DefaultStateDirectory
-	if cur, ok := ReadInstalled(o.Installer, o.Unit); ok {
-		if cur.User != "" {
-			user = cur.User
-		}
-		stateDir = cur.StateDirectory
-	}
-	if stateDir == "" {
-		return
-	}
-	problems, err := o.Installer.CheckStateDir(stateDir, user)
-	if err != nil || len(problems) == 0 {
-		return
-	}
-	b.WriteString("\nThe service user cannot use its state directory:")
-	for _, p := range problems {
-		fmt.Fprintf(b, "\n  %s: %s\n    fix: %s", p.Path, p.What, p.Fix)
-	}
-}
+// AbsConfig makes the configuration path absolute.
+func AbsConfig(p string) (string, error) { return Family.AbsConfig(p) }
 
-func unitFlag(unit string) string {
-	if unit == DefaultUnit {
-		return ""
-	}
-	return " --unit " + cmdutil.ShellQuote(unit)
-}
+// CheckUnit checks --unit before anything reaches systemd.
+func CheckUnit(unit string) (string, error) { return Family.CheckUnit(unit) }
 
-func (o *Options) report(res Result) error {
-	if o.Output == output.JSON {
-		return output.WriteJSON(o.IO.Out, res)
-	}
-	var lines []string
-	if res.Foreign {
-		lines = append(lines, fmt.Sprintf("%s runs another engine (register --exec); left as it is.", res.UnitFile))
-	} else if res.Written {
-		lines = append(lines, fmt.Sprintf("Installed %s.", res.UnitFile))
-	}
-	if res.Reloaded {
-		lines = append(lines, "Reloaded systemd's unit files.")
-	}
-	for _, c := range res.StateRepaired {
-		lines = append(lines, "Repaired the state directory for the service user: "+c)
-	}
-	if o.Action != Stop && !o.NoEnable {
-		lines = append(lines, "Enabled at boot.")
-	}
-	var done string
-	switch {
-	case res.NotInstalled:
-		done = fmt.Sprintf("%s is not installed; nothing to stop.", res.Unit)
-	case o.Action == Stop:
-		done = fmt.Sprintf("Stopped %s (%s).", res.Unit, res.ActiveState)
-	default:
-		verb := "Started"
-		if o.Action == Restart {
-			verb = "Restarted"
-		}
-		done = fmt.Sprintf("%s %s: %s (%s), main PID %d.", verb, res.Unit, res.ActiveState, res.SubState, res.MainPID)
-	}
-	if o.IO.IsStdoutTTY() {
-		cs := cmdutil.NewColorScheme(o.IO)
-		for _, l := range lines {
-			fmt.Fprintln(o.IO.Out, cs.Faint(l))
-		}
-		fmt.Fprintf(o.IO.Out, "%s %s\n", cs.SuccessIcon(), done)
-		return nil
-	}
-	for _, l := range lines {
-		fmt.Fprintln(o.IO.Out, l)
-	}
-	fmt.Fprintln(o.IO.Out, done)
-	return nil
+// ReadProcesses lists the running `orbit email-oauth2-proxy serve`s.
+func ReadProcesses() ([]Process, error) { return Family.ReadProcesses() }
+
+// ForegroundServe finds a serve process for cfgPath other than the unit's
+// main process.
+func ForegroundServe(procs []Process, cfgPath string, mainPID uint32) (Process, bool) {
+	return svc.ForegroundServe(procs, cfgPath, mainPID)
 }

@@ -6,6 +6,7 @@ import (
 	svc "github.com/senhasegura/orbit/internal/cli/service"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
 
 // The e-mail proxy's service: its unit, user and state directory unless
@@ -47,7 +48,19 @@ func ServiceFor(user string) systemd.Service {
 // Family is the e-mail proxy's service as the shared verbs
 // (internal/cli/service) see it.
 var Family = svc.Description{
-	Service: Description,
-	Command: "email-oauth2-proxy",
-	Role:    "the proxy",
+	Service:       Description,
+	Command:       "email-oauth2-proxy",
+	Noun:          "proxy",
+	DefaultConfig: config.DefaultPath,
+	Help:          verbHelp,
+	CheckConfig:   CheckFile,
+	RenderExtras: func(uo *systemd.UnitOptions) {
+		uo.Sessions = ConfiguredSessions(uo.ConfigFile)
+		uo.EncryptedCredentials = BackgroundCredentials(uo.ConfigFile, CredentialStore)
+	},
+	WriteConfig:     "orbit email-oauth2-proxy register",
+	ValidateCommand: "config validate",
+	ForeignNote:     " (register --exec)",
+	StopNote:        " (it lets running sessions finish first)",
+	HandOverNote:    "; the tokens it saved carry over to the unit",
 }

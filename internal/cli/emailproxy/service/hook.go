@@ -55,17 +55,17 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	defer m.Close()
 	p, err := m.Properties(ctx, unit)
 	if err != nil {
-		return "", jobError(what, err)
+		return "", JobError(what, err)
 	}
 	running := p.ActiveState == "active" || p.ActiveState == "activating" || p.ActiveState == "reloading"
 	if running && restart {
 		// The restart below would stop a working proxy for a file the new
 		// engine refuses: check first, and leave the unit alone if so.
-		if err := checkBeforeRestart(ctx, h.Installer, m, unit, cfg); err != nil {
+		if err := Family.CheckBeforeRestart(ctx, h.Installer, m, unit, cfg); err != nil {
 			return "", fmt.Errorf("the file is written, but %w", err)
 		}
 	}
-	prep, err := install(ctx, h.Installer, m, h.Executable, unit, cfg, what)
+	prep, err := Prepare(ctx, h.Deps, m, unit, cfg, what)
 	if err != nil {
 		return "", err
 	}
@@ -84,12 +84,12 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	}
 	issued := h.now().Add(-time.Second)
 	if err := m.Restart(ctx, unit); err != nil {
-		o := &Options{Deps: h.Deps, Action: Restart, Unit: unit}
-		return "", o.failed(ctx, "the file is written, but restarting "+unit+" failed", err, issued, cfg)
+		o := &Options{Deps: h.Deps, Family: Family, Action: Restart, Unit: unit}
+		return "", o.Failed(ctx, "the file is written, but restarting "+unit+" failed", err, issued, cfg)
 	}
 	p, err = m.Properties(ctx, unit)
 	if err != nil {
-		return "", jobError(what, err)
+		return "", JobError(what, err)
 	}
 	return msg + fmt.Sprintf("; %s restarted so the new file applies (main PID %d)", unit, p.MainPID), nil
 }

@@ -1,26 +1,17 @@
-// Package service is `orbit email-oauth2-proxy start`, `stop` and `restart`,
-// and the hook `register` calls after it wrote the file: the proxy's unit is
-// rendered, installed or refreshed, and driven over systemd's D-Bus API
-// (internal/systemd). The status and logs commands reuse its dependencies
-// (Connector, JournalReader) and its no-systemd explanation.
+// Package service mounts the shared service verbs (internal/cli/service:
+// start, stop, restart) for the e-mail proxy with its Family description,
+// and holds the hook `register` calls after it wrote the file. The proxy's
+// own parts stay here: the file check before a restart (CheckFile), the
+// unit's session limits and background-refresh credential. The status,
+// logs, reload and uninstall commands reuse its names.
 package service
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
-	"strings"
-	"time"
 
 	svc "github.com/senhasegura/orbit/internal/cli/service"
-	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
 )
-
-// DefaultTimeout bounds start, stop and restart: systemd's own start
-// time-out (90 s) plus the unit's stop time-out, so that systemd, not orbit,
-// normally decides that a start failed.
-const DefaultTimeout = 2 * time.Minute
 
 // FailureLines is how many of the unit's journal lines a failed start shows.
 const FailureLines = svc.FailureLines
@@ -108,48 +99,4 @@ func Booted() error { return svc.Booted() }
 var (
 	FormatEntry = svc.FormatEntry
 	Tail        = svc.Tail
-	printTail   = svc.PrintTail
 )
-
-// AbsConfig makes the configuration path absolute: the unit starts the
-// engine in its own working directory.
-func AbsConfig(p string) (string, error) {
-	if p == "" {
-		return "", exitcode.Withf(exitcode.Usage, "--config is empty; name the proxy's configuration file")
-	}
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return "", fmt.Errorf("--config %s: %w", p, err)
-	}
-	return a, nil
-}
-
-// CheckUnit checks --unit before anything reaches systemd, so that a typo is
-// a usage error (exit 2) on every machine rather than a D-Bus refusal, and a
-// unit file is never written under a name systemd would not read. A name
-// without a type gets ".service", as systemctl does.
-func CheckUnit(unit string) (string, error) {
-	if unit == "" {
-		return DefaultUnit, nil
-	}
-	name := unit
-	if !strings.Contains(name, ".") {
-		name += ".service"
-	}
-	prefix, ok := strings.CutSuffix(name, ".service")
-	if !ok {
-		return "", exitcode.Withf(exitcode.Usage, "--unit %q: the proxy runs as a service; use a name ending in .service, such as %s", unit, DefaultUnit)
-	}
-	if prefix == "" || len(name) > 255 || strings.IndexFunc(prefix, badUnitRune) >= 0 {
-		return "", exitcode.Withf(exitcode.Usage, "--unit %q is not a systemd unit name: use letters, digits and : - _ . @ only, such as %s", unit, DefaultUnit)
-	}
-	return name, nil
-}
-
-func badUnitRune(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		return false
-	}
-	return !strings.ContainsRune(":-_.@\\", r)
-}

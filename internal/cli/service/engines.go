@@ -6,11 +6,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
 
-// Process is a running `orbit email-oauth2-proxy serve`: status reports
+// Process is a running `orbit FAMILY serve`: status reports
 // one run by hand as a foreground engine, and start refuses to start the
 // unit while one holds the ports of the same file.
 type Process struct {
@@ -23,9 +21,9 @@ type Process struct {
 }
 
 // ReadProcesses lists the serve processes of this PID namespace from
-// /proc: a command line with "email-oauth2-proxy" followed by "serve".
+// /proc: a command line with the family's Command followed by "serve".
 // Command lines are readable by every user, so this works without root.
-func ReadProcesses() ([]Process, error) {
+func (d Description) ReadProcesses() ([]Process, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
@@ -42,7 +40,7 @@ func ReadProcesses() ([]Process, error) {
 			continue
 		}
 		argv := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
-		if p, ok := serveProcess(pid, argv); ok {
+		if p, ok := d.serveProcess(pid, argv); ok {
 			out = append(out, p)
 		}
 	}
@@ -50,10 +48,10 @@ func ReadProcesses() ([]Process, error) {
 }
 
 // serveProcess recognises serve's command line and the file it serves.
-func serveProcess(pid int, argv []string) (Process, bool) {
+func (d Description) serveProcess(pid int, argv []string) (Process, bool) {
 	at := -1
 	for i := 0; i+1 < len(argv); i++ {
-		if argv[i] == "email-oauth2-proxy" && argv[i+1] == "serve" {
+		if argv[i] == d.Command && argv[i+1] == "serve" {
 			at = i + 2
 			break
 		}
@@ -61,7 +59,7 @@ func serveProcess(pid int, argv []string) (Process, bool) {
 	if at < 0 {
 		return Process{}, false
 	}
-	cfg := config.DefaultPath
+	cfg := d.DefaultConfig
 	for i := at; i < len(argv); i++ {
 		if argv[i] == "--" {
 			break
