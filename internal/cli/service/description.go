@@ -51,6 +51,8 @@ type Description struct {
 	// StopNote adds how the foreground engine stops
 	// (" (it lets running sessions finish first)").
 	StopNote string
+	// Purge words what uninstall --purge removes besides the unit.
+	Purge PurgeWords
 	// HandOverNote adds what carries over from a foreground engine to the
 	// unit ("; the tokens it saved carry over to the unit").
 	HandOverNote string
@@ -71,4 +73,20 @@ func (d Description) ServiceFor(user string) systemd.Service {
 		s.User = user
 	}
 	return s
+}
+
+// PurgeWords describe the files uninstall --purge removes: the
+// configuration file with its Companions, and the state directory.
+type PurgeWords struct {
+	// Companions are suffixes of files kept next to the configuration
+	// file (".bak", ".lock").
+	Companions []string
+	// State names the state directory in --purge's help ("the token
+	// store"); StateHolds says what it holds, in the question.
+	State, StateHolds string
+	// Consequence is said before the question, ending in a space ("The
+	// mailboxes must then be authorised again. ").
+	Consequence string
+	// Keeps is what a run without --purge keeps ("the file and tokens").
+	Keeps string
 }

@@ -26,6 +26,11 @@ const (
 	Start   Action = "start"
 	Stop    Action = "stop"
 	Restart Action = "restart"
+	// The other verbs, for Description.Help.
+	Uninstall Action = "uninstall"
+	Reload    Action = "reload"
+	Status    Action = "status"
+	Logs      Action = "logs"
 )
 
 // Deps are what start, stop, restart and the register hook use of the

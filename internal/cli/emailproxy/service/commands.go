@@ -65,6 +65,23 @@ refreshes the unit first, enables it at boot unless --no-enable, waits until
 the unit settles, and on failure prints the unit's last journal lines (exit 7).`,
 		Example: `  orbit email-oauth2-proxy restart`,
 	},
+	svc.Uninstall: {
+		Short: "Stop and remove the proxy's systemd unit (--purge: its file and tokens too)",
+		Long: `Stop the proxy, disable it at boot, and remove its unit file and the
+sysusers.d entry that creates its user; systemd is then reloaded. The service
+user itself stays in /etc/passwd (its ID may still own files).
+
+The configuration file and the token store are kept, so that start (or
+register) brings the same proxy back without a new authorisation. --purge
+removes them too: the file (and its .bak and .lock) and the state directory
+/var/lib/orbit/email-oauth2-proxy (tokens, status file). --purge asks first at
+a terminal and needs --yes where nobody can answer.
+
+Drop-ins (systemctl edit) are the administrator's and stay. Uninstalling what
+is not installed does nothing and succeeds, so scripts may run it twice.`,
+		Example: `  orbit email-oauth2-proxy uninstall
+  orbit email-oauth2-proxy uninstall --purge --yes`,
+	},
 }
 
 // SystemDeps are the running system's.

@@ -63,4 +63,11 @@ var Family = svc.Description{
 	ForeignNote:     " (register --exec)",
 	StopNote:        " (it lets running sessions finish first)",
 	HandOverNote:    "; the tokens it saved carry over to the unit",
+	Purge: svc.PurgeWords{
+		Companions:  []string{".bak", ".lock"},
+		State:       "the token store",
+		StateHolds:  "the token store and status file",
+		Consequence: "The mailboxes must then be authorised again. ",
+		Keeps:       "the file and tokens",
+	},
 }
