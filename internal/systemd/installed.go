@@ -24,14 +24,57 @@ type Installed struct {
 	// StateDirectory is StateDirectory= (relative to /var/lib), "" when
 	// unset.
 	StateDirectory string
-	// Foreign is true when ExecStart runs something other than `orbit
-	// email-oauth2-proxy serve` (register --exec, or a hand-written unit):
-	// such a unit is never rewritten by start or register's hook.
+	// Foreign is true when ExecStart does not run the Service's own
+	// command (Service.Runs): another engine (the e-mail family's
+	// register --exec) or a hand-written unit, which start and register's
+	// hook never rewrite.
 	Foreign bool
 }
 
-// ParseInstalled reads a unit file's content.
-func ParseInstalled(data []byte) (Installed, error) {
+// ParseInstalled reads a unit file's content, judging whether it runs s's
+// engine (Foreign).
+func (s Service) ParseInstalled(data []byte) (Installed, error) {
+	u, err := parseInstalled(data)
+	if err != nil {
+		return u, err
+	}
+	u.Foreign = !s.Runs(u.Argv)
+	return u, nil
+}
+
+// Runs reports whether argv (an ExecStart) runs s's engine: the words of
+// Args before its first option (such as "email-oauth2-proxy serve") appear
+// in it in order. Args that start with an option cannot tell, and count as
+// s's.
+func (s Service) Runs(argv []string) bool {
+	var sub []string
+	for _, a := range s.Args {
+		if strings.HasPrefix(a, "-") || a == ConfigPlaceholder {
+			break
+		}
+		sub = append(sub, a)
+	}
+	if len(sub) == 0 {
+		return true
+	}
+	for i := 0; i+len(sub) <= len(argv); i++ {
+		match := true
+		for j, w := range sub {
+			if argv[i+j] != w {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// parseInstalled reads a unit file's content; Foreign is left to the
+// Service that asks.
+func parseInstalled(data []byte) (Installed, error) {
 	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
 	if err != nil {
 		return Installed{}, fmt.Errorf("parsing the unit file: %w", err)
@@ -52,11 +95,7 @@ func ParseInstalled(data []byte) (Installed, error) {
 		}
 	}
 	u.Argv = splitExec(exec)
-	u.Foreign = true
 	for i, w := range u.Argv {
-		if i+1 < len(u.Argv) && w == "email-oauth2-proxy" && u.Argv[i+1] == "serve" {
-			u.Foreign = false
-		}
 		if (w == "--config" || w == "--config-file") && i+1 < len(u.Argv) {
 			u.ConfigPath = u.Argv[i+1]
 		} else if v, ok := strings.CutPrefix(w, "--config="); ok {
@@ -68,9 +107,10 @@ func ParseInstalled(data []byte) (Installed, error) {
 	return u, nil
 }
 
-// ReadInstalled reads and parses the unit file name below root ("" is the
-// running system). A missing unit is an error wrapping fs.ErrNotExist.
-func ReadInstalled(root, name string) (Installed, error) {
+// ReadInstalled reads and parses the unit file name (s's, or the one
+// --unit renamed it to) below root ("" is the running system). A missing
+// unit is an error wrapping fs.ErrNotExist.
+func (s Service) ReadInstalled(root, name string) (Installed, error) {
 	if name == "" {
 		return Installed{}, errors.New("reading an installed unit: no unit named")
 	}
@@ -78,7 +118,7 @@ func ReadInstalled(root, name string) (Installed, error) {
 	if err != nil {
 		return Installed{}, err
 	}
-	u, err := ParseInstalled(data)
+	u, err := s.ParseInstalled(data)
 	if err != nil {
 		return Installed{}, fmt.Errorf("%s: %w", UnitPath(root, name), err)
 	}
@@ -91,7 +131,7 @@ func ReadInstalled(root, name string) (Installed, error) {
 // or its command line names no file: callers then use their default.
 // This is what `config show/validate`, start, status and logs agree on.
 func InstalledConfig(name string) (path string, ok bool) {
-	u, err := ReadInstalled("", name)
+	u, err := Service{}.ReadInstalled("", name)
 	if err != nil || u.ConfigPath == "" {
 		return "", false
 	}

@@ -13,13 +13,13 @@ func TestReadInstalledFindsTheUnitsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadInstalled(root, DefaultUnitName); !IsNotInstalled(err) {
+	if _, err := testService.ReadInstalled(root, DefaultUnitName); !IsNotInstalled(err) {
 		t.Fatalf("ReadInstalled without a unit: %v, want not installed", err)
 	}
 	if _, err := Install(context.Background(), root, u); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadInstalled(root, DefaultUnitName)
+	got, err := testService.ReadInstalled(root, DefaultUnitName)
 	if err != nil {
 		t.Fatal(err)
 	}

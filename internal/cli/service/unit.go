@@ -27,7 +27,7 @@ func (d Description) ReadInstalled(inst Installer, name string) (systemd.Install
 	if err != nil {
 		return systemd.Installed{}, false
 	}
-	u, err := systemd.ParseInstalled(data)
+	u, err := d.Service.ParseInstalled(data)
 	if err != nil {
 		return systemd.Installed{}, false
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
-	"github.com/senhasegura/orbit/internal/systemd"
 	"github.com/senhasegura/orbit/pkg/emailproxy/authurl"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/events"
@@ -313,7 +312,7 @@ func (o *Options) authURL(ctx context.Context, since time.Time) error {
 // lines --auth-url must then read too: yes unless the installed unit runs
 // `orbit email-oauth2-proxy serve`.
 func PythonEngine(unit string) bool {
-	u, err := systemd.ReadInstalled("", unit)
+	u, err := service.Description.ReadInstalled("", unit)
 	return err != nil || u.Foreign
 }
 

@@ -33,7 +33,7 @@ func newStateHandover(log *slog.Logger, tokenPath, statusPath string) *stateHand
 		return nil
 	}
 	userName, stateDir := service.DefaultUser, service.DefaultStateDirectory
-	if cur, err := systemd.ReadInstalled("", service.DefaultUnit); err == nil {
+	if cur, err := service.Description.ReadInstalled("", service.DefaultUnit); err == nil {
 		if cur.User != "" {
 			userName = cur.User
 		}

@@ -127,7 +127,7 @@ func Run(ctx context.Context, o *Options) error {
 // The unit's helpers, for reload, uninstall, status and logs.
 
 // ParseInstalled reads a unit file.
-func ParseInstalled(data []byte) (InstalledUnit, error) { return systemd.ParseInstalled(data) }
+func ParseInstalled(data []byte) (InstalledUnit, error) { return Description.ParseInstalled(data) }
 
 // ReadInstalled returns the installed unit; ok is false when there is none.
 func ReadInstalled(inst Installer, name string) (InstalledUnit, bool) {
