@@ -36,6 +36,9 @@ type Description struct {
 	// a reload hands it over; keep says what was left alone ("nothing was
 	// restarted"). nil: the engine alone judges its file.
 	CheckConfig func(path, keep string) error
+	// Verdict is how the engine answers a reload in the journal; nil when
+	// it does not, and reload then reports only that systemd signalled it.
+	Verdict *Verdict
 	// RenderExtras adds what the file asks of the unit (resource limits,
 	// credentials) before it is rendered; nil adds nothing.
 	RenderExtras func(*systemd.UnitOptions)

@@ -23,6 +23,7 @@ import (
 	"github.com/senhasegura/orbit/internal/systemd"
 	"github.com/senhasegura/orbit/internal/testenv"
 	"github.com/senhasegura/orbit/internal/testenv/sandbox"
+	"github.com/senhasegura/orbit/pkg/journal"
 	"github.com/spf13/cobra"
 )
 
@@ -79,6 +80,7 @@ var tickFamily = service.Description{
 		service.Stop:      {Short: "Stop the ticker"},
 		service.Restart:   {Short: "Restart the ticker"},
 		service.Uninstall: {Short: "Remove the ticker"},
+		service.Reload:    {Short: "Make the ticker re-read its file"},
 	},
 	// The ticker's file is one "interval = N" line.
 	CheckConfig: func(path, keep string) error {
@@ -117,7 +119,8 @@ func TestSandboxTickFamily(t *testing.T) {
 // TestSandboxTickFamilyInner mounts the shared verbs for the tick family
 // under an `orbit tick` of its own and drives the real systemd with them:
 // start installs and starts the unit as its user, restart refuses a file
-// the family's check refuses and leaves the daemon running, stop stops it,
+// the family's check refuses and leaves the daemon running, reload
+// signals it (its journal shows it took the file), stop stops it,
 // uninstall --purge removes the unit, the user's sysusers.d entry and the
 // file.
 func TestSandboxTickFamilyInner(t *testing.T) {
@@ -154,7 +157,7 @@ func TestSandboxTickFamilyInner(t *testing.T) {
 		f := factory.New(io)
 		root := &cobra.Command{Use: "tick", SilenceUsage: true, SilenceErrors: true}
 		root.AddCommand(service.NewStart(f, tickFamily, nil), service.NewStop(f, tickFamily, nil),
-			service.NewRestart(f, tickFamily, nil), service.NewUninstall(f, tickFamily, nil))
+			service.NewRestart(f, tickFamily, nil), service.NewUninstall(f, tickFamily, nil), service.NewReload(f, tickFamily, nil))
 		root.SetArgs(args)
 		err := root.ExecuteContext(ctx)
 		text := out.String() + errOut.String()
@@ -190,9 +193,14 @@ func TestSandboxTickFamilyInner(t *testing.T) {
 		t.Errorf("sysusers.d entry: %v", err)
 	}
 
-	// The family's CheckConfig guards restart: the running daemon stays.
+	// The family's CheckConfig guards reload and restart: the running
+	// daemon is not signalled, not restarted.
 	if err := os.WriteFile(cfg, []byte("garbage\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	out = run("reload with a broken file", exitcode.Invalid, "reload")
+	if !strings.Contains(out, "is not a tick file; the running ticker (main PID "+strconv.Itoa(int(p.MainPID))+") keeps its current configuration") {
+		t.Errorf("reload refused with:\n%s", out)
 	}
 	out = run("restart with a broken file", exitcode.Invalid, "restart")
 	if !strings.Contains(out, "is not a tick file; the running ticker (orbit-tick.service, main PID "+strconv.Itoa(int(p.MainPID))+") was left as it is") {
@@ -203,6 +211,25 @@ func TestSandboxTickFamilyInner(t *testing.T) {
 	}
 	if err := os.WriteFile(cfg, []byte("interval = 2\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	out = run("reload", exitcode.OK, "reload")
+	if !strings.Contains(out, "Reloaded orbit-tick.service: systemd signalled the engine (main PID "+strconv.Itoa(int(p.MainPID))+")") {
+		t.Errorf("reload said:\n%s", out)
+	}
+	// The reload took: the daemon's first SIGHUP is the good file's (the
+	// refused reload never reached it), and it is in the unit's journal.
+	jctx, jcancel := context.WithTimeout(ctx, 15*time.Second)
+	var reloaded []journal.Entry
+	for e, err := range (&journal.Reader{}).Entries(jctx, journal.Query{Units: []string{name}, Matches: []string{"MESSAGE=tick reloaded 1"}, Follow: true}) {
+		if err != nil {
+			t.Fatalf("journal: %v", err)
+		}
+		reloaded = append(reloaded, e)
+		break
+	}
+	jcancel()
+	if len(reloaded) != 1 || reloaded[0].PID != int(p.MainPID) {
+		t.Errorf("the daemon's reload line: %+v", reloaded)
 	}
 	// Without --config, the installed unit's file is used.
 	run("restart", exitcode.OK, "restart")

@@ -65,6 +65,22 @@ refreshes the unit first, enables it at boot unless --no-enable, waits until
 the unit settles, and on failure prints the unit's last journal lines (exit 7).`,
 		Example: `  orbit email-oauth2-proxy restart`,
 	},
+	svc.Reload: {
+		Short: "Make the running proxy re-read its file, after checking it",
+		Long: `Make the running proxy re-read its configuration file without a restart:
+listeners are added, changed and removed, running sessions continue, tokens
+stay.
+
+The file is checked first, exactly as the engine checks it; a file with
+errors is refused here (exit 4, every problem listed) and the proxy is not
+touched. Otherwise systemd signals the engine (the unit's ExecReload, the
+same as systemctl reload), and reload waits for the engine's own word in the
+journal: exit 0 when it took the file, 7 when it took it but a listener
+failed, 4 when it refused it and kept the previous configuration, 8 when it
+said nothing within --timeout. A proxy that is not running exits 3.`,
+		Example: `  orbit email-oauth2-proxy reload
+  orbit email-oauth2-proxy reload --output json`,
+	},
 	svc.Uninstall: {
 		Short: "Stop and remove the proxy's systemd unit (--purge: its file and tokens too)",
 		Long: `Stop the proxy, disable it at boot, and remove its unit file and the
