@@ -138,7 +138,8 @@ func GrantConfigAccess(ctx context.Context, configFile, userName string) error {
 		return fmt.Errorf("user %s has a non-numeric id: %w", userName, err)
 	}
 	dir := filepath.Dir(configFile)
-	if err := checkConfigDir(dir); err != nil {
+	// Render ran first with the family's example; this is a backstop.
+	if err := checkConfigDir(dir, ""); err != nil {
 		return err
 	}
 	for _, step := range []struct {

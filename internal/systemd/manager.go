@@ -280,7 +280,7 @@ func (m *Manager) run(ctx context.Context, op, name string, job jobFunc, want ..
 func hintFor(err error) string {
 	var de dbus.Error
 	if errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchUnit" {
-		return " (install it first: orbit email-oauth2-proxy register)"
+		return " (it is not installed: its family's start or register installs it)"
 	}
 	return ""
 }

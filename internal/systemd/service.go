@@ -30,6 +30,14 @@ type Service struct {
 	UserRole string
 	// StateDirectory below /var/lib, by default.
 	StateDirectory string
+	// StartCommand starts the unit and repairs its state directory on the
+	// way ("orbit email-oauth2-proxy start"), named in CheckStateDir's
+	// fixes; "" names only the manual fix.
+	StartCommand string
+	// ConfigExample is a good place for the configuration file
+	// ("/etc/orbit/email-oauth2-proxy/emailproxy.config"), named when the
+	// file is somewhere the unit cannot use; "" gives a generic example.
+	ConfigExample string
 	// Args follow the orbit binary on ExecStart=; ConfigPlaceholder in a
 	// word is replaced by the configuration file's path.
 	Args []string

@@ -63,10 +63,15 @@ func LookupServiceUser(userName string) (ServiceUser, error) {
 // and everything in it must belong to u (a token store that root wrote
 // while running serve in the foreground is unreadable to the service). A
 // missing dir is no problem: systemd creates it. The fix named is the one
-// that FixStateDir applies.
-func CheckStateDir(dir string, u ServiceUser) ([]StateProblem, error) {
+// that FixStateDir applies, after start (the family's StartCommand, ""
+// when there is none to name), which applies it too.
+func CheckStateDir(dir string, u ServiceUser, start string) ([]StateProblem, error) {
 	var out []StateProblem
-	fix := fmt.Sprintf("orbit email-oauth2-proxy start (it repairs this), or: chown -R %s:%s %s", u.Name, u.Name, dir)
+	repair := ""
+	if start != "" {
+		repair = start + " (it repairs this), or: "
+	}
+	fix := fmt.Sprintf("%schown -R %s:%s %s", repair, u.Name, u.Name, dir)
 	for _, p := range parentsBelowStateRoot(dir) {
 		st, err := os.Stat(p)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -82,7 +87,7 @@ func CheckStateDir(dir string, u ServiceUser) ([]StateProblem, error) {
 		if !traversable(st, u) {
 			out = append(out, StateProblem{Path: p,
 				What: fmt.Sprintf("mode %04o, owner uid %d: the service user %s cannot enter it (systemd fails the start with 200/CHDIR)", st.Mode().Perm(), ownerOf(st), u.Name),
-				Fix:  "orbit email-oauth2-proxy start (it repairs this), or: chmod 0755 " + p})
+				Fix:  repair + "chmod 0755 " + p})
 		}
 	}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

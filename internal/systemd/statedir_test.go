@@ -35,7 +35,7 @@ func TestFixStateDirAfterForegroundRoot(t *testing.T) {
 	}
 	u := ServiceUser{Name: "nobody", UID: 65534, GID: 65534}
 
-	problems, err := CheckStateDir(dir, u)
+	problems, err := CheckStateDir(dir, u, "orbit email-oauth2-proxy start")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestFixStateDirAfterForegroundRoot(t *testing.T) {
 	if len(changed) != 2 {
 		t.Errorf("changes = %q, want the parent's mode and the files' owner", changed)
 	}
-	if problems, _ := CheckStateDir(dir, u); len(problems) != 0 {
+	if problems, _ := CheckStateDir(dir, u, "orbit email-oauth2-proxy start"); len(problems) != 0 {
 		t.Errorf("problems after the repair: %+v", problems)
 	}
 	st, _ := os.Stat(filepath.Join(dir, "tokens.cache"))
@@ -77,7 +77,7 @@ func TestFixStateDirAfterForegroundRoot(t *testing.T) {
 }
 
 func TestStateDirMissingIsNoProblem(t *testing.T) {
-	problems, err := CheckStateDir(filepath.Join(t.TempDir(), "var/lib/orbit/email-oauth2-proxy"), ServiceUser{Name: "nobody", UID: 65534, GID: 65534})
+	problems, err := CheckStateDir(filepath.Join(t.TempDir(), "var/lib/orbit/email-oauth2-proxy"), ServiceUser{Name: "nobody", UID: 65534, GID: 65534}, "orbit email-oauth2-proxy start")
 	if err != nil || len(problems) != 0 {
 		t.Errorf("a missing state directory: %+v, %v (systemd creates it)", problems, err)
 	}

@@ -258,7 +258,7 @@ func Render(opts UnitOptions) (Unit, error) {
 		// ProtectHome=yes would hide the file; an empty /home with just the
 		// configuration directory bound into it keeps the rest hidden.
 		if strings.Contains(cfgDir, ":") {
-			return Unit{}, fmt.Errorf("systemd unit: configuration directory %q is under a home directory and contains ':', which BindPaths= cannot express; move the file, e.g. to /etc/orbit/email-oauth2-proxy/", cfgDir)
+			return Unit{}, fmt.Errorf("systemd unit: configuration directory %q is under a home directory and contains ':', which BindPaths= cannot express; move the file, e.g. %s", cfgDir, exampleDir(o.Service.ConfigExample))
 		}
 		add("Service", "ProtectHome", "tmpfs")
 		add("Service", "BindPaths", quotePath(cfgDir))
@@ -377,7 +377,7 @@ func withDefaults(o UnitOptions) (UnitOptions, error) {
 		return o, fmt.Errorf("systemd unit: configuration file %q must be an absolute path (services start in their own working directory)", o.ConfigFile)
 	}
 	o.ConfigFile = filepath.Clean(o.ConfigFile)
-	if err := checkConfigDir(filepath.Dir(o.ConfigFile)); err != nil {
+	if err := checkConfigDir(filepath.Dir(o.ConfigFile), o.Service.ConfigExample); err != nil {
 		return o, err
 	}
 	if o.Binary == "" && len(o.Exec) == 0 {
@@ -406,13 +406,29 @@ var sharedDirs = map[string]string{
 	"/dev/shm": " (the service's private devices hide it)",
 }
 
-func checkConfigDir(dir string) error {
+// exampleDir names where a configuration file could go instead: example's
+// directory (a Service's ConfigExample), or a generic place without one.
+func exampleDir(example string) string {
+	if example == "" {
+		return "to a directory of its own under /etc/orbit/"
+	}
+	return "to " + filepath.Dir(example) + "/"
+}
+
+// checkConfigDir refuses a configuration directory the unit cannot use;
+// example is the family's ConfigExample for the fix ("" when the caller
+// has no Service).
+func checkConfigDir(dir, example string) error {
 	if why, ok := sharedDirs[dir]; ok {
-		return fmt.Errorf("systemd unit: the configuration file is directly in %s%s; the service may write only its configuration file's directory, so give it a directory of its own, e.g. /etc/orbit/email-oauth2-proxy/emailproxy.config", dir, why)
+		own := "e.g. " + example
+		if example == "" {
+			own = "such as one under /etc/orbit/"
+		}
+		return fmt.Errorf("systemd unit: the configuration file is directly in %s%s; the service may write only its configuration file's directory, so give it a directory of its own, %s", dir, why, own)
 	}
 	for _, hidden := range []string{"/tmp/", "/var/tmp/", "/dev/shm/"} {
 		if strings.HasPrefix(dir+"/", hidden) {
-			return fmt.Errorf("systemd unit: the configuration file is under %s, which the service's private temporary directories hide; move it, e.g. to /etc/orbit/email-oauth2-proxy/", hidden)
+			return fmt.Errorf("systemd unit: the configuration file is under %s, which the service's private temporary directories hide; move it, e.g. %s", hidden, exampleDir(example))
 		}
 	}
 	if !utf8.ValidString(dir) || strings.ContainsAny(dir, "\n\r\x00") {

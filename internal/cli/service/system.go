@@ -121,7 +121,7 @@ func (s SystemInstaller) CheckStateDir(stateDirectory, user string) ([]systemd.S
 	if err != nil {
 		return nil, err
 	}
-	return systemd.CheckStateDir(systemd.StateDirPath(s.Root, stateDirectory), u)
+	return systemd.CheckStateDir(systemd.StateDirPath(s.Root, stateDirectory), u, s.Service.StartCommand)
 }
 
 // Uninstall implements Installer.

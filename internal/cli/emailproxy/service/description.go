@@ -26,6 +26,8 @@ var Description = systemd.Service{
 	User:           DefaultUser,
 	UserRole:       "the proxy service",
 	StateDirectory: DefaultStateDirectory,
+	StartCommand:   "orbit email-oauth2-proxy start",
+	ConfigExample:  "/etc/orbit/email-oauth2-proxy/emailproxy.config",
 	Args:           []string{"email-oauth2-proxy", "serve", "--config", systemd.ConfigPlaceholder},
 	// serve reloads its file on SIGHUP, refusing a broken one.
 	ReloadSignal: "HUP",
