@@ -8,6 +8,7 @@
 package service
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/senhasegura/orbit/internal/cli/cmdutil"
@@ -39,6 +40,10 @@ type Description struct {
 	// Verdict is how the engine answers a reload in the journal; nil when
 	// it does not, and reload then reports only that systemd signalled it.
 	Verdict *Verdict
+	// StatusExtra is the family's part of status for the file at cfgPath:
+	// text after the unit's lines, and data for --output json ("extra");
+	// nil shows the unit alone.
+	StatusExtra func(ctx context.Context, cfgPath string, running bool) (text string, data any)
 	// RenderExtras adds what the file asks of the unit (resource limits,
 	// credentials) before it is rendered; nil adds nothing.
 	RenderExtras func(*systemd.UnitOptions)

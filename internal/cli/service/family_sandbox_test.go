@@ -81,6 +81,8 @@ var tickFamily = service.Description{
 		service.Restart:   {Short: "Restart the ticker"},
 		service.Uninstall: {Short: "Remove the ticker"},
 		service.Reload:    {Short: "Make the ticker re-read its file"},
+		service.Status:    {Short: "Show the ticker"},
+		service.Logs:      {Short: "Show the ticker's journal"},
 	},
 	// The ticker's file is one "interval = N" line.
 	CheckConfig: func(path, keep string) error {
@@ -92,6 +94,15 @@ var tickFamily = service.Description{
 			return exitcode.Withf(exitcode.Invalid, "%s is not a tick file; %s", path, keep)
 		}
 		return nil
+	},
+	// The ticker's part of status: its interval.
+	StatusExtra: func(_ context.Context, cfgPath string, _ bool) (string, any) {
+		b, err := os.ReadFile(cfgPath)
+		if err != nil {
+			return "Interval: unknown (" + err.Error() + ")", nil
+		}
+		v := strings.TrimSpace(strings.TrimPrefix(string(b), "interval = "))
+		return "Interval: " + v, map[string]string{"interval": v}
 	},
 	Purge: service.PurgeWords{State: "the tick state", StateHolds: "its counters", Keeps: "the file and state"},
 }
@@ -120,7 +131,8 @@ func TestSandboxTickFamily(t *testing.T) {
 // under an `orbit tick` of its own and drives the real systemd with them:
 // start installs and starts the unit as its user, restart refuses a file
 // the family's check refuses and leaves the daemon running, reload
-// signals it (its journal shows it took the file), stop stops it,
+// signals it (its journal and logs show it took the file), status exits 0
+// while it runs and 3 once stop stopped it,
 // uninstall --purge removes the unit, the user's sysusers.d entry and the
 // file.
 func TestSandboxTickFamilyInner(t *testing.T) {
@@ -157,7 +169,8 @@ func TestSandboxTickFamilyInner(t *testing.T) {
 		f := factory.New(io)
 		root := &cobra.Command{Use: "tick", SilenceUsage: true, SilenceErrors: true}
 		root.AddCommand(service.NewStart(f, tickFamily, nil), service.NewStop(f, tickFamily, nil),
-			service.NewRestart(f, tickFamily, nil), service.NewUninstall(f, tickFamily, nil), service.NewReload(f, tickFamily, nil))
+			service.NewRestart(f, tickFamily, nil), service.NewUninstall(f, tickFamily, nil), service.NewReload(f, tickFamily, nil),
+			service.NewStatus(f, tickFamily, nil), service.NewLogs(f, tickFamily, nil))
 		root.SetArgs(args)
 		err := root.ExecuteContext(ctx)
 		text := out.String() + errOut.String()
@@ -191,6 +204,11 @@ func TestSandboxTickFamilyInner(t *testing.T) {
 	}
 	if _, err := os.Stat(systemd.SysusersPath("", "orbit-tick")); err != nil {
 		t.Errorf("sysusers.d entry: %v", err)
+	}
+	out = run("status", exitcode.OK, "status")
+	if !strings.Contains(out, "orbit-tick.service: active (running), main PID "+strconv.Itoa(int(p.MainPID))) ||
+		!strings.Contains(out, "Configuration: "+cfg) || !strings.Contains(out, "Interval: 1") {
+		t.Errorf("status said:\n%s", out)
 	}
 
 	// The family's CheckConfig guards reload and restart: the running
@@ -231,6 +249,11 @@ func TestSandboxTickFamilyInner(t *testing.T) {
 	if len(reloaded) != 1 || reloaded[0].PID != int(p.MainPID) {
 		t.Errorf("the daemon's reload line: %+v", reloaded)
 	}
+	out = run("logs", exitcode.OK, "logs", "-n", "20")
+	if !strings.Contains(out, fmt.Sprintf("[%d]: tick started as uid %d", p.MainPID, tick.UID)) ||
+		!strings.Contains(out, fmt.Sprintf("[%d]: tick reloaded 1", p.MainPID)) {
+		t.Errorf("logs said:\n%s", out)
+	}
 	// Without --config, the installed unit's file is used.
 	run("restart", exitcode.OK, "restart")
 	if q := props(); q.ActiveState != "active" || q.MainPID == 0 || q.MainPID == p.MainPID {
@@ -240,6 +263,10 @@ func TestSandboxTickFamilyInner(t *testing.T) {
 	out = run("stop", exitcode.OK, "stop")
 	if !strings.Contains(out, "Stopped orbit-tick.service (inactive).") || props().ActiveState != "inactive" {
 		t.Errorf("stop: %q, %+v", out, props())
+	}
+	out = run("status after stop", exitcode.NotRunning, "status")
+	if !strings.Contains(out, "orbit-tick.service: inactive (dead)") || !strings.Contains(out, "Interval: 2") {
+		t.Errorf("status after stop said:\n%s", out)
 	}
 
 	out = run("uninstall --purge", exitcode.OK, "uninstall", "--purge", "--yes")
