@@ -92,16 +92,8 @@ func NewReload(f *factory.Factory, d Description, runF func(context.Context, *Re
 // verdict.
 func RunReload(ctx context.Context, o *ReloadOptions) error {
 	d := o.Family
-	unit, err := d.CheckUnit(o.Unit)
-	if err != nil {
+	if err := d.checkUnitAndTimeout(&o.Unit, &o.Timeout, ReloadTimeout); err != nil {
 		return err
-	}
-	o.Unit = unit
-	if o.Timeout < 0 {
-		return exitcode.Withf(exitcode.Usage, "--timeout %v: use a positive duration such as 30s", o.Timeout)
-	}
-	if o.Timeout == 0 {
-		o.Timeout = ReloadTimeout
 	}
 	if o.Now == nil {
 		o.Now = time.Now

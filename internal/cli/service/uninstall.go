@@ -78,16 +78,8 @@ func NewUninstall(f *factory.Factory, d Description, runF func(context.Context, 
 // RunUninstall uninstalls.
 func RunUninstall(ctx context.Context, o *UninstallOptions) error {
 	d := o.Family
-	unit, err := d.CheckUnit(o.Unit)
-	if err != nil {
+	if err := d.checkUnitAndTimeout(&o.Unit, &o.Timeout, DefaultTimeout); err != nil {
 		return err
-	}
-	o.Unit = unit
-	if o.Timeout < 0 {
-		return exitcode.Withf(exitcode.Usage, "--timeout %v: use a positive duration such as 30s or 5m", o.Timeout)
-	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
 	}
 	// What the unit ran with, read before the unit file goes.
 	cfgPath, err := d.AbsConfig(d.ResolveConfig(o.Installer, o.Unit, o.ConfigPath, o.ConfigExplicit))

@@ -162,19 +162,29 @@ func (d Description) AddCommonFlags(cmd *cobra.Command, configPath, unit *string
 	})
 }
 
-// Run carries out o.Action.
-func Run(ctx context.Context, o *Options) error {
-	d := o.Family
-	unit, err := d.CheckUnit(o.Unit)
+// checkUnitAndTimeout is what every verb that waits checks first, as
+// usage errors before systemd is asked anything: --unit, and a --timeout
+// that is not negative (zero takes def).
+func (d Description) checkUnitAndTimeout(unit *string, timeout *time.Duration, def time.Duration) error {
+	u, err := d.CheckUnit(*unit)
 	if err != nil {
 		return err
 	}
-	o.Unit = unit
-	if o.Timeout < 0 {
-		return exitcode.Withf(exitcode.Usage, "--timeout %v: use a positive duration such as 30s or 5m", o.Timeout)
+	*unit = u
+	if *timeout < 0 {
+		return exitcode.Withf(exitcode.Usage, "--timeout %v: use a positive duration such as 30s or 5m", *timeout)
 	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
+	if *timeout == 0 {
+		*timeout = def
+	}
+	return nil
+}
+
+// Run carries out o.Action.
+func Run(ctx context.Context, o *Options) error {
+	d := o.Family
+	if err := d.checkUnitAndTimeout(&o.Unit, &o.Timeout, DefaultTimeout); err != nil {
+		return err
 	}
 	if o.Now == nil {
 		o.Now = time.Now
