@@ -41,6 +41,11 @@ func (e *Editor) reparse() error {
 		return fmt.Errorf("the edit would make the file unreadable: %w", err)
 	}
 	d.bom, d.crlf, d.finalEOL = e.d.bom, e.d.crlf, e.d.finalEOL || len(e.d.lines) > 0
+	for i := range d.lines {
+		if i < len(e.d.lines) {
+			d.lines[i].eol = e.d.lines[i].eol
+		}
+	}
 	e.d = d
 	return nil
 }

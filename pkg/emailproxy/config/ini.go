@@ -51,6 +51,10 @@ const (
 type rawLine struct {
 	text string // without the line ending
 	kind lineKind
+	// eol is the line's own ending as read ("\r\n", "\n" or "\r"), so a
+	// file with mixed endings is written back as it was; "" (a line an
+	// edit added) takes the file's.
+	eol string
 }
 
 // entry is one option as configparser stores it.
@@ -169,6 +173,7 @@ func parseDocument(data []byte, path string) (*document, error) {
 	if strings.Contains(text, "\r\n") {
 		d.crlf = true
 	}
+	original := text
 	// Python reads text with universal newlines: \r\n and a lone \r both
 	// end a line.
 	text = strings.ReplaceAll(text, "\r\n", "\n")
@@ -178,6 +183,22 @@ func parseDocument(data []byte, path string) (*document, error) {
 		text = strings.TrimSuffix(text, "\n")
 		for _, l := range strings.Split(text, "\n") {
 			d.lines = append(d.lines, rawLine{text: l})
+		}
+		// Only a file that mixes endings keeps them per line; otherwise
+		// every line takes the file's (so lines an edit adds match).
+		def := "\n"
+		if d.crlf {
+			def = "\r\n"
+		}
+		eols := lineEndings(original)
+		mixed := false
+		for _, eol := range eols {
+			mixed = mixed || eol != def
+		}
+		for i, eol := range eols {
+			if mixed && i < len(d.lines) {
+				d.lines[i].eol = eol
+			}
 		}
 	}
 
@@ -300,8 +321,32 @@ func (d *document) render() []byte {
 	for i, l := range d.lines {
 		b.WriteString(l.text)
 		if i < len(d.lines)-1 || d.finalEOL {
-			b.WriteString(eol)
+			if l.eol != "" {
+				b.WriteString(l.eol)
+			} else {
+				b.WriteString(eol)
+			}
 		}
 	}
 	return []byte(b.String())
+}
+
+// lineEndings lists the ending of each line of text in order, as Python's
+// universal newlines split it: "\r\n", "\r" or "\n".
+func lineEndings(text string) []string {
+	var out []string
+	for i := 0; i < len(text); i++ {
+		switch text[i] {
+		case '\r':
+			if i+1 < len(text) && text[i+1] == '\n' {
+				out = append(out, "\r\n")
+				i++
+			} else {
+				out = append(out, "\r")
+			}
+		case '\n':
+			out = append(out, "\n")
+		}
+	}
+	return out
 }
