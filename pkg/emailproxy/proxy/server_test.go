@@ -172,8 +172,19 @@ func TestDefaultLocalAddress(t *testing.T) {
 	up := startFake(t, e.ca, true, serveIMAP)
 	sec := section("IMAP-any", config.IMAP, up)
 	sec.LocalAddress = "" // the spec's default "::", dual stack or IPv4 fallback
-	sec.LocalPort = freePort(t)
-	e.apply(sec)
+	// A port free on loopback may be taken on another address by a
+	// parallel test's listener before this binds every interface: try
+	// another port then.
+	for try := 0; ; try++ {
+		sec.LocalPort = freePort(t)
+		err := e.srv.Apply(context.Background(), []config.Server{sec})
+		if err == nil {
+			break
+		}
+		if try == 4 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("Apply: %v", err)
+		}
+	}
 	addr := e.addr("IMAP-any")
 	host, _, _ := net.SplitHostPort(addr)
 	if host != "::" && host != "0.0.0.0" {

@@ -68,14 +68,17 @@ func TestFileStoreRoundTrip(t *testing.T) {
 		t.Fatalf("Get on a missing file = %v, want ErrNotFound", err)
 	}
 	rec := sampleRecord()
-	if err := s.Put(ctx, "alice@example.com", "pw", rec); err != nil {
+	// Long enough that random base64 cannot contain it by chance (a
+	// two-letter "pw" sometimes appeared inside the ciphertext).
+	const pw = "round-trip-password-4c1d"
+	if err := s.Put(ctx, "alice@example.com", pw, rec); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Get(ctx, "alice@example.com", "pw")
+	got, err := s.Get(ctx, "alice@example.com", pw)
 	if err != nil || !sameRecord(got, rec) {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if _, err := s.Get(ctx, "bob@example.com", "pw"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "bob@example.com", pw); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get of another account = %v, want ErrNotFound", err)
 	}
 
@@ -88,7 +91,7 @@ func TestFileStoreRoundTrip(t *testing.T) {
 		t.Errorf("dir mode %v, %v; want 0700", di.Mode(), err)
 	}
 	text := mustRead(t, path)
-	for _, secret := range []string{rec.AccessToken, rec.RefreshToken, rec.ClientSecret, "pw"} {
+	for _, secret := range []string{rec.AccessToken, rec.RefreshToken, rec.ClientSecret, pw} {
 		if strings.Contains(text, secret) {
 			t.Errorf("file holds %q in the clear:\n%s", secret, text)
 		}
