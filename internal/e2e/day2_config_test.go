@@ -210,6 +210,31 @@ func TestE2EPythonSampleConfig(t *testing.T) {
 		t.Fatalf("alice's login through the sample-based file: %q %v", got, err)
 	}
 	e.mailThrough("smtplib through the sample's [SMTP-1587] (STARTTLS upstream)", alice, alicePW, alice, alice, testMessage(alice, alice, "python sample"))
+
+	// status names the disabled account and why; --check makes it critical.
+	out, err = e.run("email-oauth2-proxy", "status", "--config", e.config, "--status-file", e.status, "--token-cache", e.tokens, "--output", "json")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	var rep struct {
+		Accounts []struct{ Name, State, Reason string } `json:"accounts"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status --output json: %v\n%s", err, out)
+	}
+	states := map[string]string{}
+	for _, a := range rep.Accounts {
+		states[a.Name] = a.State
+		if a.Name == "your.email@fastmail.com" && !strings.Contains(a.Reason, "redirect_uri is missing") {
+			t.Errorf("status gives the disabled account the reason %q, want its problem", a.Reason)
+		}
+	}
+	if states["your.email@fastmail.com"] != "disabled" || states[alice] != "authorised" {
+		t.Errorf("status states %v, want the Fastmail example disabled and alice authorised", states)
+	}
+	if out, code := e.checkCLI(); code != 2 || !strings.Contains(out, "your.email@fastmail.com disabled by errors in the configuration file") {
+		t.Errorf("status --check with a disabled account: exit %d %q, want 2 CRITICAL naming it", code, out)
+	}
 }
 
 // TestE2EConfigFollowsTheUnit: after `start --config FILE` installed the

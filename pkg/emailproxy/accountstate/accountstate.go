@@ -26,6 +26,10 @@ const (
 	StateExpired = "expired"
 	// StateNotUsed: configured, but no login has used it yet.
 	StateNotUsed = "not-used"
+	// StateDisabled: the configuration file has errors in the section that
+	// serves this account, so the engine refuses its logins (and serves
+	// every other account); Reason lists the errors.
+	StateDisabled = "disabled"
 )
 
 // Where an account's state came from.
@@ -195,12 +199,40 @@ func Merge(s Sources) Result {
 			byName[sec] = a
 		}
 	}
+	markDisabled(s.Config, byName)
 	r.Accounts = make([]Account, 0, len(byName))
 	for _, a := range byName {
 		r.Accounts = append(r.Accounts, a)
 	}
 	sort.Slice(r.Accounts, func(i, j int) bool { return r.Accounts[i].Name < r.Accounts[j].Name })
 	return r
+}
+
+// markDisabled gives the accounts that the file's errors disable (as the
+// engine judges them: config.ServeErrors) that state, whatever the status
+// file or the token store say: their tokens may be fine, but no login for
+// them succeeds until the file is fixed and reloaded. A file that is
+// refused as a whole disables nothing here; the caller reports it.
+func markDisabled(cfg *config.Config, byName map[string]Account) {
+	if cfg == nil {
+		return
+	}
+	fatal, disabled := cfg.ServeErrors(cfg.Validate())
+	if len(fatal) > 0 || len(disabled) == 0 {
+		return
+	}
+	for name, a := range byName {
+		sec, off := disabled.For(cfg, name)
+		if !off {
+			if _, own := disabled[name]; !own {
+				continue
+			}
+			sec = name
+		}
+		a.State, a.Reason = StateDisabled, fmt.Sprintf("[%s] has errors, so its logins are refused: %s", sec, disabled.Reason(sec))
+		a.AuthURL, a.UserCode = "", ""
+		byName[name] = a
+	}
 }
 
 func tp(t time.Time) *time.Time {

@@ -81,3 +81,63 @@ func TestMergeReportsSourcesItCannotRead(t *testing.T) {
 		})
 	}
 }
+
+// An account whose own section has errors is disabled by the engine; status
+// must say so (and why) whatever the status file says of it, while the
+// other accounts keep their states.
+func TestMergeMarksDisabledAccounts(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "emailproxy.config")
+	// client_credentials accounts without a permission URL: only bob's
+	// token_url is wrong.
+	good := strings.Replace(cfgText, "permission_url = https://login.example.com/authorize\n", "", 1)
+	text := good + `
+[bob@example.com]
+token_url = not a url
+oauth2_scope = https://mail.example.com/.default
+oauth2_flow = client_credentials
+client_id = id
+client_secret = secret
+`
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusPath := filepath.Join(dir, "status.json")
+	if err := os.WriteFile(statusPath, []byte(`{"version":1,"pid":77,"updated":"2026-01-02T08:59:00Z","accounts":{
+		"bob@example.com":{"state":"authorised","flow":"client_credentials","token_expiry":"2026-01-02T10:00:00Z"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := accountstate.Merge(accountstate.Sources{StatusFile: statusPath, ConfigPath: cfgPath, Config: cfg,
+		EnginePID: 77, Known: true, Now: time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)})
+	got := map[string]accountstate.Account{}
+	for _, a := range r.Accounts {
+		got[a.Name] = a
+	}
+	if a := got["alice@example.com"]; a.State != accountstate.StateNotUsed {
+		t.Errorf("alice: state %q, want %q", a.State, accountstate.StateNotUsed)
+	}
+	b := got["bob@example.com"]
+	if b.State != accountstate.StateDisabled || !strings.Contains(b.Reason, "[bob@example.com]") || !strings.Contains(b.Reason, "token_url") {
+		t.Errorf("bob: state %q reason %q, want disabled naming the section and token_url", b.State, b.Reason)
+	}
+
+	// A file whose only account is broken is refused as a whole: nothing
+	// is "disabled", the caller reports the file.
+	only := strings.Replace(good, "token_url = https://login.example.com/token", "token_url = not a url", 1)
+	if err := os.WriteFile(cfgPath, []byte(only), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = config.Load(cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	r = accountstate.Merge(accountstate.Sources{ConfigPath: cfgPath, Config: cfg, Now: time.Now()})
+	for _, a := range r.Accounts {
+		if a.State == accountstate.StateDisabled {
+			t.Errorf("%s disabled in a file refused as a whole", a.Name)
+		}
+	}
+}

@@ -74,6 +74,8 @@ func check(rep Report, th CheckThresholds, now time.Time, loc *time.Location) (e
 				since = " since " + clock(*a.Since, now, loc)
 			}
 			warn = append(warn, a.Name+" waits for authorisation"+since)
+		case StateDisabled:
+			crit = append(crit, fmt.Sprintf("%s disabled by errors in the configuration file", a.Name))
 		case StateExpired:
 			warn = append(warn, a.Name+" has no usable token (the next login needs a new authorisation)")
 		case string(oauth.StateAuthorised):
@@ -109,7 +111,7 @@ func check(rep Report, th CheckThresholds, now time.Time, loc *time.Location) (e
 		summary += ", " + what
 	}
 	states := make([]string, 0, len(counts))
-	for _, s := range []string{string(oauth.StateAuthorised), string(oauth.StateWaiting), string(oauth.StateFailing), StateExpired, StateNotUsed} {
+	for _, s := range []string{string(oauth.StateAuthorised), string(oauth.StateWaiting), string(oauth.StateFailing), StateExpired, StateNotUsed, StateDisabled} {
 		states = append(states, fmt.Sprintf("%s=%d", strings.ReplaceAll(s, "-", "_"), counts[s]))
 	}
 	listening := 0

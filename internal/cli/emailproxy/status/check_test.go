@@ -39,7 +39,7 @@ func TestCheck(t *testing.T) {
 		line string
 	}{
 		{"all well", ok, CheckThresholds{RefreshAge: DefaultWarnRefreshAge}, CheckOK,
-			"OK: 2 accounts authorised, 1 not used yet, unit active | accounts=3 authorised=2 expired=0 failing=0 not_used=1 waiting=0 listeners=2;;;0;2"},
+			"OK: 2 accounts authorised, 1 not used yet, unit active | accounts=3 authorised=2 disabled=0 expired=0 failing=0 not_used=1 waiting=0 listeners=2;;;0;2"},
 		{"foreground", with(ok, func(r *Report) { r.Engine.Manager = Foreground; r.Unit = Unit{} }), CheckThresholds{}, CheckOK,
 			"OK: 2 accounts authorised, 1 not used yet, engine running in the foreground |"},
 		{"waiting", with(ok, func(r *Report) {
@@ -52,6 +52,9 @@ func TestCheck(t *testing.T) {
 			r.Accounts[0] = Account{Name: "alice@example.com", State: "failing", Reason: "AADSTS700082: expired"}
 			r.Accounts[1] = Account{Name: "bob@example.com", State: "waiting"}
 		}), CheckThresholds{}, CheckCritical, "CRITICAL: alice@example.com failing: AADSTS700082: expired; bob@example.com waits for authorisation |"},
+		{"disabled by the file", with(ok, func(r *Report) {
+			r.Accounts[2] = Account{Name: "carol@example.com", State: "disabled", Reason: "[carol@example.com] has errors"}
+		}), CheckThresholds{}, CheckCritical, "CRITICAL: carol@example.com disabled by errors in the configuration file | accounts=3 authorised=2 disabled=1 "},
 		{"unit failed", with(ok, func(r *Report) {
 			r.Running, r.Engine = false, nil
 			r.Unit.ActiveState, r.Unit.Result = "failed", "exit-code"

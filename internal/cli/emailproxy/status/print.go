@@ -202,6 +202,9 @@ func (o *Options) accountRow(a Account) row {
 	case StateExpired:
 		rw.tone = warn
 		rw.tail = "token expired, no refresh token: the next login authorises again" + flow
+	case StateDisabled:
+		rw.tone = bad
+		rw.tail = "disabled" + flow + ": " + a.Reason
 	case StateNotUsed:
 		rw.tone = faint
 		rw.tail = "not used yet" + flow

@@ -114,7 +114,7 @@ Checkmk) instead, with perfdata, and the monitoring-plugin exit status
 instead of the above: 0 OK, 1 WARNING (an authorisation pending, tokens
 unused for --warn-refresh-age, an access token expiring within
 --warn-expiry), 2 CRITICAL (not running, unit failed, a listener down, an
-account failing), 3 UNKNOWN (files unreadable: run as root).`,
+account failing or disabled by errors in the file), 3 UNKNOWN (files unreadable: run as root).`,
 		Example: `  orbit email-oauth2-proxy status
   orbit email-oauth2-proxy status --check --warn-refresh-age 60d   # Nagios/Icinga/Zabbix
   orbit email-oauth2-proxy status --output json | jq '.accounts[] | select(.state != "authorised")'`,
@@ -194,6 +194,8 @@ type Listener struct {
 const (
 	StateExpired = accountstate.StateExpired
 	StateNotUsed = accountstate.StateNotUsed
+	// StateDisabled: the file's errors disable the account's section.
+	StateDisabled = accountstate.StateDisabled
 
 	SourceStatusFile = accountstate.SourceStatusFile
 	SourceTokenStore = accountstate.SourceTokenStore
