@@ -58,6 +58,18 @@ const SystemdPath = "/lib/systemd/systemd"
 // checked before exec: a systemd that started without its tmpfs over /tmp
 // would let systemd-tmpfiles empty the host's /tmp.
 //
+// Every mount is made shared (in peer groups of this namespace only:
+// unshare --propagation private cut them off from the host's first), as
+// systemd makes them itself when the kernel starts it. With
+// container=other systemd leaves propagation to its container manager, and
+// credentials need it: systemd 252 prepares a unit's credentials in a
+// child with its own mount namespace ("(sd-mkdcreds)": a ramfs on
+// /dev/shm, filled, then MS_MOVEd onto /run/credentials/UNIT), and only a
+// shared /run carries that move back to PID 1 and so to the unit. With
+// private mounts the move stays in the child's namespace, and the unit
+// finds the empty, root-only directory PID 1 made before the fork: no
+// LoadCredential=, LoadCredentialEncrypted= or SetCredential= arrives.
+//
 // systemd logs to the journal (not to null) so that a unit's journal has
 // the manager's own lines about it, which is what an administrator sees and
 // what tools reading that journal must cope with.
@@ -73,6 +85,8 @@ mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/sandbox-etc/upper,workdi
 [ "$(stat -f -c %T /etc)" = overlayfs ] || { echo "sandbox: /etc is not an overlay after mounting one" >&2; exit 97; }
 fresh /etc/systemd/system
 for d in "$@"; do fresh "$d"; done
+mount --make-rshared /
+[ "$(findmnt -n -o PROPAGATION /run)" = shared ] || { echo "sandbox: /run is not a shared mount" >&2; exit 97; }
 exec env container=other ` + SystemdPath + ` --system --unit=basic.target --log-target=journal
 `
 

@@ -342,3 +342,90 @@ func TestInner(t *testing.T) {
 		t.Errorf("ORBIT_PROBE = %q, want RunTest's env", v)
 	}
 }
+
+// TestCredentials: systemd in the sandbox delivers credentials as on a
+// booted host, to a unit with User= too: LoadCredential= (a plain file),
+// SetCredential= (a literal) and LoadCredentialEncrypted= (made with
+// systemd-creds and the host key) arrive in $CREDENTIALS_DIRECTORY on a
+// ramfs, readable by the unit's user alone. Before the sandbox's mounts
+// were shared the directory stayed empty (see bootScript). The host's own
+// mount propagation is not changed by the sandbox.
+func TestCredentials(t *testing.T) {
+	if Inside() {
+		t.Skip("inside a sandbox already")
+	}
+	Require(t)
+	testenv.RequireCommand(t, "systemd-creds")
+	hostProp := propagation(t, "/proc/self/mountinfo")
+	// /var/lib/systemd: systemd-creds makes the host key there, which
+	// must stay inside.
+	state := filepath.Join(testenv.SharedDir(t), "creds")
+	s := BootWith(t, Options{Tmpfs: []string{state, "/var/lib/systemd"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	user := randomName("orbitcr")[:16]
+	if r := s.Exec(ctx, nil, "useradd", "--system", "--no-create-home", user); r.Code != 0 {
+		t.Fatalf("useradd inside: %+v", r)
+	}
+	plain, literal, sealed := randomName("plain-"), randomName("literal-"), randomName("sealed-")
+	if r := s.Exec(ctx, []string{"PLAIN=" + plain, "SEALED=" + sealed}, "sh", "-c",
+		`printf %s "$PLAIN" > `+state+`/plain && chmod 0600 `+state+`/plain &&
+		 printf %s "$SEALED" | systemd-creds encrypt --with-key=host --name=sealed - `+state+`/sealed.cred`); r.Code != 0 {
+		t.Fatalf("making the credentials: %+v", r)
+	}
+	unit := randomName("orbit-creds-") + ".service"
+	if err := s.InstallUnit(ctx, unit, "[Service]\nType=oneshot\nUser="+user+"\n"+
+		"LoadCredential=plain:"+state+"/plain\n"+
+		"LoadCredentialEncrypted=sealed:"+state+"/sealed.cred\n"+
+		"SetCredential=literal:"+literal+"\n"+
+		"ExecStart=/bin/sh -c 'cd \"$CREDENTIALS_DIRECTORY\" && stat -f -c fs=%%T . && stat -c \"%%n %%U %%a\" . plain sealed literal && for f in plain sealed literal; do printf \"%%s=%%s\\\\n\" $f \"$(cat $f)\"; done'\n"); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Exec(ctx, nil, "systemctl", "start", unit); r.Code != 0 {
+		out, _ := s.Run(ctx, "journalctl", "--no-pager", "-u", unit)
+		t.Fatalf("the unit failed: %+v\n%s", r, out)
+	}
+	want := []string{"fs=ramfs", ". " + user + " 500", "plain " + user + " 400", "sealed " + user + " 400", "literal " + user + " 400",
+		"plain=" + plain, "sealed=" + sealed, "literal=" + literal}
+	eventually(t, "what the unit read in $CREDENTIALS_DIRECTORY", func() error {
+		out, err := s.Run(ctx, "journalctl", "--no-pager", "-u", unit, "-o", "cat")
+		if err != nil {
+			return err
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w+"\n") {
+				return errString("no " + w + " in:\n" + out)
+			}
+		}
+		return nil
+	})
+	if got := propagation(t, "/proc/self/mountinfo"); got != hostProp {
+		t.Errorf("the host's / changed propagation from %q to %q", hostProp, got)
+	}
+}
+
+// propagation is the optional fields (shared:N, master:N) of / in a
+// mountinfo file: empty for a private mount.
+func propagation(t *testing.T, mountinfo string) string {
+	t.Helper()
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 6 && f[4] == "/" {
+			var opt []string
+			for _, o := range f[6:] {
+				if o == "-" {
+					break
+				}
+				opt = append(opt, o)
+			}
+			return strings.Join(opt, " ")
+		}
+	}
+	t.Fatalf("no / in %s", mountinfo)
+	return ""
+}
