@@ -43,6 +43,11 @@ func (st *rootState) isBuiltin(word string) bool { return st.builtins[word] }
 
 // commandWord returns the index in args of the first word that is not one
 // of the root command's flags or a flag's value: the command name, or -1.
+// It reads flags as cobra does when it looks for the command: a flag it
+// does not know (a command's own, like --output, written before the
+// command) takes the next word as its value unless written --flag=value,
+// so `orbit --output json email-oauth2-proxy status` finds the same
+// command here as cobra does, and --output reaches status.
 func commandWord(args []string, fs *pflag.FlagSet) int {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -51,11 +56,11 @@ func commandWord(args []string, fs *pflag.FlagSet) int {
 			return -1
 		case strings.HasPrefix(a, "--"):
 			name, _, inline := strings.Cut(a[2:], "=")
-			if fl := fs.Lookup(name); fl != nil && !inline && fl.NoOptDefVal == "" {
+			if fl := fs.Lookup(name); !inline && (fl == nil || fl.NoOptDefVal == "") {
 				i++
 			}
 		case len(a) > 1 && a[0] == '-':
-			if fl := fs.ShorthandLookup(a[len(a)-1:]); fl != nil && fl.NoOptDefVal == "" && len(a) == 2 {
+			if fl := fs.ShorthandLookup(a[len(a)-1:]); len(a) == 2 && (fl == nil || fl.NoOptDefVal == "") {
 				i++
 			}
 		default:

@@ -66,7 +66,8 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"bogus"}, `unknown command "bogus"`},
-		{[]string{"--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--bogus"}, "unknown flag: --bogus\nRun 'orbit --help' for usage."},
+		{[]string{"--bogus", "version"}, "unknown flag: --bogus"},
 		{[]string{"version", "extra"}, "unknown command"},
 		{[]string{"version", "--output", "yaml"}, `"yaml" is not an output format`},
 		{[]string{"email-oauth2-proxy", "regster"}, "Did you mean this?\n\tregister"},
@@ -77,6 +78,21 @@ func TestUsageErrors(t *testing.T) {
 		code, _, errOut := run(t, nil, tt.args...)
 		if code != int(exitcode.Usage) || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%q: exit %d, stderr %q; want exit %d containing %q", tt.args, code, errOut, exitcode.Usage, tt.want)
+		}
+	}
+}
+
+// A command's flag written before the command word reaches the command,
+// as cobra itself reads it: the plugin step must find the same command word.
+func TestCommandFlagBeforeTheCommand(t *testing.T) {
+	for _, args := range [][]string{
+		{"--output", "json", "version"},
+		{"--output=json", "version"},
+		{"-o", "json", "version"},
+	} {
+		code, out, errOut := run(t, nil, args...)
+		if code != 0 || !strings.Contains(out, `"go_version"`) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want version's JSON", args, code, out, errOut)
 		}
 	}
 }
