@@ -24,6 +24,7 @@ const (
 	Timeout     Code = 8   // waited for something (--timeout) that did not happen in time
 	Permission  Code = 10  // permission denied (run as root or the file's owner)
 	HostsFailed Code = 11  // several hosts (--host repeated, --hosts-file): at least one failed
+	Credential  Code = 12  // a credential the file asks for could not be created; everything else was done
 	Config      Code = 78  // serve: the configuration file is invalid or missing (EX_CONFIG, systemd's 78/CONFIG)
 	Interrupted Code = 130 // interrupted by SIGINT/SIGTERM
 )
@@ -55,6 +56,7 @@ var Table = []struct {
 	{Timeout, "timeout", ByCommands, "A wait (`--timeout`) ended before what was waited for happened."},
 	{Permission, "permission", ByBoth, "Permission denied: run as root (or as the owner of the file)."},
 	{HostsFailed, "hosts-failed", ByCommands, "Run on several hosts (`--host` repeated, `--hosts-file`, `ORBIT_HOSTS`): at least one host failed or could not be reached. Each host's own code is in the summary table (or the JSON's `exit_code`)."},
+	{Credential, "credential", ByCommands, "`start`, `restart`, `reload` and `register`: the file sets `background_refresh = True` and the credential it needs could not be created (`systemd-creds` missing or failing). Everything else was done: the unit runs without the credential, so tokens are kept alive only while it runs. The message says why and how to fix it ([background-refresh.md](background-refresh.md))."},
 	{Config, "config", ByServe, "`serve`: the configuration file is invalid or missing (`EX_CONFIG`; systemd shows `status=78/CONFIG` and does not restart the unit)."},
 	{Interrupted, "interrupted", ByCommands, "Interrupted by a signal (Ctrl-C)."},
 }

@@ -47,6 +47,14 @@ type Description struct {
 	// RenderExtras adds what the file asks of the unit (resource limits,
 	// credentials) before it is rendered; nil adds nothing.
 	RenderExtras func(*systemd.UnitOptions)
+	// Provision creates what the file at cfgPath needs to exist before
+	// the unit is rendered (the e-mail proxy's background_refresh
+	// credential), and never replaces what exists. done says what it
+	// created, for the report. An error does not stop the command: the
+	// unit is rendered without what is missing and the command does the
+	// rest, then ends with the error (which carries its exit code). nil
+	// creates nothing.
+	Provision func(ctx context.Context, cfgPath string) (done []string, err error)
 	// WriteConfig is the command that writes a missing file
 	// ("orbit email-oauth2-proxy register"); "" when there is none.
 	WriteConfig string

@@ -137,6 +137,7 @@ func RunReload(ctx context.Context, o *ReloadOptions) error {
 		return exitcode.Withf(exitcode.NotRunning, "%s: it is not running (%s/%s), so there is nothing to reload; start reads the file anyway:\n  orbit %s start%s", what, p.ActiveState, p.SubState, d.Command, d.UnitFlag(o.Unit))
 	}
 	cur, _ := d.ReadInstalled(o.Installer, o.Unit)
+	var prep Prepared
 	if !cur.Foreign {
 		if d.CheckConfig != nil {
 			if err := d.CheckConfig(cfgPath, fmt.Sprintf("the running %s (main PID %d) keeps its current configuration", d.Noun, p.MainPID)); err != nil {
@@ -145,8 +146,13 @@ func RunReload(ctx context.Context, o *ReloadOptions) error {
 		}
 		// A unit written by an older orbit has no ExecReload: bring it up
 		// to date first (nothing happens when it is current).
-		if _, err := d.Prepare(ctx, o.Deps, m, o.Unit, cfgPath, what); err != nil {
+		if prep, err = d.Prepare(ctx, o.Deps, m, o.Unit, cfgPath, what); err != nil {
 			return err
+		}
+		// What Provision made (a credential) reaches the engine only
+		// through systemd, at its next start.
+		for _, l := range prep.Provisioned {
+			fmt.Fprintf(o.IO.ErrOut, "%s The running %s gets it at its next restart: orbit %s restart%s\n", l, d.Noun, d.Command, d.UnitFlag(o.Unit))
 		}
 	}
 
@@ -163,10 +169,13 @@ func RunReload(ctx context.Context, o *ReloadOptions) error {
 		// The engine does not say whether it took the file: report that
 		// systemd signalled it, and where its own word would be.
 		if o.Output == output.JSON {
-			return output.WriteJSON(o.IO.Out, res)
+			if err := output.WriteJSON(o.IO.Out, res); err != nil {
+				return err
+			}
+			return prep.ProvisionErr
 		}
 		fmt.Fprintf(o.IO.Out, "Reloaded %s: systemd signalled the engine (main PID %d) to re-read %s; its log says whether it took it (orbit %s logs%s).\n", o.Unit, res.MainPID, cfgPath, d.Command, d.UnitFlag(o.Unit))
-		return nil
+		return prep.ProvisionErr
 	}
 	v := *d.Verdict
 	e, err := WaitVerdict(ctx, o.Journal, v, o.Unit, p.MainPID, cursor, since)
@@ -191,7 +200,7 @@ func RunReload(ctx context.Context, o *ReloadOptions) error {
 		if o.Output != output.JSON {
 			fmt.Fprintf(o.IO.Out, "Reloaded %s: the engine (main PID %d) took %s.\n", o.Unit, res.MainPID, cfgPath)
 		}
-		return nil
+		return prep.ProvisionErr
 	case v.WithErrors:
 		return exitcode.Withf(exitcode.Failed, "%s took the new file, but %s: %s\nSee: orbit %s status%s", o.Unit, v.WithErrorsSays, res.Message, d.Command, d.UnitFlag(o.Unit))
 	default:

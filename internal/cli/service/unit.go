@@ -66,6 +66,11 @@ type Prepared struct {
 	// use its state directory (files root left there by `serve` in the
 	// foreground, a /var/lib/orbit it cannot enter).
 	StateRepaired []string `json:"state_repaired,omitempty"`
+	// Provisioned lists what the family's Provision created (a
+	// credential); ProvisionErr is why it could not, which the command
+	// returns once the rest is done.
+	Provisioned  []string `json:"provisioned,omitempty"`
+	ProvisionErr error    `json:"-"`
 }
 
 // prepare installs or refreshes the unit and its user, gives the user the
@@ -90,6 +95,9 @@ func (d Description) prepare(ctx context.Context, inst Installer, m Manager, s S
 				return res, cmdutil.FileError("read", s.ConfigPath, err)
 			}
 			return res, fmt.Errorf("checking the configuration file: %w", err)
+		}
+		if d.Provision != nil {
+			res.Provisioned, res.ProvisionErr = d.Provision(ctx, s.ConfigPath)
 		}
 		uo := systemd.UnitOptions{Service: d.Service, Name: s.Unit, ConfigFile: s.ConfigPath, Binary: s.Binary}
 		if d.RenderExtras != nil {

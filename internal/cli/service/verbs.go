@@ -264,7 +264,12 @@ func Run(ctx context.Context, o *Options) error {
 		return d.jobError(what, err)
 	}
 	res.fill(p)
-	return o.report(res)
+	if err := o.report(res); err != nil {
+		return err
+	}
+	// The unit runs without what could not be made; the command still
+	// fails, so that a script notices.
+	return res.ProvisionErr
 }
 
 // checkForeground refuses to start the unit while `serve`, run by hand for
@@ -436,6 +441,7 @@ func (o *Options) report(res Result) error {
 	for _, c := range res.StateRepaired {
 		lines = append(lines, "Repaired the state directory for the service user: "+c)
 	}
+	lines = append(lines, res.Provisioned...)
 	if o.Action != Stop && !o.NoEnable {
 		lines = append(lines, "Enabled at boot.")
 	}

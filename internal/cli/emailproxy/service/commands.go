@@ -47,7 +47,12 @@ A unit that runs another engine (register --exec) is never rewritten.
 When the start fails, the unit's last journal lines are printed with what to
 do next, and the exit status is 7. Without systemd (a container, a chroot)
 the exit status is 6 and the message shows how to run the proxy in the
-foreground instead.`,
+foreground instead.
+
+With background_refresh = True in the file, start first makes the systemd
+credential it needs (/etc/credstore.encrypted/orbit-background-refresh) when
+it does not exist, with systemd-creds, and never replaces an existing one.
+When it cannot, the proxy is started without it and the exit status is 12.`,
 		Example: `  orbit email-oauth2-proxy start
   orbit email-oauth2-proxy start --config /srv/mail/emailproxy.config --no-enable`,
 	},
@@ -61,8 +66,10 @@ unit that is not installed does nothing and succeeds.`,
 	Restart: {
 		Short: "Restart the proxy's systemd unit (starts it when stopped)",
 		Long: `Restart the proxy so that it reads its file again. Like start, it installs or
-refreshes the unit first, enables it at boot unless --no-enable, waits until
-the unit settles, and on failure prints the unit's last journal lines (exit 7).`,
+refreshes the unit first (making background_refresh's credential when the
+file asks for it and it is missing; exit 12 when it cannot), enables it at
+boot unless --no-enable, waits until the unit settles, and on failure prints
+the unit's last journal lines (exit 7).`,
 		Example: `  orbit email-oauth2-proxy restart`,
 	},
 	svc.Reload: {

@@ -15,13 +15,12 @@ import (
 )
 
 // TestSandboxBackgroundRefreshCredential: on a real systemd, with
-// background_refresh = True and a credential made with systemd-creds
-// encrypt (--with-key=host: the sandbox has no TPM2, and its host key is on
-// a tmpfs, which the automatic choice refuses), start writes a unit
-// that loads it with LoadCredentialEncrypted=, systemd decrypts it into the
-// service's $CREDENTIALS_DIRECTORY, and the engine takes it. The key is
-// never written in the clear: it is piped from /dev/urandom into
-// systemd-creds.
+// background_refresh = True and no credential yet, start creates it with
+// systemd-creds (the host key: the sandbox has no TPM2), 0600 root, holding
+// 32 random bytes; the unit loads it with LoadCredentialEncrypted=, systemd
+// decrypts it into the service's $CREDENTIALS_DIRECTORY, and the engine,
+// running as the service user, takes it. A restart keeps the credential as
+// it is.
 func TestSandboxBackgroundRefreshCredential(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a systemd sandbox (-short)")
@@ -60,13 +59,27 @@ func TestSandboxBackgroundRefreshCredential(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run("make the credential", nil, "sh", "-c",
-		"install -d -m 0700 /etc/credstore.encrypted && head -c 32 /dev/urandom | systemd-creds encrypt --with-key=host --name=orbit-background-refresh - /etc/credstore.encrypted/orbit-background-refresh")
+	credPath := "/etc/credstore.encrypted/orbit-background-refresh"
+	if r := s.Exec(ctx, nil, "test", "-e", credPath); r.Code == 0 {
+		t.Fatalf("%s exists before start", credPath)
+	}
 
 	r := run("start", nil, orbit, "email-oauth2-proxy", "start")
 	if !strings.Contains(r.Stdout, "active (running)") {
 		t.Fatalf("start:\n%s", r.Stdout)
 	}
+	if want := "Created the credential " + credPath + " for background_refresh: 32 random bytes encrypted by systemd-creds with this host's key"; !strings.Contains(r.Stdout, want) {
+		t.Errorf("start does not say %q:\n%s", want, r.Stdout)
+	}
+	if got := strings.TrimSpace(run("stat the credential", nil, "stat", "-c", "%U:%G %a", credPath).Stdout); got != "root:root 600" {
+		t.Errorf("the credential is %s, want root:root 600", got)
+	}
+	if n := strings.TrimSpace(run("decrypt the credential", nil, "sh", "-c",
+		"systemd-creds decrypt --name=orbit-background-refresh "+credPath+" - | wc -c").Stdout); n != "32" {
+		t.Errorf("the credential holds %s bytes, want 32", n)
+	}
+	sealed := run("read the credential", nil, "sha256sum", credPath).Stdout
+
 	unit := run("cat the unit", nil, "cat", "/etc/systemd/system/email-oauth2-proxy.service").Stdout
 	if !strings.Contains(unit, "LoadCredentialEncrypted=orbit-background-refresh:/etc/credstore.encrypted/orbit-background-refresh") {
 		t.Errorf("the unit does not load the credential:\n%s", unit)
@@ -79,6 +92,13 @@ func TestSandboxBackgroundRefreshCredential(t *testing.T) {
 	}
 	if !strings.Contains(journal, "background_refresh on") {
 		t.Errorf("the engine did not take the credential systemd should have delivered; journal:\n%s", journal)
+	}
+	r = run("restart", nil, orbit, "email-oauth2-proxy", "restart")
+	if strings.Contains(r.Stdout, "Created the credential") {
+		t.Errorf("restart made the credential again:\n%s", r.Stdout)
+	}
+	if again := run("read the credential", nil, "sha256sum", credPath).Stdout; again != sealed {
+		t.Errorf("restart replaced the credential")
 	}
 	run("stop", nil, orbit, "email-oauth2-proxy", "stop")
 }

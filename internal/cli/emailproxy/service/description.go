@@ -56,6 +56,7 @@ var Family = svc.Description{
 	DefaultConfig: config.DefaultPath,
 	Help:          verbHelp,
 	CheckConfig:   CheckFile,
+	Provision:     DefaultCredentials.Ensure,
 	RenderExtras: func(uo *systemd.UnitOptions) {
 		uo.Sessions = ConfiguredSessions(uo.ConfigFile)
 		uo.EncryptedCredentials = BackgroundCredentials(uo.ConfigFile, CredentialStore)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
@@ -76,11 +77,23 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	case !prep.Written:
 		msg = fmt.Sprintf("%s unchanged", prep.UnitFile)
 	}
+	// What Provision made (background_refresh's credential) is said
+	// first; what it could not make ends the command once the unit is
+	// seen to, as start does.
+	done := func(msg string) (string, error) {
+		if len(prep.Provisioned) > 0 {
+			msg = strings.Join(prep.Provisioned, " ") + " " + msg
+		}
+		if prep.ProvisionErr != nil {
+			return "", fmt.Errorf("%s; but %w", msg, prep.ProvisionErr)
+		}
+		return msg, nil
+	}
 	switch {
 	case !running:
-		return msg + fmt.Sprintf("; %s is not running (start it: orbit email-oauth2-proxy start)", unit), nil
+		return done(msg + fmt.Sprintf("; %s is not running (start it: orbit email-oauth2-proxy start)", unit))
 	case !restart:
-		return msg + fmt.Sprintf("; %s is running and was not restarted (--no-restart): orbit email-oauth2-proxy restart applies the new file", unit), nil
+		return done(msg + fmt.Sprintf("; %s is running and was not restarted (--no-restart): orbit email-oauth2-proxy restart applies the new file", unit))
 	}
 	issued := h.now().Add(-time.Second)
 	if err := m.Restart(ctx, unit); err != nil {
@@ -91,7 +104,7 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	if err != nil {
 		return "", JobError(what, err)
 	}
-	return msg + fmt.Sprintf("; %s restarted so the new file applies (main PID %d)", unit, p.MainPID), nil
+	return done(msg + fmt.Sprintf("; %s restarted so the new file applies (main PID %d)", unit, p.MainPID))
 }
 
 func (h *Hook) now() time.Time {
