@@ -105,4 +105,9 @@ type PurgeWords struct {
 	Consequence string
 	// Keeps is what a run without --purge keeps ("the file and tokens").
 	Keeps string
+	// Extra lists files of the daemon's outside the configuration and
+	// state directories (the e-mail proxy's background_refresh
+	// credential): --purge removes those that exist, and a run without
+	// it names them as kept.
+	Extra []string
 }

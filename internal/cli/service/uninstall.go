@@ -157,7 +157,7 @@ func RunUninstall(ctx context.Context, o *UninstallOptions) error {
 			return uninstallPermissionOr(what, err)
 		}
 	} else {
-		for _, p := range []string{cfgPath, systemd.StateDirPath("", stateDir)} {
+		for _, p := range append([]string{cfgPath, systemd.StateDirPath("", stateDir)}, d.Purge.Extra...) {
 			if _, err := os.Stat(p); err == nil {
 				res.Kept = append(res.Kept, p)
 			}
@@ -211,20 +211,34 @@ func (d Description) purgeTargets(cfgPath, stateDir string) targets {
 		shown += " (and its " + strings.Join(d.Purge.Companions, ", ") + ")"
 	}
 	t.shown = []string{shown, systemd.StateDirPath("", stateDir) + " (" + d.Purge.StateHolds + ")"}
+	for _, p := range d.Purge.Extra {
+		if _, err := os.Lstat(p); err == nil {
+			t.files = append(t.files, p)
+			t.shown = append(t.shown, p)
+		}
+	}
 	return t
 }
 
 func (o *UninstallOptions) confirm(t targets) error {
 	if !o.IO.CanPrompt() {
-		return exitcode.Withf(exitcode.Usage, "--purge would remove %s, and there is no terminal to ask: pass --yes to confirm", strings.Join(t.shown, " and "))
+		return exitcode.Withf(exitcode.Usage, "--purge would remove %s, and there is no terminal to ask: pass --yes to confirm", listing(t.shown))
 	}
-	fmt.Fprintf(o.IO.Out, "This removes %s.\n%sRemove them? [y/N] ", strings.Join(t.shown, " and "), o.Family.Purge.Consequence)
+	fmt.Fprintf(o.IO.Out, "This removes %s.\n%sRemove them? [y/N] ", listing(t.shown), o.Family.Purge.Consequence)
 	answer, _ := bufio.NewReader(o.IO.In).ReadString('\n')
 	switch strings.ToLower(strings.TrimSpace(answer)) {
 	case "y", "yes":
 		return nil
 	}
 	return exitcode.Withf(exitcode.Error, "nothing was removed (answer y to purge, or run without --purge to keep %s)", o.Family.Purge.Keeps)
+}
+
+// listing is "a, b and c".
+func listing(items []string) string {
+	if len(items) < 2 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
 }
 
 func dirExists(p string) bool {

@@ -94,11 +94,13 @@ said nothing within --timeout. A proxy that is not running exits 3.`,
 sysusers.d entry that creates its user; systemd is then reloaded. The service
 user itself stays in /etc/passwd (its ID may still own files).
 
-The configuration file and the token store are kept, so that start (or
-register) brings the same proxy back without a new authorisation. --purge
-removes them too: the file (and its .bak and .lock) and the state directory
-/var/lib/orbit/email-oauth2-proxy (tokens, status file). --purge asks first at
-a terminal and needs --yes where nobody can answer.
+The configuration file, the token store and background_refresh's credential
+are kept, so that start (or register) brings the same proxy back without a
+new authorisation. --purge removes them too: the file (and its .bak and
+.lock), the state directory /var/lib/orbit/email-oauth2-proxy (tokens,
+background_refresh's sealed copies, status file) and the credential
+/etc/credstore.encrypted/orbit-background-refresh. --purge asks first at a
+terminal and needs --yes where nobody can answer.
 
 Drop-ins (systemctl edit) are the administrator's and stay. Uninstalling what
 is not installed does nothing and succeeds, so scripts may run it twice.`,

@@ -2,11 +2,13 @@ package service
 
 import (
 	"fmt"
+	"path/filepath"
 
 	svc "github.com/senhasegura/orbit/internal/cli/service"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/systemd"
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
 
 // The e-mail proxy's service: its unit, user and state directory unless
@@ -69,8 +71,11 @@ var Family = svc.Description{
 	Purge: svc.PurgeWords{
 		Companions:  []string{".bak", ".lock"},
 		State:       "the token store",
-		StateHolds:  "the token store and status file",
+		StateHolds:  "the token store, background_refresh's sealed copies and the status file",
 		Consequence: "The mailboxes must then be authorised again. ",
 		Keeps:       "the file and tokens",
+		// background_refresh's service key: without the sealed copies
+		// (in the state directory) it opens nothing.
+		Extra: []string{filepath.Join(CredentialStore, oauth.BackgroundCredential)},
 	},
 }

@@ -140,3 +140,69 @@ func TestPurgeAsksFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestUninstallCredential: background_refresh's credential (outside the
+// configuration and state directories) is kept and named by a plain
+// uninstall, named in --purge's question and removed by it; a missing one
+// is not mentioned.
+func TestUninstallCredential(t *testing.T) {
+	withCredential := func(t *testing.T, f *fixture, exists bool) string {
+		t.Helper()
+		cred := filepath.Join(t.TempDir(), "credstore.encrypted", "orbit-background-refresh")
+		if exists {
+			if err := os.MkdirAll(filepath.Dir(cred), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(cred, []byte("sealed"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.opts.Family = service.Family
+		f.opts.Family.Purge.Extra = []string{cred}
+		return cred
+	}
+	t.Run("kept without --purge", func(t *testing.T) {
+		f := newFixture(t, true)
+		cred := withCredential(t, f, true)
+		if err := uninstall.Run(context.Background(), f.opts); err != nil {
+			t.Fatal(err)
+		}
+		if want := "Kept " + cred + " (uninstall --purge removes it)."; !strings.Contains(f.out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, f.out)
+		}
+		if _, err := os.Stat(cred); err != nil {
+			t.Errorf("the credential is gone without --purge: %v", err)
+		}
+	})
+	t.Run("asked about and removed with --purge", func(t *testing.T) {
+		f := newFixture(t, true)
+		cred := withCredential(t, f, true)
+		f.opts.Purge = true
+		f.opts.IO.SetTTY(true, true, true)
+		f.in.WriteString("y\n")
+		if err := uninstall.Run(context.Background(), f.opts); err != nil {
+			t.Fatal(err)
+		}
+		out := f.out.String()
+		for _, want := range []string{"/var/lib/orbit/email-oauth2-proxy (the token store, background_refresh's sealed copies and the status file) and " + cred + ".",
+			"Removed " + cred + "."} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+		if _, err := os.Stat(cred); !os.IsNotExist(err) {
+			t.Errorf("the credential survived --purge: %v", err)
+		}
+	})
+	t.Run("none made", func(t *testing.T) {
+		f := newFixture(t, true)
+		cred := withCredential(t, f, false)
+		f.opts.Purge, f.opts.Yes = true, true
+		if err := uninstall.Run(context.Background(), f.opts); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(f.out.String(), cred) {
+			t.Errorf("a credential that does not exist is mentioned:\n%s", f.out)
+		}
+	})
+}
