@@ -184,6 +184,25 @@ func (b *backgroundStore) set(account string, rec bgRecord) error {
 		}
 		b.entries[account] = rec
 	}
+	return b.writeLocked()
+}
+
+// setIfNewer is set for tokens that may be older than the copy: it writes
+// rec only when the account has no copy or an older one. The check and the
+// write are one step, so a renewal that wrote a newer copy meanwhile is
+// never overwritten.
+func (b *backgroundStore) setIfNewer(account string, rec bgRecord) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old, had := b.entries[account]; rec.RefreshToken == "" || had && !old.Updated.Before(rec.Updated) {
+		return nil
+	}
+	b.entries[account] = rec
+	return b.writeLocked()
+}
+
+// writeLocked rewrites the file from entries; b.mu is held.
+func (b *backgroundStore) writeLocked() error {
 	f := bgFile{Version: 1, Accounts: map[string]string{}}
 	for name, r := range b.entries {
 		s, err := b.seal(name, r)
@@ -216,6 +235,21 @@ func (m *Manager) backgroundSave(log *slog.Logger, account string, rec tokens.Re
 		r = bgRecord{RefreshToken: rec.RefreshToken, AccessToken: rec.AccessToken, Expiry: rec.AccessTokenExpiry, Updated: rec.LastActivity}
 	}
 	if err := m.bg.set(account, r); err != nil {
+		log.Warn(fmt.Sprintf("background_refresh: cannot write the sealed copy of %s: %v; it is renewed only while the engine runs", printable(account), err), "reason", err.Error())
+	}
+}
+
+// backgroundSeal gives an account its copy at a login that opened the
+// stored tokens and found its access token still valid, so saved nothing:
+// without it, the account would get a copy only at its first save after
+// the opt-in, and a restart before then would lose it. The copy is written
+// when there is none or the store's tokens are newer than it.
+func (m *Manager) backgroundSeal(log *slog.Logger, account string, rec tokens.Record) {
+	if !m.backgroundOn() {
+		return
+	}
+	r := bgRecord{RefreshToken: rec.RefreshToken, AccessToken: rec.AccessToken, Expiry: rec.AccessTokenExpiry, Updated: rec.LastActivity}
+	if err := m.bg.setIfNewer(account, r); err != nil {
 		log.Warn(fmt.Sprintf("background_refresh: cannot write the sealed copy of %s: %v; it is renewed only while the engine runs", printable(account), err), "reason", err.Error())
 	}
 }

@@ -113,3 +113,63 @@ func TestReadBackgroundKey(t *testing.T) {
 		t.Errorf("good credential: %d bytes, %v %v", len(k), ok, err)
 	}
 }
+
+// TestBackgroundSealAtLogin: an account whose stored access token is still
+// valid gets its sealed copy at its first login after the opt-in, with no
+// token request (before, only a save wrote it, so such an account had no
+// copy until its token expired: a restart in between lost it). The copy is
+// rewritten only when the store holds newer tokens than it, never over a
+// newer copy (one the keep-alive renewed), and a login with
+// background_refresh off writes none.
+func TestBackgroundSealAtLogin(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	tests := []struct {
+		name string
+		off  bool
+		// copyAt is the copy's Updated before the login relative to the
+		// store's last activity; nil: no copy.
+		copyAt *time.Duration
+		// wantRT is the copy's refresh token after the login ("" none).
+		wantRT string
+	}{
+		{name: "no copy yet", wantRT: "RT-stored"},
+		{name: "older copy", copyAt: ptr(-time.Hour), wantRT: "RT-stored"},
+		{name: "newer copy is kept", copyAt: ptr(time.Minute), wantRT: "RT-copy"},
+		{name: "background_refresh off", off: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "background-refresh.json")
+			g := backgroundGlobal()
+			g.BackgroundRefresh = !tt.off
+			h := newHarness(t, g, []config.Account{codeAccount(alice)}, func(o *Options) { o.BackgroundKey, o.BackgroundFile = key, file })
+			last := h.clock.Now().Add(-10 * time.Minute)
+			h.store.set(alice, secretPassword, tokens.Record{AccessToken: "AT-stored", AccessTokenExpiry: h.clock.Now().Add(time.Hour),
+				RefreshToken: "RT-stored", LastActivity: last})
+			if tt.copyAt != nil {
+				if err := h.m.bg.set(alice, bgRecord{RefreshToken: "RT-copy", AccessToken: "AT-copy", Expiry: last.Add(*tt.copyAt + time.Hour), Updated: last.Add(*tt.copyAt)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tok := h.login(secretPassword); tok != "AT-stored" || h.prov.total() != 0 {
+				t.Fatalf("login: %q with %d token requests; want the stored token and none", tok, h.prov.total())
+			}
+			// What is on disk, as the engine after a restart reads it.
+			m2, err := NewManager(Options{Accounts: h.src, Store: h.store, Now: h.clock.Now, BackgroundKey: key, BackgroundFile: file})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, ok := m2.bg.get(alice)
+			switch {
+			case tt.wantRT == "" && ok:
+				t.Errorf("a copy was written with background_refresh off: %+v", c)
+			case tt.wantRT != "" && (!ok || c.RefreshToken != tt.wantRT):
+				t.Errorf("the copy after the login: %+v (found %v), want refresh token %s", c, ok, tt.wantRT)
+			case tt.wantRT == "RT-stored" && (c.AccessToken != "AT-stored" || !c.Updated.Equal(last)):
+				t.Errorf("the copy does not hold the store's tokens: %+v", c)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

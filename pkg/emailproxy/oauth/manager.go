@@ -500,6 +500,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 		if pre.AccessToken != "" && m.fresh(pre.AccessTokenExpiry, m.now()) && !m.isRejected(acct.Name, pre.AccessToken) {
 			m.remember(acct.Name, cachedToken{mac: mac, token: pre.AccessToken, expiry: pre.AccessTokenExpiry, flow: flow})
 			m.status.authorised(acct.Name, flow, pre.AccessTokenExpiry)
+			m.backgroundSeal(log, acct.Name, pre)
 			return pre.AccessToken, nil
 		}
 	case errors.Is(preErr, ErrTooManyAttempts):
@@ -579,6 +580,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 	if rec.AccessToken != "" && m.fresh(rec.AccessTokenExpiry, now) && !m.isRejected(acct.Name, rec.AccessToken) {
 		m.remember(acct.Name, cachedToken{mac: mac, token: rec.AccessToken, expiry: rec.AccessTokenExpiry, flow: flow})
 		m.status.authorised(acct.Name, flow, rec.AccessTokenExpiry)
+		m.backgroundSeal(log, acct.Name, rec)
 		return rec.AccessToken, nil
 	}
 
