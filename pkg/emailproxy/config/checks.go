@@ -238,6 +238,32 @@ func checkSessions(l loc, v string) []Diagnostic {
 	return nil
 }
 
+// checkTLSRequirement judges local_starttls_required: one of its three
+// words, on a listener where it means something.
+func checkTLSRequirement(l loc, v string, srv Server) []Diagnostic {
+	r, ok := ParseTLSRequirement(v)
+	if !ok {
+		hint := "write remote (the default: clients on other hosts must use STARTTLS first), always (loopback clients too) or never (passwords accepted before STARTTLS, as the Python proxy does)"
+		if b, isBool := ParseBool(v); isBool {
+			hint = map[bool]string{true: "write always (every client, loopback too) or remove the line for remote (clients on other hosts only)",
+				false: "write never to accept passwords before STARTTLS"}[b]
+		}
+		return []Diagnostic{l.diag(Error,
+			fmt.Sprintf("local_starttls_required = %q is not remote, always or never; the listener would use remote", v), hint)}
+	}
+	if !srv.LocalStartTLS {
+		return []Diagnostic{l.diag(Warning,
+			"local_starttls_required has no effect without local_starttls = True: a plain listener has no TLS to offer, and a listener with a certificate alone is TLS from the first byte",
+			"add local_starttls = True (with local_certificate_path and local_key_path), or remove the line")}
+	}
+	if r == RequireTLSNever && !isLoopbackHost(srv.LocalAddress) {
+		return []Diagnostic{l.diag(Warning,
+			fmt.Sprintf("local_starttls_required = never on a listener at %s: a client on another host that does not use STARTTLS sends its password in the clear", srv.LocalAddress),
+			"remove the line (clients on other hosts must then use STARTTLS; loopback clients need not), or configure every client to use STARTTLS")}
+	}
+	return nil
+}
+
 func checkCount(l loc, v string) []Diagnostic {
 	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 1 && n <= maxCount {
 		return nil

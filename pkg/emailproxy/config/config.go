@@ -79,6 +79,11 @@ func Parse(data []byte, path string) (*Config, error) {
 			LocalStartTLS:        c.boolOr(s.name, "local_starttls", false),
 			MaxSessions:          c.sessionsOr(s.name, c.Global.MaxSessions),
 		}
+		if v, ok := c.Get(s.name, "local_starttls_required"); ok {
+			// Unreadable: the default (Validate reports it), never less
+			// than the default.
+			srv.LocalStartTLSRequired, _ = ParseTLSRequirement(v)
+		}
 		if v, ok := c.Get(s.name, "local_address"); ok && v != "" {
 			srv.LocalAddress = v
 		}

@@ -27,7 +27,8 @@ var (
 		"server_address", "server_port", "local_address",
 		"server_starttls", "starttls", "local_starttls",
 		"local_certificate_path", "local_key_path",
-		"max_sessions",
+		// orbit's own (the Python proxy ignores them)
+		"max_sessions", "local_starttls_required",
 	}
 	accountKeys = []string{
 		"permission_url", "token_url", "oauth2_scope", "oauth2_resource", "oauth2_flow",

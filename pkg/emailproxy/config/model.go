@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -72,13 +73,62 @@ type Server struct {
 	// LocalStartTLS: with a local certificate, the listener is plain and
 	// offers STARTTLS (IMAP, SMTP) or STLS (POP) instead of implicit TLS.
 	// The Python proxy honours it for SMTP only.
-	LocalStartTLS        bool
-	LocalCertificatePath string
-	LocalKeyPath         string
+	LocalStartTLS bool
+	// LocalStartTLSRequired (orbit only, local_starttls_required): which
+	// clients of a local_starttls listener must upgrade before they may
+	// send a password. Empty means RequireTLSRemote.
+	LocalStartTLSRequired TLSRequirement
+	LocalCertificatePath  string
+	LocalKeyPath          string
 	// MaxSessions (orbit only): concurrent client sessions this listener
 	// serves; more are told to come back later. The section's
 	// max_sessions, else [emailproxy]'s, else DefaultMaxSessions.
 	MaxSessions int
+}
+
+// TLSRequirement is a local_starttls_required value.
+type TLSRequirement string
+
+// The local_starttls_required values. The default spares loopback clients:
+// their traffic never leaves the host (the plain loopback listener is what
+// `register` writes), and the appliance's own mailer may not speak STARTTLS;
+// a password from another host is what local_starttls exists to protect.
+const (
+	RequireTLSRemote TLSRequirement = "remote" // clients not on 127.0.0.0/8 or ::1
+	RequireTLSAlways TLSRequirement = "always" // every client, loopback too
+	RequireTLSNever  TLSRequirement = "never"  // none: the Python proxy's behaviour
+)
+
+// TLSRequirements lists the values in documentation order.
+var TLSRequirements = []TLSRequirement{RequireTLSRemote, RequireTLSAlways, RequireTLSNever}
+
+// ParseTLSRequirement reads a local_starttls_required value, ignoring case
+// and surrounding space.
+func ParseTLSRequirement(v string) (TLSRequirement, bool) {
+	r := TLSRequirement(strings.ToLower(strings.TrimSpace(v)))
+	if slices.Contains(TLSRequirements, r) {
+		return r, true
+	}
+	return "", false
+}
+
+// PasswordNeedsTLS reports whether a client of this listener must upgrade
+// with STARTTLS (POP: STLS) before it may log in; loopback says whether
+// the client connects from 127.0.0.0/8 or ::1. Only a local_starttls
+// listener can require it: a plain one has no TLS to offer, an implicit
+// TLS one is encrypted from the first byte.
+func (s Server) PasswordNeedsTLS(loopback bool) bool {
+	if !s.LocalStartTLS || s.LocalCertificatePath == "" || s.LocalKeyPath == "" {
+		return false
+	}
+	switch s.LocalStartTLSRequired {
+	case RequireTLSNever:
+		return false
+	case RequireTLSAlways:
+		return true
+	default:
+		return !loopback
+	}
 }
 
 // Account is the effective settings for one login name after catch-all

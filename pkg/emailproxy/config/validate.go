@@ -207,6 +207,8 @@ func (c *Config) validateServer(name string, ports map[int][]string) []Diagnosti
 			ds = append(ds, checkBool(l, v)...)
 		case k == "max_sessions":
 			ds = append(ds, checkSessions(l, v)...)
+		case k == "local_starttls_required":
+			ds = append(ds, checkTLSRequirement(l, v, srv)...)
 		case k == "server_port":
 			if _, pd := checkPort(l, v, "server_port"); pd != nil {
 				ds = append(ds, pd...)

@@ -132,6 +132,10 @@ oauth2_flow = authorization_code
 		{"tokens in a catch-all", edit("oauth2_flow = authorization_code", "oauth2_flow = authorization_code\naccess_token = gAAAA"), expect{Warning, "@", "access_token", "never used"}},
 		{"bad token number", good + "[a@example.com]\ntoken_iterations = lots\n", expect{Error, "a@example.com", "token_iterations", "not a whole number"}},
 		{"max_sessions not a number", edit("allow_catch_all_accounts = True", "allow_catch_all_accounts = True\nmax_sessions = many"), expect{Error, "emailproxy", "max_sessions", "not a number of sessions"}},
+		{"local_starttls_required not a word", good + tlsSection("local_starttls = True\nlocal_starttls_required = remotes\n"), expect{Error, "IMAP-2994", "local_starttls_required", "is not remote, always or never"}},
+		{"local_starttls_required as True", good + tlsSection("local_starttls = True\nlocal_starttls_required = True\n"), expect{Error, "IMAP-2994", "local_starttls_required", "is not remote, always or never"}},
+		{"local_starttls_required without local_starttls", good + tlsSection("local_starttls_required = always\n"), expect{Warning, "IMAP-2994", "local_starttls_required", "no effect without local_starttls"}},
+		{"local_starttls_required never off loopback", strings.Replace(good+tlsSection("local_starttls = True\nlocal_starttls_required = never\n"), "local_address = 127.0.0.1\nlocal_cert", "local_address = 192.0.2.10\nlocal_cert", 1), expect{Warning, "IMAP-2994", "local_starttls_required", "sends its password in the clear"}},
 		{"max_sessions zero", edit("local_address = 127.0.0.1\n[SMTP", "local_address = 127.0.0.1\nmax_sessions = 0\n[SMTP"), expect{Error, "IMAP-2993", "max_sessions", "from 1 to 100000"}},
 	}
 	for _, tt := range tests {
@@ -141,6 +145,59 @@ oauth2_flow = authorization_code
 				t.Errorf("want %s [%s] %s %q, got:\n%s", tt.want.sev, tt.want.section, tt.want.key, tt.want.msg, dump(ds))
 			}
 		})
+	}
+}
+
+// tlsSection is an IMAP listener with a certificate and the given extra
+// lines.
+func tlsSection(extra string) string {
+	return "[IMAP-2994]\nserver_address = s\nserver_port = 993\nlocal_address = 127.0.0.1\nlocal_certificate_path = /c.pem\nlocal_key_path = /k.pem\n" + extra
+}
+
+// TestLocalStartTLSRequired: which clients of which listener must upgrade
+// before they may log in, as the file says it.
+func TestLocalStartTLSRequired(t *testing.T) {
+	tests := []struct {
+		name             string
+		lines            string
+		loopback, remote bool // PasswordNeedsTLS for a loopback / another client
+		clean            bool // no diagnostic for the section
+	}{
+		{"local_starttls, default", "local_starttls = True\n", false, true, true},
+		{"remote", "local_starttls = True\nlocal_starttls_required = remote\n", false, true, true},
+		{"always, any case", "local_starttls = True\nlocal_starttls_required = Always \n", true, true, true},
+		{"never on loopback", "local_starttls = True\nlocal_starttls_required = never\n", false, false, true},
+		{"unreadable is the default", "local_starttls = True\nlocal_starttls_required = sometimes\n", false, true, false},
+		{"implicit TLS needs no upgrade", "local_starttls_required = always\n", false, false, false},
+		{"no local_starttls", "", false, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, tlsSection(tt.lines))
+			srv, ok := c.Server("IMAP-2994")
+			if !ok {
+				t.Fatal("no server section")
+			}
+			if got := srv.PasswordNeedsTLS(true); got != tt.loopback {
+				t.Errorf("loopback client must upgrade = %v, want %v", got, tt.loopback)
+			}
+			if got := srv.PasswordNeedsTLS(false); got != tt.remote {
+				t.Errorf("remote client must upgrade = %v, want %v", got, tt.remote)
+			}
+			var mine []Diagnostic
+			for _, d := range c.Validate() {
+				if d.Section == "IMAP-2994" {
+					mine = append(mine, d)
+				}
+			}
+			if (len(mine) == 0) != tt.clean {
+				t.Errorf("diagnostics for the section: %s", dump(mine))
+			}
+		})
+	}
+	// A plain listener has nothing to offer, whatever the setting says.
+	if (Server{LocalStartTLS: true, LocalStartTLSRequired: RequireTLSAlways}).PasswordNeedsTLS(false) {
+		t.Error("a listener without a certificate requires TLS")
 	}
 }
 
