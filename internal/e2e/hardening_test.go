@@ -81,9 +81,11 @@ func TestE2EIMAPEdgeCases(t *testing.T) {
 	e.checkNoSecrets(other)
 }
 
-// TestE2ELocalTLSAndLimits: the orbit binary reads local_starttls and
-// max_sessions from the file; imaplib and poplib upgrade with STARTTLS/STLS
-// and reach Dovecot's mailbox; a client over max_sessions is told so.
+// TestE2ELocalTLSAndLimits: the orbit binary reads local_starttls,
+// local_starttls_required and max_sessions from the file; imaplib and
+// poplib are refused a login before STARTTLS/STLS (always: they run on
+// loopback, which the default spares), upgrade and reach Dovecot's
+// mailbox; a client over max_sessions is told so.
 func TestE2ELocalTLSAndLimits(t *testing.T) {
 	e := newEnv(t)
 	e.addClient(alice)
@@ -92,7 +94,7 @@ func TestE2ELocalTLSAndLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsKeys := "local_certificate_path = " + e.tls.CertFile + "\nlocal_key_path = " + e.tls.KeyFile + "\nlocal_starttls = True\n"
+	tlsKeys := "local_certificate_path = " + e.tls.CertFile + "\nlocal_key_path = " + e.tls.KeyFile + "\nlocal_starttls = True\nlocal_starttls_required = always\n"
 	cfg := strings.Replace(string(data), "[IMAP-"+itoa(e.imapPort)+"]\n", "[IMAP-"+itoa(e.imapPort)+"]\n"+tlsKeys+"max_sessions = 2\n", 1)
 	cfg = strings.Replace(cfg, "[POP-"+itoa(e.popPort)+"]\n", "[POP-"+itoa(e.popPort)+"]\n"+tlsKeys, 1)
 	if cfg == string(data) {
@@ -107,13 +109,23 @@ func TestE2ELocalTLSAndLimits(t *testing.T) {
 import os, imaplib, poplib, ssl
 ctx = ssl.create_default_context(cafile=os.environ["CA"])
 m = imaplib.IMAP4("127.0.0.1", int(os.environ["IMAP"]), timeout=60)
-assert "STARTTLS" in m.capabilities, m.capabilities
+assert "STARTTLS" in m.capabilities and "LOGINDISABLED" in m.capabilities, m.capabilities
+try:
+    m.login(os.environ["USER"], os.environ["PASS"])
+    raise SystemExit("LOGIN before STARTTLS succeeded")
+except imaplib.IMAP4.error as e:
+    assert "PRIVACYREQUIRED" in str(e), e
 m.starttls(ssl_context=ctx)
 m.login(os.environ["USER"], os.environ["PASS"])
 typ, _ = m.select("INBOX")
 assert typ == "OK", typ
 m.logout()
 p = poplib.POP3("127.0.0.1", int(os.environ["POP"]), timeout=60)
+try:
+    p.user(os.environ["USER"])
+    raise SystemExit("USER before STLS succeeded")
+except poplib.error_proto as e:
+    assert "STLS first" in str(e), e
 p.stls(context=ctx)
 p.user(os.environ["USER"])
 p.pass_(os.environ["PASS"])

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,17 +158,48 @@ func (fuzzAuth) AccessToken(_ context.Context, user, pass string) (string, error
 	return "ya29.fuzz-token", nil
 }
 
+// countingAuth is fuzzAuth counting the passwords it was given.
+type countingAuth struct {
+	fuzzAuth
+	calls atomic.Int64
+}
+
+func (a *countingAuth) AccessToken(ctx context.Context, user, pass string) (string, error) {
+	a.calls.Add(1)
+	return a.fuzzAuth.AccessToken(ctx, user, pass)
+}
+
 // runScripted runs one protocol's pre-login state machine on input, in
 // memory, and returns the upstream with what it saw.
 func runScripted(t *testing.T, proto config.Protocol, input []byte) *scriptUpstream {
-	srv := New(Options{Authenticator: fuzzAuth{}})
+	up, _ := runScriptedOn(t, proto, input, config.Server{})
+	return up
+}
+
+// runScriptedTLSRequired runs input on a local_starttls listener that
+// requires TLS of every client (local_starttls_required = always) and
+// returns how many passwords reached the token layer too. The in-memory
+// client cannot complete a handshake, so a STARTTLS ends the session.
+func runScriptedTLSRequired(t *testing.T, proto config.Protocol, input []byte) (*scriptUpstream, int64) {
+	return runScriptedOn(t, proto, input, config.Server{LocalStartTLS: true, LocalStartTLSRequired: config.RequireTLSAlways,
+		LocalCertificatePath: "cert.pem", LocalKeyPath: "key.pem"})
+}
+
+func runScriptedOn(t *testing.T, proto config.Protocol, input []byte, local config.Server) (*scriptUpstream, int64) {
+	auth := &countingAuth{}
+	srv := New(Options{Authenticator: auth})
 	srv.halfCloseLinger = time.Millisecond
 	up := &scriptUpstream{proto: proto}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	lc := &listenerConfig{srv: local}
+	lc.srv.Section, lc.srv.Protocol, lc.srv.ServerAddress, lc.srv.ServerPort = string(proto)+"-1", proto, "upstream.test", 1
+	if local.LocalStartTLS {
+		lc.localTLS = &tls.Config{}
+	}
 	s := &session{
 		srv: srv, ctx: ctx, stop: stop, proto: string(proto), peer: "fuzz",
-		cfg:           &listenerConfig{srv: config.Server{Section: string(proto) + "-1", Protocol: proto, ServerAddress: "upstream.test", ServerPort: 1}},
+		cfg:           lc,
 		loginDeadline: time.Now().Add(time.Hour),
 	}
 	s.setClient(&memConn{r: bytes.NewReader(input), onWrite: func([]byte) {}})
@@ -194,7 +228,17 @@ func runScripted(t *testing.T, proto config.Protocol, input []byte) *scriptUpstr
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s session on %q did not end at the end of its input", proto, input)
 	}
-	return up
+	return up, auth.calls.Load()
+}
+
+// checkNoLoginBeforeTLS holds for every session on a listener that
+// requires TLS, whatever the client sent: no password reached the token
+// layer and no login line the upstream.
+func checkNoLoginBeforeTLS(t *testing.T, up *scriptUpstream, calls int64) {
+	checkUpstream(t, up)
+	if calls != 0 || up.loggedIn {
+		t.Fatalf("a login before STARTTLS was taken: %d passwords to the token layer, upstream logged in %v", calls, up.loggedIn)
+	}
 }
 
 // upstreamConn reads the script's replies.
@@ -235,6 +279,8 @@ func FuzzIMAPSession(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkUpstream(t, runScripted(t, config.IMAP, in))
+		up, calls := runScriptedTLSRequired(t, config.IMAP, in)
+		checkNoLoginBeforeTLS(t, up, calls)
 	})
 }
 
@@ -250,6 +296,8 @@ func FuzzPOPSession(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkUpstream(t, runScripted(t, config.POP, in))
+		up, calls := runScriptedTLSRequired(t, config.POP, in)
+		checkNoLoginBeforeTLS(t, up, calls)
 	})
 }
 
@@ -266,6 +314,8 @@ func FuzzSMTPSession(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkUpstream(t, runScripted(t, config.SMTP, in))
+		up, calls := runScriptedTLSRequired(t, config.SMTP, in)
+		checkNoLoginBeforeTLS(t, up, calls)
 	})
 }
 
@@ -384,7 +434,7 @@ func FuzzRewriteIMAPLine(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
-		out := rewriteIMAPLine(line, false)
+		out := rewriteIMAPLine(line, offerLogin)
 		if !strings.Contains(strings.ToUpper(line), "CAPABILITY") && out != line {
 			t.Fatalf("rewrote %q to %q", line, out)
 		}
@@ -393,6 +443,17 @@ func FuzzRewriteIMAPLine(f *testing.F) {
 				u := strings.ToUpper(c)
 				if strings.HasPrefix(u, "AUTH=") && u != "AUTH=PLAIN" && u != "AUTH=LOGIN" || u == "LOGINDISABLED" || u == "STARTTLS" {
 					t.Fatalf("%q survived in %q", c, out)
+				}
+			}
+			// A client that must upgrade first is offered no mechanism
+			// at all, and told LOGIN is disabled.
+			only := strings.Fields(rewriteIMAPLine(line, offerStartTLSOnly)[13:])
+			if !slices.Contains(only, "LOGINDISABLED") || !slices.Contains(only, "STARTTLS") {
+				t.Fatalf("no LOGINDISABLED STARTTLS in %q", only)
+			}
+			for _, c := range only {
+				if u := strings.ToUpper(c); strings.HasPrefix(u, "AUTH=") {
+					t.Fatalf("%q offered before STARTTLS in %q", c, only)
 				}
 			}
 		}
@@ -433,6 +494,10 @@ func TestScriptedSessions(t *testing.T) {
 	} {
 		if up := runScripted(t, proto, []byte(in)); !up.loggedIn || len(up.leaked) > 0 {
 			t.Errorf("%s: logged in %v, leaked %q", proto, up.loggedIn, up.leaked)
+		}
+		// The same login on a listener that requires TLS first is refused.
+		if up, calls := runScriptedTLSRequired(t, proto, []byte(in)); up.loggedIn || calls != 0 || len(up.leaked) > 0 {
+			t.Errorf("%s before STARTTLS: logged in %v, %d passwords to the token layer, leaked %q", proto, up.loggedIn, calls, up.leaked)
 		}
 	}
 	up := &scriptUpstream{proto: config.IMAP}

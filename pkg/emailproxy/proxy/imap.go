@@ -25,7 +25,7 @@ func (s *session) runIMAP() {
 	}
 	switch {
 	case hasPrefixFold(greeting, "* OK"):
-		if s.writeClient(rewriteIMAPLine(greeting, s.offerStartTLS())) != nil {
+		if s.writeClient(rewriteIMAPLine(greeting, s.imapOffer())) != nil {
 			return
 		}
 	case hasPrefixFold(greeting, "* PREAUTH"):
@@ -69,6 +69,17 @@ func (s *session) imapCommands() {
 		ucmd := strings.ToUpper(cmd)
 		if _, _, lit := literalSuffix(line); lit && (ucmd == "AUTHENTICATE" || ucmd == "STARTTLS") {
 			if s.rejectIMAP(line, tag+" BAD "+cmd+" "+ReplyPrefix+"unexpected literal") != nil {
+				return
+			}
+			bad++
+			continue
+		}
+		if (ucmd == "LOGIN" || ucmd == "AUTHENTICATE") && s.passwordNeedsTLS() {
+			// Refused before any "+": the rest of the credentials (a
+			// literal, a SASL response) is never asked for. Literals
+			// already on their way are read and dropped by rejectIMAP.
+			s.refusedCleartext(ucmd)
+			if s.rejectIMAP(line, tag+" NO [PRIVACYREQUIRED] "+cmd+" "+ReplyPrefix+cleartextRefusal("STARTTLS")) != nil {
 				return
 			}
 			bad++
@@ -139,6 +150,23 @@ func (s *session) imapCommands() {
 		}
 	}
 	s.writeClient("* BYE " + ReplyPrefix + "too many bad commands")
+}
+
+// imapOffer is what the capability lists advertise to this client now.
+func (s *session) imapOffer() capOffer {
+	switch {
+	case s.passwordNeedsTLS():
+		return offerStartTLSOnly
+	case s.offerStartTLS():
+		return offerLoginStartTLS
+	}
+	return offerLogin
+}
+
+// cleartextRefusal is the text of the proxy's answer to credentials sent
+// before the upgrade; upgrade names the protocol's command.
+func cleartextRefusal(upgrade string) string {
+	return "this listener takes passwords only over TLS: send " + upgrade + " first, then log in (local_starttls_required)"
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -468,7 +496,7 @@ func (s *session) imapRelay(tag string, cont bool) (done bool, err error) {
 		if cont && (resp == "+" || strings.HasPrefix(resp, "+ ")) {
 			return false, nil
 		}
-		if err := s.writeClient(rewriteIMAPLine(resp, s.offerStartTLS())); err != nil {
+		if err := s.writeClient(rewriteIMAPLine(resp, s.imapOffer())); err != nil {
 			return true, err
 		}
 		if n, _, ok := literalSuffix(resp); ok {

@@ -298,20 +298,28 @@ func FuzzParseLoginArgs(f *testing.F) {
 }
 
 func TestRewriteIMAPLine(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"* CAPABILITY IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER LOGINDISABLED", "* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR"},
-		{"* OK [CAPABILITY IMAP4rev1 STARTTLS SASL-IR] hi", "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=LOGIN] hi"},
-		{"a OK [capability IMAP4rev1 auth=plain auth=login] done", "a OK [capability IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR] done"},
-		{"* OK ready", "* OK ready"},
-		{"* 1 EXISTS", "* 1 EXISTS"},
+	tests := []struct {
+		in, want string
+		offer    capOffer
+	}{
+		{"* CAPABILITY IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER LOGINDISABLED", "* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR", offerLogin},
+		{"* CAPABILITY IMAP4rev1 STARTTLS AUTH=XOAUTH2", "* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR STARTTLS", offerLoginStartTLS},
+		// A client that must upgrade first is offered no mechanism
+		// (RFC 3501 6.2.3: LOGINDISABLED until STARTTLS).
+		{"* CAPABILITY IMAP4rev1 STARTTLS AUTH=XOAUTH2 AUTH=OAUTHBEARER ID", "* CAPABILITY IMAP4rev1 ID STARTTLS LOGINDISABLED", offerStartTLSOnly},
+		{"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 LOGINDISABLED] hi", "* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS LOGINDISABLED] hi", offerStartTLSOnly},
+		{"* OK [CAPABILITY IMAP4rev1 STARTTLS SASL-IR] hi", "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=LOGIN] hi", offerLogin},
+		{"a OK [capability IMAP4rev1 auth=plain auth=login] done", "a OK [capability IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR] done", offerLogin},
+		{"* OK ready", "* OK ready", offerLogin},
+		{"* 1 EXISTS", "* 1 EXISTS", offerLogin},
 		// Found by FuzzRewriteIMAPLine: invalid UTF-8 before the code
 		// shifted the indexes and panicked the proxy.
-		{"\xdf[CAPABILITY ]", "\xdf[CAPABILITY AUTH=PLAIN AUTH=LOGIN SASL-IR]"},
-		{"* OK \xff\xfe[capability IMAP4rev1] x", "* OK \xff\xfe[capability IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR] x"},
+		{"\xdf[CAPABILITY ]", "\xdf[CAPABILITY AUTH=PLAIN AUTH=LOGIN SASL-IR]", offerLogin},
+		{"* OK \xff\xfe[capability IMAP4rev1] x", "* OK \xff\xfe[capability IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR] x", offerLogin},
 	}
 	for _, tt := range tests {
-		if got := rewriteIMAPLine(tt.in, false); got != tt.want {
-			t.Errorf("rewriteIMAPLine(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := rewriteIMAPLine(tt.in, tt.offer); got != tt.want {
+			t.Errorf("rewriteIMAPLine(%q, %d) = %q, want %q", tt.in, tt.offer, got, tt.want)
 		}
 	}
 }

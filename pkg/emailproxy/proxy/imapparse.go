@@ -153,22 +153,37 @@ func parseAstring(b []byte) (string, []byte, error) {
 	}
 }
 
+// capOffer is what the proxy advertises to a client that has not logged
+// in yet.
+type capOffer int
+
+const (
+	offerLogin         capOffer = iota // AUTH=PLAIN AUTH=LOGIN SASL-IR
+	offerLoginStartTLS                 // the same and STARTTLS
+	// offerStartTLSOnly: the listener takes passwords only over TLS, so
+	// STARTTLS and LOGINDISABLED (RFC 3501 6.2.3, 7.2.1) and no AUTH=:
+	// a client that honours them sends no password in the clear.
+	offerStartTLSOnly
+)
+
 // rewriteIMAPCaps applies the proxy's capability rules to a list: the
 // AUTH=* entries become AUTH=PLAIN AUTH=LOGIN (the mechanisms the proxy
-// takes before doing XOAUTH2 itself), SASL-IR is added, LOGINDISABLED and STARTTLS go
-// (LOGIN works here, and the upstream's STARTTLS is not the proxy's); the
-// proxy's own STARTTLS is added when startTLS.
-func rewriteIMAPCaps(caps []string, startTLS bool) []string {
-	out := make([]string, 0, len(caps)+2)
+// takes before doing XOAUTH2 itself), SASL-IR is added, LOGINDISABLED and
+// STARTTLS go (LOGIN works here, and the upstream's STARTTLS is not the
+// proxy's); the proxy's own STARTTLS is added when the offer has it, and
+// with offerStartTLSOnly no mechanism but LOGINDISABLED.
+func rewriteIMAPCaps(caps []string, offer capOffer) []string {
+	out := make([]string, 0, len(caps)+3)
 	auth, sasl := false, false
+	login := offer != offerStartTLSOnly
 	for _, c := range caps {
 		u := strings.ToUpper(c)
 		switch {
 		case strings.HasPrefix(u, "AUTH="):
-			if !auth {
+			if !auth && login {
 				out = append(out, "AUTH=PLAIN", "AUTH=LOGIN")
-				auth = true
 			}
+			auth = true
 		case u == "LOGINDISABLED" || u == "STARTTLS":
 		case u == "SASL-IR":
 			sasl = true
@@ -177,23 +192,28 @@ func rewriteIMAPCaps(caps []string, startTLS bool) []string {
 			out = append(out, c)
 		}
 	}
-	if !auth {
-		out = append(out, "AUTH=PLAIN", "AUTH=LOGIN")
+	if login {
+		if !auth {
+			out = append(out, "AUTH=PLAIN", "AUTH=LOGIN")
+		}
+		if !sasl {
+			out = append(out, "SASL-IR")
+		}
 	}
-	if !sasl {
-		out = append(out, "SASL-IR")
-	}
-	if startTLS {
+	if offer != offerLogin {
 		out = append(out, "STARTTLS")
+	}
+	if !login {
+		out = append(out, "LOGINDISABLED")
 	}
 	return out
 }
 
 // rewriteIMAPLine rewrites a `* CAPABILITY ...` response or a [CAPABILITY
 // ...] response code inside a status response; other lines pass unchanged.
-func rewriteIMAPLine(line string, startTLS bool) string {
+func rewriteIMAPLine(line string, offer capOffer) string {
 	if len(line) > 13 && strings.EqualFold(line[:13], "* CAPABILITY ") {
-		return line[:13] + strings.Join(rewriteIMAPCaps(strings.Fields(line[13:]), startTLS), " ")
+		return line[:13] + strings.Join(rewriteIMAPCaps(strings.Fields(line[13:]), offer), " ")
 	}
 	i := indexFoldASCII(line, "[CAPABILITY ")
 	if i < 0 {
@@ -204,7 +224,7 @@ func rewriteIMAPLine(line string, startTLS bool) string {
 		return line
 	}
 	start, end := i+len("[CAPABILITY "), i+j
-	return line[:start] + strings.Join(rewriteIMAPCaps(strings.Fields(line[start:end]), startTLS), " ") + line[end:]
+	return line[:start] + strings.Join(rewriteIMAPCaps(strings.Fields(line[start:end]), offer), " ") + line[end:]
 }
 
 // indexFoldASCII is strings.Index ignoring ASCII case. strings.ToUpper

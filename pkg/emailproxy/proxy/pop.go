@@ -44,7 +44,24 @@ func (s *session) popCommands() {
 			return
 		}
 		verb, arg, _ := strings.Cut(line, " ")
-		switch strings.ToUpper(verb) {
+		uverb := strings.ToUpper(verb)
+		if s.passwordNeedsTLS() {
+			switch {
+			case uverb == "AUTH" && arg == "":
+				// RFC 1734's listing: no mechanism may be used yet.
+				s.writeClient("+OK\r\n.")
+				continue
+			case uverb == "USER" || uverb == "PASS" || uverb == "AUTH" || uverb == "APOP":
+				// -ERR [AUTH]: "an attempt to authenticate in violation of
+				// policy" (RFC 3206). AUTH gets no "+ ", so its response
+				// is never sent; USER refused keeps PASS from following.
+				s.refusedCleartext(uverb)
+				s.writeClient("-ERR [AUTH] " + ReplyPrefix + cleartextRefusal("STLS"))
+				bad++
+				continue
+			}
+		}
+		switch uverb {
 		case "CAPA":
 			if err := s.popCapa(); err != nil {
 				s.writeClient("-ERR [SYS/TEMP] " + ReplyPrefix + oneLine(err.Error()))
@@ -134,7 +151,11 @@ func (s *session) popCommands() {
 			s.writeClient("+OK bye")
 			return
 		default:
-			s.writeClient("-ERR " + ReplyPrefix + "log in first with USER/PASS or AUTH PLAIN")
+			if s.passwordNeedsTLS() {
+				s.writeClient("-ERR " + ReplyPrefix + "send STLS, then log in with USER/PASS or AUTH PLAIN")
+			} else {
+				s.writeClient("-ERR " + ReplyPrefix + "log in first with USER/PASS or AUTH PLAIN")
+			}
 			bad++
 		}
 	}
@@ -161,8 +182,9 @@ func redactPOP(line string) string {
 
 // popCapa relays the upstream's CAPA, rewritten: SASL becomes SASL PLAIN,
 // USER is added, the upstream's STLS removed (the proxy's own added when
-// the listener offers it). If the upstream has no CAPA the proxy
-// answers with its own list.
+// the listener offers it). A client that must use STLS first sees neither
+// USER nor SASL before it (RFC 2595 4 lets the list change after STLS).
+// If the upstream has no CAPA the proxy answers with its own list.
 func (s *session) popCapa() error {
 	if err := s.writeUp("CAPA", ""); err != nil {
 		return err
@@ -190,27 +212,30 @@ func (s *session) popCapa() error {
 		first = "+OK Capability list follows"
 	}
 	out := []string{first}
+	login := !s.passwordNeedsTLS()
 	sasl, userCap := false, false
 	for _, c := range caps {
 		word, _, _ := strings.Cut(c, " ")
 		switch strings.ToUpper(word) {
 		case "SASL":
-			if !sasl {
+			if !sasl && login {
 				out = append(out, "SASL PLAIN")
-				sasl = true
 			}
+			sasl = true
 		case "STLS":
 		case "USER":
+			if login {
+				out = append(out, c)
+			}
 			userCap = true
-			out = append(out, c)
 		default:
 			out = append(out, c)
 		}
 	}
-	if !userCap {
+	if !userCap && login {
 		out = append(out, "USER")
 	}
-	if !sasl {
+	if !sasl && login {
 		out = append(out, "SASL PLAIN")
 	}
 	if s.offerStartTLS() {

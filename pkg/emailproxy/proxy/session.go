@@ -50,6 +50,11 @@ type session struct {
 	stop  context.CancelFunc
 	proto string
 	peer  string
+	// loopback: the client connects from 127.0.0.0/8 or ::1, which
+	// local_starttls_required = remote (the default) spares.
+	loopback bool
+	// warnedCleartext: a login refused before STARTTLS was logged.
+	warnedCleartext bool
 
 	client net.Conn
 	cr     *bufio.Reader
@@ -81,7 +86,7 @@ func (s *Server) startSession(c net.Conn, lc *listenerConfig, slot *atomic.Int64
 	ctx, stop := context.WithCancel(s.baseCtx)
 	sess := &session{
 		srv: s, cfg: lc, ctx: ctx, stop: stop, slot: slot,
-		proto: string(lc.srv.Protocol), peer: c.RemoteAddr().String(),
+		proto: string(lc.srv.Protocol), peer: c.RemoteAddr().String(), loopback: isLoopbackAddr(c.RemoteAddr()),
 		client:        c,
 		loginDeadline: time.Now().Add(s.opts.LoginTimeout),
 	}
@@ -156,6 +161,40 @@ func (s *session) clientTLS() bool {
 
 // offerStartTLS reports whether the client may upgrade to TLS now.
 func (s *session) offerStartTLS() bool { return s.cfg.offerStartTLS() && !s.clientTLS() }
+
+// passwordNeedsTLS reports whether the client must upgrade with STARTTLS
+// (POP: STLS) before it may send credentials: the listener requires it of
+// this client (local_starttls_required) and the upgrade has not happened.
+func (s *session) passwordNeedsTLS() bool {
+	return s.offerStartTLS() && s.cfg.srv.PasswordNeedsTLS(s.loopback)
+}
+
+// refusedCleartext logs, once per session, that a client tried to log in
+// before the upgrade, so the admin of a mailer that never upgrades sees
+// why its logins fail. Nothing the client sent is logged.
+func (s *session) refusedCleartext(cmd string) {
+	if s.warnedCleartext {
+		return
+	}
+	s.warnedCleartext = true
+	s.srv.log.Warn(fmt.Sprintf("refused a login before STARTTLS (%s %s from %s) on [%s]: this listener takes passwords only over TLS (local_starttls_required = %s); configure the client to use STARTTLS",
+		s.proto, cmd, s.peer, s.cfg.srv.Section, s.tlsRequirement()),
+		"protocol", s.proto, "client", s.peer, "section", s.cfg.srv.Section, "command", cmd)
+}
+
+func (s *session) tlsRequirement() config.TLSRequirement {
+	if r := s.cfg.srv.LocalStartTLSRequired; r != "" {
+		return r
+	}
+	return config.RequireTLSRemote
+}
+
+// isLoopbackAddr reports whether a client address is on 127.0.0.0/8 or
+// ::1 (an IPv4-mapped ::ffff:127.x counts as IPv4).
+func isLoopbackAddr(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
 
 // errPlaintextAfterStartTLS: bytes that came after STARTTLS in the clear
 // would be taken as sent over TLS (the STARTTLS command injection attack,

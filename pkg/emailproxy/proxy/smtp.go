@@ -132,7 +132,7 @@ func (s *session) smtpCommands(upTLS bool) {
 				return
 			}
 			if v == "EHLO" && reply.code == 250 {
-				reply = rewriteEHLO(reply, s.cfg.offerStartTLS() && !clientTLS)
+				reply = rewriteEHLO(reply, s.cfg.offerStartTLS() && !clientTLS, !s.passwordNeedsTLS())
 			}
 			helloDone = reply.code == 250
 			if s.writeClient(reply.format()) != nil {
@@ -152,6 +152,14 @@ func (s *session) smtpCommands(upTLS bool) {
 			}
 			clientTLS, helloDone = true, false
 		case "AUTH":
+			if s.passwordNeedsTLS() {
+				// RFC 3207 4's reply for a server that requires TLS; no
+				// 334, so a response not sent yet never is.
+				s.refusedCleartext(v)
+				s.writeClient("530 5.7.0 Must issue a STARTTLS command first. " + ReplyPrefix + "this listener takes passwords only over TLS (local_starttls_required)")
+				bad++
+				continue
+			}
 			if !helloDone {
 				s.writeClient("503 5.5.1 " + ReplyPrefix + "send EHLO first")
 				bad++
@@ -162,7 +170,11 @@ func (s *session) smtpCommands(upTLS bool) {
 				return
 			}
 		case "MAIL", "RCPT", "DATA", "BDAT":
-			s.writeClient("530 5.7.0 " + ReplyPrefix + "authentication required; log in with AUTH PLAIN or AUTH LOGIN first")
+			if s.passwordNeedsTLS() {
+				s.writeClient("530 5.7.0 Must issue a STARTTLS command first. " + ReplyPrefix + "then log in with AUTH PLAIN or AUTH LOGIN")
+			} else {
+				s.writeClient("530 5.7.0 " + ReplyPrefix + "authentication required; log in with AUTH PLAIN or AUTH LOGIN first")
+			}
 			bad++
 		case "QUIT":
 			if s.writeUp(line, "") == nil {
@@ -251,7 +263,9 @@ func (s *session) smtpUpstreamStartTLS(domain string) error {
 // rewriteEHLO advertises AUTH PLAIN LOGIN in place of the upstream's AUTH
 // (whatever it offered, the proxy logs in upstream itself) and drops the
 // upstream's STARTTLS, adding the proxy's own when the listener has one.
-func rewriteEHLO(r smtpReply, startTLS bool) smtpReply {
+// Without login (the client must upgrade first) no AUTH is advertised:
+// RFC 3207 4.2 lets the list after STARTTLS differ.
+func rewriteEHLO(r smtpReply, startTLS, login bool) smtpReply {
 	out := smtpReply{code: r.code, lines: []string{r.lines[0]}}
 	auth := false
 	for _, l := range r.lines[1:] {
@@ -259,16 +273,16 @@ func rewriteEHLO(r smtpReply, startTLS bool) smtpReply {
 		u := strings.ToUpper(word)
 		switch {
 		case u == "AUTH" || strings.HasPrefix(u, "AUTH="):
-			if !auth {
+			if !auth && login {
 				out.lines = append(out.lines, "AUTH PLAIN LOGIN")
-				auth = true
 			}
+			auth = true
 		case u == "STARTTLS":
 		default:
 			out.lines = append(out.lines, l)
 		}
 	}
-	if !auth {
+	if !auth && login {
 		out.lines = append(out.lines, "AUTH PLAIN LOGIN")
 	}
 	if startTLS {
