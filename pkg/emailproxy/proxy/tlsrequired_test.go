@@ -243,3 +243,56 @@ func TestSTARTTLSRequirementByClientAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestIsLoopbackAddr: the addresses local_starttls_required = remote
+// spares, IPv4-mapped loopback included (a dual-stack listener on ::
+// sees 127.0.0.1 clients that way).
+func TestIsLoopbackAddr(t *testing.T) {
+	tests := []struct {
+		ip   string
+		want bool
+	}{
+		{"127.0.0.1", true},
+		{"127.1.2.3", true},
+		{"::1", true},
+		{"::ffff:127.0.0.1", true},
+		{"192.0.2.7", false},
+		{"::ffff:192.0.2.7", false},
+		{"fd00::2", false},
+		{"0.0.0.0", false},
+	}
+	for _, tt := range tests {
+		if got := isLoopbackAddr(&net.TCPAddr{IP: net.ParseIP(tt.ip), Port: 1}); got != tt.want {
+			t.Errorf("isLoopbackAddr(%s) = %v, want %v", tt.ip, got, tt.want)
+		}
+	}
+	if isLoopbackAddr(&net.UnixAddr{Name: "/run/x.sock", Net: "unix"}) {
+		t.Error("a non-TCP address counts as loopback")
+	}
+}
+
+// TestSTARTTLSRequirementFollowsReload: a reload that changes
+// local_starttls_required applies to the next client, without closing the
+// listener.
+func TestSTARTTLSRequirementFollowsReload(t *testing.T) {
+	e, up, addr := requiredTLSEnv(t, config.IMAP, serveIMAP, config.RequireTLSAlways, "")
+	login := func() string {
+		c := dialClient(t, addr)
+		c.expect("* OK")
+		c.send("a1 LOGIN alice@example.com alice-PASSWORD-1")
+		return c.line()
+	}
+	if got := login(); !strings.HasPrefix(got, "a1 NO [PRIVACYREQUIRED]") {
+		t.Fatalf("always: %q", got)
+	}
+	sec := section("X-1", config.IMAP, up)
+	sec.LocalStartTLS, sec.LocalCertificatePath, sec.LocalKeyPath = true, e.ca.certPath, e.ca.keyPath
+	sec.LocalStartTLSRequired = config.RequireTLSNever
+	e.apply(sec)
+	if e.addr("X-1") != addr {
+		t.Fatalf("the listener moved from %s to %s", addr, e.addr("X-1"))
+	}
+	if got := login(); !strings.HasPrefix(got, "a1 OK") {
+		t.Fatalf("never, after the reload: %q", got)
+	}
+}
