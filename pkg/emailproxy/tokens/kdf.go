@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"context"
 	"crypto/hmac"
-	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/singleflight"
 )
@@ -63,6 +63,12 @@ func decodeSalt(salt string) ([]byte, error) {
 // PBKDF2-HMAC-SHA256(UTF-8 password, base64-decoded salt, iterations, 32
 // bytes). It costs 0.2-0.6 s at 1,200,000 iterations; use a KeyCache.
 func DeriveKey(password, salt string, iterations int) (FernetKey, error) {
+	return DeriveKeyContext(context.Background(), password, salt, iterations)
+}
+
+// DeriveKeyContext is DeriveKey calling ctx's checkpoint (WithCheckpoint)
+// every few thousand iterations; a checkpoint's error stops it.
+func DeriveKeyContext(ctx context.Context, password, salt string, iterations int) (FernetKey, error) {
 	var k FernetKey
 	if iterations < 1 {
 		return k, fmt.Errorf("token_iterations must be a positive number, not %d", iterations)
@@ -71,12 +77,11 @@ func DeriveKey(password, salt string, iterations int) (FernetKey, error) {
 	if err != nil {
 		return k, err
 	}
-	raw, err := pbkdf2.Key(sha256.New, password, sb, iterations, len(k))
+	raw, err := pbkdf2SHA256(ctx, []byte(password), sb, iterations, checkpointOf(ctx))
 	if err != nil {
-		return k, fmt.Errorf("deriving the token key: %w", err)
+		return k, err
 	}
-	copy(k[:], raw)
-	return k, nil
+	return FernetKey(raw), nil
 }
 
 // KeyCache remembers derived keys in memory so that each (account,
@@ -89,13 +94,15 @@ func DeriveKey(password, salt string, iterations int) (FernetKey, error) {
 type KeyCache struct {
 	max     int
 	idxKey  [32]byte
-	derive  func(password, salt string, iterations int) (FernetKey, error)
+	derive  func(ctx context.Context, password, salt string, iterations int) (FernetKey, error)
 	flights singleflight.Group
 
 	mu      sync.Mutex
 	order   *list.List // of *cacheEntry, most recent first
 	entries map[cacheIndex]*list.Element
 	derived uint64 // PBKDF2 runs, for tests and benchmarks
+
+	waiting atomic.Int32 // callers waiting on a flight, for tests
 }
 
 type cacheIndex [sha256.Size]byte
@@ -113,7 +120,7 @@ func NewKeyCache(max int) *KeyCache {
 	}
 	c := &KeyCache{
 		max:     max,
-		derive:  DeriveKey,
+		derive:  DeriveKeyContext,
 		order:   list.New(),
 		entries: make(map[cacheIndex]*list.Element),
 	}
@@ -150,33 +157,65 @@ func (c *KeyCache) index(account, password, salt string, iterations int) cacheIn
 // Key returns the Fernet key for the inputs, deriving it on first use. If
 // ctx ends while a derivation runs, Key returns ctx.Err() at once; the
 // derivation finishes in the background and is cached for the next caller.
+//
+// The derivation calls the checkpoint of the caller that started it
+// (WithCheckpoint); callers that join it share that one. A derivation its
+// checkpoint stopped is not cached, and a joined caller whose own context
+// is still live starts it again under its own checkpoint, so one client's
+// leaving never fails another's login.
 func (c *KeyCache) Key(ctx context.Context, account, password, salt string, iterations int) (FernetKey, error) {
 	idx := c.index(account, password, salt, iterations)
-	if k, ok := c.lookup(idx); ok {
-		return k, nil
-	}
-	ch := c.flights.DoChan(string(idx[:]), func() (any, error) {
-		// Another flight may have finished between lookup and here.
+	for {
 		if k, ok := c.lookup(idx); ok {
 			return k, nil
 		}
-		k, err := c.derive(password, salt, iterations)
-		if err != nil {
-			return nil, err
+		// The flight runs on its own goroutine: it keeps the starter's
+		// values (the checkpoint), not its cancellation.
+		flightCtx := context.WithoutCancel(ctx)
+		ch := c.flights.DoChan(string(idx[:]), func() (any, error) {
+			// Another flight may have finished between lookup and here.
+			if k, ok := c.lookup(idx); ok {
+				return k, nil
+			}
+			k, err := c.derive(flightCtx, password, salt, iterations)
+			if err != nil {
+				return nil, &stoppedError{err: err, by: checkpointHolder(flightCtx)}
+			}
+			c.store(idx, k)
+			return k, nil
+		})
+		c.waiting.Add(1)
+		var r singleflight.Result
+		select {
+		case r = <-ch:
+			c.waiting.Add(-1)
+		case <-ctx.Done():
+			c.waiting.Add(-1)
+			return FernetKey{}, ctx.Err()
 		}
-		c.store(idx, k)
-		return k, nil
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
+		if r.Err == nil {
+			return r.Val.(FernetKey), nil
+		}
+		var se *stoppedError
+		if !errors.As(r.Err, &se) {
 			return FernetKey{}, r.Err
 		}
-		return r.Val.(FernetKey), nil
-	case <-ctx.Done():
-		return FernetKey{}, ctx.Err()
+		if se.by != nil && se.by != checkpointHolder(ctx) && ctx.Err() == nil {
+			continue // another caller's checkpoint stopped it: derive again
+		}
+		return FernetKey{}, se.err
 	}
 }
+
+// stoppedError is a derivation that ended in an error; by is the
+// checkpoint it ran under (nil for none), whose error it may be.
+type stoppedError struct {
+	err error
+	by  *checkpoint
+}
+
+func (e *stoppedError) Error() string { return e.err.Error() }
+func (e *stoppedError) Unwrap() error { return e.err }
 
 // Cached reports whether the key for the inputs is in the cache, without
 // deriving it.

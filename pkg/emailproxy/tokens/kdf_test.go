@@ -59,12 +59,12 @@ func TestDeriveKeyRejects(t *testing.T) {
 func countingCache(max int, gate <-chan struct{}) (*KeyCache, *atomic.Int64) {
 	c := NewKeyCache(max)
 	var n atomic.Int64
-	c.derive = func(password, salt string, iterations int) (FernetKey, error) {
+	c.derive = func(ctx context.Context, password, salt string, iterations int) (FernetKey, error) {
 		n.Add(1)
 		if gate != nil {
 			<-gate
 		}
-		return DeriveKey(password, salt, iterations)
+		return DeriveKeyContext(ctx, password, salt, iterations)
 	}
 	return c, &n
 }
