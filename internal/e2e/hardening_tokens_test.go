@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -216,6 +217,15 @@ func TestE2EWrongPasswordStorm(t *testing.T) {
 	if r := e.imapLoginReply(alice, mailerPassword); r != "L1 OK" {
 		t.Fatalf("first login: %q", r)
 	}
+	// The success is remembered across the restart, beside the status
+	// file, readable by the service only.
+	trustFile := filepath.Join(filepath.Dir(e.status), "trusted-clients.json")
+	if st, err := os.Stat(trustFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("trust file after the first login: %v, %v; want mode 0600", st, err)
+	}
+	if data, _ := os.ReadFile(trustFile); !strings.Contains(string(data), `"account": "`+alice+`"`) || !strings.Contains(string(data), `"address": "127.0.0.1"`) {
+		t.Errorf("trust file lacks the mailer's address:\n%s", data)
+	}
 	e.restartServe()
 
 	stop := make(chan struct{})
@@ -234,6 +244,17 @@ func TestE2EWrongPasswordStorm(t *testing.T) {
 		if strings.HasPrefix(kind, "S1 OK") {
 			t.Errorf("a wrong password logged in: %v", replies)
 		}
+	}
+	log := e.proc.Log()
+	// The mailer's address logged in before the restart: its login went
+	// ahead of the guesses' derivations (which paused) instead of waiting.
+	if !strings.Contains(log, "login for "+alice+" from 127.0.0.1 goes ahead of") {
+		t.Errorf("the mailer's login did not take the trusted path:\n%s", log)
+	}
+	// One warning for the storm's first wrong password, not one per guess
+	// (the rest are summed up once a minute).
+	if n := strings.Count(log, "login failed for "+alice); n != 1 {
+		t.Errorf("%d warnings for %d failed logins, want 1", n, sum(replies))
 	}
 
 	// bob (password flow) has no tokens: every new password would go to
@@ -255,4 +276,12 @@ func TestE2EWrongPasswordStorm(t *testing.T) {
 	if n < 30 || grantsSent > 4 {
 		t.Errorf("%d wrong passwords made %d token requests, want at most 4", n, grantsSent)
 	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, c := range m {
+		n += c
+	}
+	return n
 }

@@ -165,9 +165,12 @@ func New(opts Options) (*Engine, error) {
 		Signer:     assertion.Default,
 		Timeout:    opts.AuthTimeout,
 	})
-	statusFile := opts.StatusPath
+	statusFile, trustFile := opts.StatusPath, ""
 	if statusFile == "-" {
 		statusFile = ""
+	} else {
+		// The login guard's trusted client addresses live beside it.
+		trustFile = filepath.Join(filepath.Dir(statusFile), oauth.TrustFileName)
 	}
 	// An unreadable credential costs background_refresh, never the proxy.
 	bgKey, haveKey, err := oauth.ReadBackgroundKey(opts.CredentialsDir)
@@ -190,6 +193,7 @@ func New(opts Options) (*Engine, error) {
 		Interactive:             e.auth,
 		Assertions:              assertion.Default,
 		StatusFile:              statusFile,
+		TrustFile:               trustFile,
 		OnClientSecretEncrypted: e.dropPlainClientSecret,
 		OnEvent:                 e.notifyEvent,
 		RefreshMargin:           opts.RefreshMargin,

@@ -394,3 +394,10 @@ func storedHarness(t *testing.T, access string, left time.Duration) *harness {
 }
 
 func defaultGlobal() config.Global { return config.Global{DeleteAccountTokenOnPasswordError: true} }
+
+// Reset empties the buffer.
+func (l *logBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Reset()
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 )
@@ -67,21 +69,35 @@ func clientAddr(ctx context.Context) string {
 // clients sending random passwords for one account queued 30 derivations,
 // and the one correct login waited behind all of them.
 //
-//   - At most Derivations run at once; one client address, and all the
-//     addresses that have failed together, may hold all but one of the
-//     slots, so a client that has not failed finds one at once.
+//   - A client address that logged in to the account with its password
+//     before (a success recorded in the trust file, kept across restarts:
+//     trust.go) and has not failed for it since is trusted: its login
+//     derives at once, and while it does, every other derivation pauses at
+//     its next checkpoint (tokens.WithCheckpoint, every ~1.5 ms) and gives
+//     up its slot until no trusted derivation is left, then resumes where
+//     it stopped. So the mailer's first login after a restart costs one
+//     derivation on an otherwise idle CPU, however many guesses run. One
+//     trusted derivation per account and address at a time: a second one
+//     from the pair (someone else on the mailer's host guessing) is ranked
+//     like any other, and a failure ends the pair's trust until its next
+//     success.
+//   - Otherwise at most Derivations run at once; one client address, and
+//     all the addresses that have failed together, may hold all but one
+//     of the slots, so a client that has not failed finds one at once.
 //   - A free slot goes to the waiting login whose address has the fewest
-//     recent failures (then the newest): a client that has not failed is
-//     served before the ones that have, and before a burst that arrived
-//     just ahead of it.
+//     recent failures (then one that was paused, then the newest): a
+//     client that has not failed is served before the ones that have, and
+//     before a burst that arrived just ahead of it.
 //   - After FreeFailures failures an address waits 1 s, 2 s, 4 s ... (at
 //     most MaxDelay) before each further attempt; an account's failures
 //     delay the same way, but only addresses that have failed themselves,
 //     so a storm against an account does not delay a client that has not
 //     failed. Waiting logins hold no slot; more than Queue waiting from
-//     one address are refused at once.
+//     one address are refused at once. A trusted login skips all this.
 //   - A password the provider refused (password flow) keeps other new
 //     passwords for that account from being relayed for the same delay.
+//   - A paused derivation whose client has left stops instead of
+//     resuming.
 //
 // A success resets its address and account.
 type guard struct {
@@ -91,7 +107,8 @@ type guard struct {
 	// opts is base with [emailproxy]'s settings and defaults (under mu).
 	opts GuardOptions
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// running counts untrusted derivations holding a slot.
 	running int
 	// suspect counts running derivations of addresses that have failed;
 	// they may hold all slots but one, which stays for clean clients.
@@ -101,6 +118,18 @@ type guard struct {
 	relays  map[string]*failures
 	waiters []*waiter
 	seq     uint64
+
+	// trust holds the pairs that logged in with the account's password;
+	// file persists it, trustGen numbers its snapshots.
+	trust    map[trustPair]*trustState
+	file     *trustStore
+	trustGen uint64
+	// trustBusy: the pair has a trusted login admitted (waiting or
+	// deriving); trustedActive counts those logins, trustedRunning the
+	// ones deriving. While trustedActive > 0 untrusted derivations pause.
+	trustBusy      map[trustPair]bool
+	trustedActive  int
+	trustedRunning int
 }
 
 type failures struct {
@@ -110,15 +139,29 @@ type failures struct {
 	waiting int // logins waiting (addresses only)
 }
 
+// A waiter's state.
+const (
+	waiting = iota // in g.waiters, for a first slot or (paused) to resume
+	running        // holds a slot (or, trusted, derives)
+	done           // released, or gave up
+)
+
 type waiter struct {
 	addr    string
+	pair    trustPair
+	trusted bool
 	seq     uint64
 	granted chan struct{}
+	state   int
 	suspect bool // set when granted: the address had failures
+	paused  bool // gave its slot up once: resumes before fresh equals
 }
 
-func newGuard(o GuardOptions, now func() time.Time) *guard {
-	return &guard{opts: withDefaults(o), base: o, now: now, addrs: map[string]*failures{}, accts: map[string]*failures{}, relays: map[string]*failures{}}
+func newGuard(o GuardOptions, now func() time.Time, trustFile string, log *slog.Logger) *guard {
+	g := &guard{opts: withDefaults(o), base: o, now: now, addrs: map[string]*failures{}, accts: map[string]*failures{}, relays: map[string]*failures{},
+		file: &trustStore{path: trustFile, log: log}, trustBusy: map[trustPair]bool{}}
+	g.trust = g.file.load(now())
+	return g
 }
 
 // configure applies [emailproxy]'s settings (zero: the Manager's option,
@@ -175,6 +218,13 @@ func (g *guard) wait(f *failures, now time.Time) time.Duration {
 	return max(0, f.last.Add(g.delay(f)).Sub(now))
 }
 
+// addrWait is how long the next attempt from addr must wait (0 for none).
+func (g *guard) addrWait(addr string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.wait(g.addrs[addr], g.now())
+}
+
 func (g *guard) entry(m map[string]*failures, key string) *failures {
 	f := m[key]
 	if f == nil {
@@ -209,11 +259,89 @@ func (g *guard) evict(m map[string]*failures) {
 	}
 }
 
+// trustedLocked reports whether pair logged in with the account's
+// password within trustUnused and has not failed since.
+func (g *guard) trustedLocked(p trustPair) bool {
+	s := g.trust[p]
+	return p.addr != "" && s != nil && !s.failed && g.now().Sub(s.last) <= trustUnused
+}
+
+// trusted reports whether a login from addr to account would take the
+// trusted path now.
+func (g *guard) trusted(account, addr string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := trustPair{account, addr}
+	return g.trustedLocked(p) && !g.trustBusy[p]
+}
+
+// ticket is an admitted login's hold on the guard: release once the
+// derivation is done; checkpoint is the derivation's (tokens.Checkpoint).
+type ticket struct {
+	g    *guard
+	w    *waiter // nil: no slot was needed
+	ctx  context.Context
+	once sync.Once
+	// ahead: for a trusted login, the other logins deriving or waiting
+	// when it arrived, which it went ahead of.
+	ahead int
+}
+
+func (t *ticket) release() {
+	if t == nil || t.w == nil {
+		return
+	}
+	t.once.Do(func() {
+		t.g.mu.Lock()
+		t.g.finishLocked(t.w)
+		t.g.mu.Unlock()
+	})
+}
+
+// checkpoint pauses an untrusted derivation while a trusted one is
+// admitted: it gives its slot up, waits to be granted one again (ranked
+// as a waiter that was paused), and stops if its client leaves meanwhile.
+func (t *ticket) checkpoint(context.Context) error {
+	g, w := t.g, t.w
+	g.mu.Lock()
+	if w.trusted || w.state != running || g.trustedActive == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	g.vacateLocked(w)
+	w.state, w.paused = waiting, true
+	w.granted = make(chan struct{})
+	g.waiters = append(g.waiters, w)
+	g.grantLocked()
+	granted := w.granted
+	g.mu.Unlock()
+	select {
+	case <-granted:
+		return nil
+	case <-t.ctx.Done():
+		t.release()
+		return t.ctx.Err()
+	}
+}
+
 // admit waits out addr's back-off and, when needsSlot says so (the login
 // will derive a key; asked only after the cheap checks), for a derivation
-// slot. It returns release, to call once the derivation is done.
-func (g *guard) admit(ctx context.Context, account, addr string, needsSlot func() bool) (release func(), err error) {
+// slot. A trusted pair skips the back-off and goes first. The ticket's
+// release is to be called once the derivation is done.
+func (g *guard) admit(ctx context.Context, account, addr string, needsSlot func() bool) (*ticket, error) {
+	pair := trustPair{account, addr}
 	g.mu.Lock()
+	if g.trustedLocked(pair) && !g.trustBusy[pair] {
+		g.trustBusy[pair] = true
+		g.mu.Unlock()
+		if !needsSlot() {
+			g.mu.Lock()
+			delete(g.trustBusy, pair)
+			g.mu.Unlock()
+			return &ticket{}, nil
+		}
+		return g.enqueue(ctx, &waiter{addr: addr, pair: pair, trusted: true})
+	}
 	a := g.entry(g.addrs, addr)
 	if a.waiting >= g.opts.Queue {
 		wait := g.wait(a, g.now())
@@ -243,44 +371,63 @@ func (g *guard) admit(ctx context.Context, account, addr string, needsSlot func(
 	}
 
 	if !needsSlot() {
-		return func() {}, nil
+		return &ticket{}, nil
 	}
+	return g.enqueue(ctx, &waiter{addr: addr, pair: pair})
+}
+
+// enqueue waits for w to be granted a slot, or leaves the queue when ctx
+// ends.
+func (g *guard) enqueue(ctx context.Context, w *waiter) (*ticket, error) {
 	g.mu.Lock()
 	g.seq++
-	w := &waiter{addr: addr, seq: g.seq, granted: make(chan struct{})}
+	w.seq, w.state, w.granted = g.seq, waiting, make(chan struct{})
+	if w.trusted {
+		g.trustedActive++
+	}
+	t := &ticket{g: g, w: w, ctx: ctx}
+	if w.trusted {
+		t.ahead = g.running + len(g.waiters)
+	}
 	g.waiters = append(g.waiters, w)
 	g.grantLocked()
 	g.mu.Unlock()
 	select {
 	case <-w.granted:
+		return t, nil
 	case <-ctx.Done():
-		g.mu.Lock()
-		select {
-		case <-w.granted:
-			// Granted meanwhile: hand the slot on.
-			g.releaseLocked(w)
-		default:
-			g.removeLocked(w)
-		}
-		g.mu.Unlock()
+		t.release()
 		return nil, ctx.Err()
 	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			g.mu.Lock()
-			g.releaseLocked(w)
-			g.mu.Unlock()
-		})
-	}, nil
 }
 
 func (g *guard) perAddr() int { return max(1, g.opts.Derivations-1) }
 
-// grantLocked hands free slots to the best waiters.
+// grantLocked hands free slots to the best waiters: trusted ones first
+// (in arrival order), untrusted ones only while no trusted login is
+// admitted.
 func (g *guard) grantLocked() {
-	for g.running < g.opts.Derivations {
+	for {
 		best := -1
+		for i, w := range g.waiters {
+			if w.trusted && (best < 0 || w.seq < g.waiters[best].seq) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			if g.trustedRunning >= g.opts.Derivations {
+				return
+			}
+			w := g.waiters[best]
+			g.waiters = slices.Delete(g.waiters, best, best+1)
+			g.trustedRunning++
+			w.state = running
+			close(w.granted)
+			continue
+		}
+		if g.trustedActive > 0 || g.running >= g.opts.Derivations {
+			return
+		}
 		for i, w := range g.waiters {
 			a := g.addrs[w.addr]
 			if a != nil && a.running >= g.perAddr() {
@@ -297,13 +444,14 @@ func (g *guard) grantLocked() {
 			return
 		}
 		w := g.waiters[best]
-		g.waiters = append(g.waiters[:best], g.waiters[best+1:]...)
+		g.waiters = slices.Delete(g.waiters, best, best+1)
 		g.running++
 		a := g.entry(g.addrs, w.addr)
 		a.running++
 		if w.suspect = a.count > 0; w.suspect {
 			g.suspect++
 		}
+		w.state = running
 		close(w.granted)
 	}
 }
@@ -320,13 +468,18 @@ func better(g *guard, x, y *waiter) bool {
 	if cx != cy {
 		return cx < cy
 	}
+	// A paused derivation keeps its place: it has done part of its work.
+	if x.paused != y.paused {
+		return x.paused
+	}
 	// Newest first among equals: a burst of guesses that arrived together
 	// does not make a login that arrives after it wait for all of it, and
 	// the burst's own retries rank lower once they have failed.
 	return x.seq > y.seq
 }
 
-func (g *guard) releaseLocked(w *waiter) {
+// vacateLocked gives up the slot an untrusted running w holds.
+func (g *guard) vacateLocked(w *waiter) {
 	g.running--
 	if w.suspect {
 		g.suspect--
@@ -334,42 +487,93 @@ func (g *guard) releaseLocked(w *waiter) {
 	if a := g.addrs[w.addr]; a != nil && a.running > 0 {
 		a.running--
 	}
+}
+
+// finishLocked ends w wherever it is (waiting, paused or running) and
+// hands on what it held.
+func (g *guard) finishLocked(w *waiter) {
+	switch w.state {
+	case waiting:
+		if i := slices.Index(g.waiters, w); i >= 0 {
+			g.waiters = slices.Delete(g.waiters, i, i+1)
+		}
+	case running:
+		if w.trusted {
+			g.trustedRunning--
+		} else {
+			g.vacateLocked(w)
+		}
+	case done:
+		return
+	}
+	if w.trusted {
+		g.trustedActive--
+		delete(g.trustBusy, w.pair)
+	}
+	w.state = done
 	g.grantLocked()
 }
 
-func (g *guard) removeLocked(w *waiter) {
-	for i, x := range g.waiters {
-		if x == w {
-			g.waiters = append(g.waiters[:i], g.waiters[i+1:]...)
-			return
-		}
-	}
-}
-
-// failed records a wrong password from addr for account.
+// failed records a wrong password from addr for account; the pair is no
+// longer trusted until its next success.
 func (g *guard) failed(account, addr string) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	now := g.now()
 	for _, f := range []*failures{g.entry(g.addrs, addr), g.entry(g.accts, account)} {
 		f.count++
 		f.last = now
 	}
+	var save func()
+	if s := g.trust[trustPair{account, addr}]; s != nil && !s.failed {
+		s.failed = true
+		save = g.trustChangedLocked(now)
+	}
+	g.mu.Unlock()
+	if save != nil {
+		save()
+	}
 }
 
-// succeeded forgets the failures of addr and account.
+// succeeded forgets the failures of addr and account and records (or
+// refreshes) the pair's trust.
 func (g *guard) succeeded(account, addr string) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if a := g.addrs[addr]; a != nil {
 		a.count = 0
 	}
 	delete(g.accts, account)
 	delete(g.relays, account)
+	var save func()
+	if addr != "" {
+		now := g.now()
+		p := trustPair{account, addr}
+		s := g.trust[p]
+		// Written only when something a restart needs changed: a new
+		// pair, a failed one trusted again, or a time over a day old.
+		if s == nil || s.failed || now.Sub(s.last) > trustRefresh {
+			if s == nil {
+				s = &trustState{}
+				g.trust[p] = s
+			}
+			s.last, s.failed = now, false
+			save = g.trustChangedLocked(now)
+		}
+	}
+	g.mu.Unlock()
+	if save != nil {
+		save()
+	}
 }
 
-// relayAllowed reports whether a new password for account may go to the
-// provider now; relayRefused records that the provider refused one.
+// trustChangedLocked bounds the trust map and returns the write of its
+// snapshot, to run after g.mu is released.
+func (g *guard) trustChangedLocked(now time.Time) func() {
+	bound(g.trust, now)
+	g.trustGen++
+	f, gen := snapshot(g.trust), g.trustGen
+	return func() { g.file.write(f, gen) }
+}
+
 func (g *guard) relayAllowed(account string) (time.Duration, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

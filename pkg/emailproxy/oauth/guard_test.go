@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -92,7 +93,7 @@ func TestStormDoesNotDelayTheCorrectLogin(t *testing.T) {
 // failed themselves, a success resets, and a full queue refuses at once.
 func TestGuardBackoff(t *testing.T) {
 	clock := newClock()
-	g := newGuard(GuardOptions{FreeFailures: 3, MaxDelay: 10 * time.Second, Queue: 1, Derivations: 2}, clock.Now)
+	g := newGuard(GuardOptions{FreeFailures: 3, MaxDelay: 10 * time.Second, Queue: 1, Derivations: 2}, clock.Now, "", slog.New(slog.DiscardHandler))
 	for range 5 {
 		g.failed(alice, "10.0.0.9")
 	}
@@ -108,11 +109,11 @@ func TestGuardBackoff(t *testing.T) {
 	// A clean address is not delayed by the account's failures.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	release, err := g.admit(ctx, alice, "127.0.0.1", yes)
+	tk, err := g.admit(ctx, alice, "127.0.0.1", yes)
 	if err != nil {
 		t.Fatalf("a clean address: %v", err)
 	}
-	release()
+	tk.release()
 	// A failing address is: with one failure of its own it waits out the
 	// account's delay.
 	g.failed(alice, "10.0.0.7")

@@ -60,6 +60,12 @@ type Options struct {
 	// Status); empty keeps it in memory only. `serve` passes
 	// DefaultStatusFile.
 	StatusFile string
+	// TrustFile is where the login guard keeps the client addresses that
+	// logged in to each account with its password (trust.go), so that the
+	// mailer's first login after a restart goes ahead of guesses; empty
+	// keeps them in memory only. The engine puts it beside StatusFile
+	// (TrustFileName).
+	TrustFile string
 	// OnClientSecretEncrypted is called after encrypt_client_secret_on_first_use
 	// stored client_secret_encrypted for an account whose client_secret came
 	// from the file, so the engine can rewrite the file without client_secret
@@ -189,6 +195,8 @@ type Manager struct {
 
 	status *statusBook
 	guard  *guard
+	// failedLog sums up failed logins while they continue (failedlog.go).
+	failedLog *failedLogins
 	// writes counts this Manager's completed store writes, so a flight
 	// can tell whether what it read before the account lock is current.
 	writes atomic.Uint64
@@ -266,7 +274,8 @@ func NewManager(opts Options) (*Manager, error) {
 			opts.OnEvent(Event{Account: account, Status: after, Previous: before})
 		}
 	}
-	m.guard = newGuard(opts.Guard, m.now)
+	m.guard = newGuard(opts.Guard, m.now, opts.TrustFile, m.log)
+	m.failedLog = &failedLogins{log: m.log, every: failedSummaryEvery, delay: m.guard.addrWait, runs: map[trustPair]*failedRun{}}
 	return m, nil
 }
 
@@ -504,8 +513,11 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 			return pre.AccessToken, nil
 		}
 	case errors.Is(preErr, ErrTooManyAttempts):
-		log.Info(fmt.Sprintf("login for %s from %s refused before any work: too many failed logins (%v)", printable(acct.Name), addr, preErr), "client", addr, "reason", preErr.Error())
-		return "", preErr
+		var e *loginError
+		if !errors.As(preErr, &e) {
+			return "", preErr
+		}
+		return "", m.failedLogin(log, acct.Name, addr, "refused before any work: too many failed logins", e)
 	case errors.Is(preErr, context.Canceled) || errors.Is(preErr, context.DeadlineExceeded):
 		// The client that started the flight left while it waited for
 		// the guard.
@@ -515,7 +527,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 			msg: fmt.Sprintf("Login failed - the password for account %s is incorrect", printable(acct.Name)),
 			err: ErrBadPassword,
 		}
-		return "", m.fail(log, acct.Name, flow, "a client logged in with a password that does not open the stored tokens", e)
+		return "", m.failedLogin(log, acct.Name, addr, "a client logged in with a password that does not open the stored tokens", e)
 	}
 
 	unlock := m.lockAccount(acct.Name)
@@ -550,7 +562,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 				msg: fmt.Sprintf("Login failed - the password for account %s is incorrect", printable(acct.Name)),
 				err: ErrBadPassword,
 			}
-			return "", m.fail(log, acct.Name, flow, "a client logged in with a password that does not open the stored tokens", e)
+			return "", m.failedLogin(log, acct.Name, addr, "a client logged in with a password that does not open the stored tokens", e)
 		}
 		log.Info(fmt.Sprintf("the login password for %s does not open the stored tokens (password changed or wrong); getting new tokens for it (delete_account_token_on_password_error)", printable(acct.Name)),
 			"reason", "password changed or wrong")
@@ -651,7 +663,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 						"before %d s; retry then", printable(acct.Name), max(1, int(wait.Round(time.Second)/time.Second))),
 					err: ErrTooManyAttempts,
 				}
-				return "", m.fail(log, acct.Name, flow, "a new password was not relayed: the provider refused one moments ago", e)
+				return "", m.failedLogin(log, acct.Name, addr, "a new password was not relayed: the provider refused one moments ago", e)
 			}
 		}
 		form, err := flowForm(eff, flow, acct.Name, password, m.signer)
@@ -660,18 +672,31 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 		}
 		tr, err = m.post(ctx, eff, form)
 		if err != nil {
+			e := m.requestError(acct.Name, err)
 			if relay && errors.Is(err, ErrProviderRefused) {
 				m.guard.relayRefused(acct.Name)
 				m.guard.failed(acct.Name, addr)
+				if replacing {
+					// The stored tokens (another password's) still work:
+					// the provider refusing this password says nothing
+					// about the account.
+					return "", m.failedLogin(log, acct.Name, addr, e.reason(), e)
+				}
 			}
-			e := m.requestError(acct.Name, err)
 			return "", m.fail(log, acct.Name, flow, e.reason(), e)
 		}
 		if relay {
 			m.guard.succeeded(acct.Name, addr)
 		}
 	}
-	return m.save(ctx, log, acct, eff, g, flow, password, mac, rec, tr, replacing)
+	tok, err := m.save(ctx, log, acct, eff, g, flow, password, mac, rec, tr, replacing)
+	if err == nil {
+		// The tokens are now sealed under this password (the account's
+		// first login, or a new password the provider or a person
+		// approved): its address is trusted like one that opened them.
+		m.guard.succeeded(acct.Name, addr)
+	}
+	return tok, err
 }
 
 func (m *Manager) put(ctx context.Context, account, password string, rec tokens.Record) error {
@@ -696,12 +721,21 @@ func (m *Manager) open(ctx, admitCtx context.Context, account, password, addr st
 	}
 	g := m.src.Global()
 	m.guard.configure(g.FailedLoginFreeAttempts, g.FailedLoginMaxDelay, g.FailedLoginQueue)
-	release, err := m.guard.admit(admitCtx, account, addr, needsSlot)
+	t, err := m.guard.admit(admitCtx, account, addr, needsSlot)
 	if err != nil {
 		return tokens.Record{}, err
 	}
+	if t.w != nil {
+		// The guard pauses this derivation while a trusted login's runs
+		// (and stops it, paused, if its client leaves).
+		ctx = tokens.WithCheckpoint(ctx, t.checkpoint)
+	}
+	if t.ahead > 0 {
+		m.log.Info(fmt.Sprintf("login for %s from %s goes ahead of %d other key derivations: the address logged in to the account before (trusted client address)", printable(account), addr, t.ahead),
+			"account", account, "client", addr)
+	}
 	rec, err := m.store.Get(ctx, account, password)
-	release()
+	t.release()
 	switch {
 	case err == nil:
 		m.guard.succeeded(account, addr)
@@ -844,6 +878,18 @@ func (m *Manager) requestError(account string, err error) *loginError {
 	return &loginError{msg: msg, err: err}
 }
 
+// failedLogin is a login refused for its password (wrong, or not tried
+// because of earlier failures): it says nothing about the account's
+// tokens, so the status is left alone, and a storm of them is summed up
+// (failedLogins) rather than logged one by one. The first of a run is
+// logged by the proxy with the protocol and port; the rest return quiet
+// errors, which the proxy logs at debug level.
+func (m *Manager) failedLogin(log *slog.Logger, account, addr, reason string, err *loginError) error {
+	log.Debug(fmt.Sprintf("failed login for %s from %s: %s", printable(account), addr, reason), "client", addr, "reason", reason)
+	err.quiet = m.failedLog.note(account, addr)
+	return err
+}
+
 // fail records a failed attempt in the log and the status, and returns err.
 func (m *Manager) fail(log *slog.Logger, account string, flow config.Flow, reason string, err error) error {
 	log.Warn(fmt.Sprintf("could not get an access token for %s: %s", printable(account), strings.TrimPrefix(reason, "Login failed for account "+printable(account)+" - ")),
@@ -862,7 +908,13 @@ type loginError struct {
 	msg    string
 	detail string // the provider's own words when msg has the catalogue's instead
 	err    error
+	quiet  bool // a failed login already counted in a summary line to come
 }
+
+// Quiet reports whether the failure is one of a run of failed logins that
+// the token layer sums up in one line per minute: the proxy then logs it
+// at debug level instead of as a warning.
+func (e *loginError) Quiet() bool { return e.quiet }
 
 func (e *loginError) Error() string { return e.msg }
 

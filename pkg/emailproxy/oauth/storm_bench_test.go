@@ -22,30 +22,55 @@ import (
 // latency (p50, p99, max over the iterations), the same as a multiple of a
 // quiet restart's login measured just before (x-quiet: what the storm
 // adds, whatever the machine's load), and how many PBKDF2 runs completed
-// while it waited. Sub-benchmarks say where the storm comes from.
+// while it waited. Sub-benchmarks say where the storm comes from and
+// whether the mailer's address is trusted: "trusted" = the quiet login
+// before the restart recorded its success in the trust file, which the
+// restarted Manager reads (the usual case: the mailer logged in before);
+// "first-login" = no trust file (the very first login of an
+// installation, or one from a new address).
 //
 //	go test -run '^$' -bench StormCorrectLogin -benchtime 20x ./pkg/emailproxy/oauth/
 func BenchmarkStormCorrectLogin(b *testing.B) {
+	oneOther := func(int) string { return "127.0.0.2:1" }
+	thirty := func(i int) string { return fmt.Sprintf("127.0.1.%d:1", i+1) }
+	// Someone else on the mailer's host: the same address as the mailer.
+	mailers := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", 40000+i) }
 	for _, bc := range []struct {
-		name  string
-		storm func(i int) string // client address of storm client i
+		name    string
+		trusted bool
+		storm   func(i int) string // client address of storm client i
 	}{
-		{"storm-from-one-other-address", func(int) string { return "127.0.0.2:1" }},
-		{"storm-from-30-addresses", func(i int) string { return fmt.Sprintf("127.0.1.%d:1", i+1) }},
-		{"no-storm", nil},
+		{"trusted/storm-from-one-other-address", true, oneOther},
+		{"trusted/storm-from-30-addresses", true, thirty},
+		{"trusted/storm-from-the-mailers-address", true, mailers},
+		{"trusted/no-storm", true, nil},
+		{"first-login/storm-from-one-other-address", false, oneOther},
+		{"first-login/storm-from-30-addresses", false, thirty},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchStorm(b, bc.storm) })
+		b.Run(bc.name, func(b *testing.B) { benchStorm(b, bc.storm, bc.trusted) })
 	}
 }
 
-func benchStorm(b *testing.B, stormAddr func(int) string) {
-	path := filepath.Join(b.TempDir(), "tokens.cache")
+func benchStorm(b *testing.B, stormAddr func(int) string, trusted bool) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "tokens.cache")
+	trustFile := ""
+	if trusted {
+		trustFile = filepath.Join(dir, TrustFileName)
+	}
 	quiet := tokens.WithLogger(slog.New(slog.DiscardHandler))
 	seed := tokens.NewFileStore(path, tokens.WithCodec(&tokens.Codec{Keys: tokens.NewKeyCache(0)}), quiet)
 	if err := seed.Put(context.Background(), alice, secretPassword, tokens.Record{
 		AccessToken: "AT-stored", AccessTokenExpiry: time.Now().Add(24 * time.Hour), RefreshToken: "RT-stored",
 	}); err != nil {
 		b.Fatal(err)
+	}
+	newManager := func(store tokens.Store) *Manager {
+		m, err := NewManager(Options{Accounts: newSource(config.Global{}, ccAccount(alice)), Store: store, TrustFile: trustFile})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m
 	}
 	var lat []time.Duration
 	var ratios []float64
@@ -54,11 +79,7 @@ func benchStorm(b *testing.B, stormAddr func(int) string) {
 	// path the storm's latency is compared with, measured in the same
 	// iteration because the machine's load moves the absolute numbers.
 	coldLogin := func() time.Duration {
-		store := tokens.NewFileStore(path, tokens.WithCodec(&tokens.Codec{Keys: tokens.NewKeyCache(0)}), quiet)
-		m, err := NewManager(Options{Accounts: newSource(config.Global{}, ccAccount(alice)), Store: store})
-		if err != nil {
-			b.Fatal(err)
-		}
+		m := newManager(tokens.NewFileStore(path, tokens.WithCodec(&tokens.Codec{Keys: tokens.NewKeyCache(0)}), quiet))
 		start := time.Now()
 		if _, err := m.AccessToken(WithClientAddr(context.Background(), "127.0.0.1:50000"), alice, secretPassword); err != nil {
 			b.Fatal(err)
@@ -71,10 +92,9 @@ func benchStorm(b *testing.B, stormAddr func(int) string) {
 		quiet0 := coldLogin()
 		// A restart: a new key cache, store and Manager.
 		keys := tokens.NewKeyCache(0)
-		store := tokens.NewFileStore(path, tokens.WithCodec(&tokens.Codec{Keys: keys}), quiet)
-		m, err := NewManager(Options{Accounts: newSource(config.Global{}, ccAccount(alice)), Store: store})
-		if err != nil {
-			b.Fatal(err)
+		m := newManager(tokens.NewFileStore(path, tokens.WithCodec(&tokens.Codec{Keys: keys}), quiet))
+		if trusted != m.guard.trusted(alice, "127.0.0.1") {
+			b.Fatalf("the restarted Manager trusts the mailer's address: %v, want %v", !trusted, trusted)
 		}
 		stormCtx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"strings"
@@ -502,7 +503,14 @@ func (s *session) loginFailed(user string, err error) {
 	if errors.As(err, &refused) {
 		reason = refused.reason()
 	}
-	s.srv.log.Warn(fmt.Sprintf("login failed for %s (%s from %s): %s", logName(user), s.proto, s.peer, failureReason(user, reason)),
+	// A wrong password in a storm of them: the token layer sums the run up
+	// in one line a minute (Quiet), so each guess is only a debug line.
+	level := slog.LevelWarn
+	var q interface{ Quiet() bool }
+	if errors.As(err, &q) && q.Quiet() {
+		level = slog.LevelDebug
+	}
+	s.srv.log.Log(context.Background(), level, fmt.Sprintf("login failed for %s (%s from %s): %s", logName(user), s.proto, s.peer, failureReason(user, reason)),
 		"message_id", events.LoginFailed, "account", user,
 		"protocol", s.proto, "client", s.peer, "reason", reason)
 }
