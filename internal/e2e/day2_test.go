@@ -33,9 +33,10 @@ const (
 )
 
 // newDay2World registers alice (authorization_code) in a directory of the
-// file's own, boots a sandbox whose /var/lib/orbit is a private tmpfs, and
-// trusts the test CA in the unit as a site with a private CA would.
-func newDay2World(t *testing.T) *unitWorld {
+// file's own, boots a sandbox whose /var/lib/orbit (and each of tmpfs) is
+// a private tmpfs, and trusts the test CA in the unit as a site with a
+// private CA would.
+func newDay2World(t *testing.T, tmpfs ...string) *unitWorld {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots a systemd sandbox and Dovecot (-short)")
@@ -48,7 +49,7 @@ func newDay2World(t *testing.T) *unitWorld {
 		t.Fatal(err)
 	}
 	e.register("--account", alice, "--oauth2-flow", "authorization_code", "--oauth2-permission-url", e.prov.AuthorizeURL())
-	box := sandbox.BootWith(t, sandbox.Options{Tmpfs: []string{stateParent}})
+	box := sandbox.BootWith(t, sandbox.Options{Tmpfs: append([]string{stateParent}, tmpfs...)})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
 	w := &unitWorld{env: e, box: box, ctx: ctx}
