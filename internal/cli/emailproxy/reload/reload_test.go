@@ -99,3 +99,42 @@ func TestReload(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadProvisions: reload brings the unit up to date, so it makes a
+// missing background_refresh credential too; the running engine gets it
+// only at its next start, which reload says. When it cannot be made, the
+// reload is still done and reload ends with the credential code.
+func TestReloadProvisions(t *testing.T) {
+	cfg := servicetest.WriteConfig(t, servicetest.MinimalConfig)
+	tests := []struct {
+		name   string
+		done   []string
+		err    error
+		code   exitcode.Code
+		stderr string
+	}{
+		{"made", []string{"Created the credential X."}, nil, exitcode.OK, "Created the credential X. The running proxy gets it at its next restart: orbit email-oauth2-proxy restart"},
+		{"cannot be made", nil, exitcode.Withf(exitcode.Credential, "no systemd-creds"), exitcode.Credential, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, m := newOpts(t, cfg, reload.StateReloaded, true)
+			o.Family = service.Family
+			o.Family.Verdict = &reload.Verdict
+			o.Family.Provision = func(context.Context, string) ([]string, error) { return tt.done, tt.err }
+			err := reload.Run(context.Background(), o)
+			if got := exitcode.Of(err); got != tt.code {
+				t.Fatalf("exit %d, want %d: %v", got, tt.code, err)
+			}
+			if !strings.Contains(strings.Join(m.CallList(), ","), "reload "+service.DefaultUnit) {
+				t.Errorf("the engine was not signalled: %q", m.CallList())
+			}
+			if out := o.IO.Out.(interface{ String() string }).String(); !strings.Contains(out, "the engine (main PID 4242) took") {
+				t.Errorf("the engine's verdict was not reported:\n%s", out)
+			}
+			if stderr := o.IO.ErrOut.(interface{ String() string }).String(); !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.stderr, stderr)
+			}
+		})
+	}
+}

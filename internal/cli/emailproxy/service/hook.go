@@ -20,6 +20,9 @@ type Hook struct {
 	Deps
 	Unit    string
 	Timeout time.Duration
+	// Provision replaces Family.Provision (background_refresh's
+	// credential) in tests; nil keeps it.
+	Provision func(ctx context.Context, cfgPath string) ([]string, error)
 }
 
 // NewHook returns the hook for the running system.
@@ -66,7 +69,11 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 			return "", fmt.Errorf("the file is written, but %w", err)
 		}
 	}
-	prep, err := Prepare(ctx, h.Deps, m, unit, cfg, what)
+	fam := Family
+	if h.Provision != nil {
+		fam.Provision = h.Provision
+	}
+	prep, err := fam.Prepare(ctx, h.Deps, m, unit, cfg, what)
 	if err != nil {
 		return "", err
 	}

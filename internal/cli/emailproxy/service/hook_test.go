@@ -26,6 +26,8 @@ func TestHookAfterWrite(t *testing.T) {
 		calls    []string
 		noCalls  []string
 		installs bool
+		// provision stands in for making background_refresh's credential.
+		provision func(context.Context, string) ([]string, error)
 	}{
 		{
 			name: "no systemd: a message, not an error", restart: true,
@@ -68,6 +70,29 @@ func TestHookAfterWrite(t *testing.T) {
 			msg:      []string{"the file is written, but restarting email-oauth2-proxy.service failed", "config validate"},
 			installs: true,
 		},
+		{
+			name: "the credential is made and said first", restart: true,
+			setup: func(m *servicetest.Manager, c *servicetest.Connector) {
+				m.Props.ActiveState, m.Props.SubState, m.Props.MainPID = "active", "running", 10
+			},
+			provision: func(context.Context, string) ([]string, error) { return []string{"Created the credential X."}, nil },
+			msg:       []string{"Created the credential X. /etc/systemd/system/email-oauth2-proxy.service installed", "restarted so the new file applies"},
+			calls:     []string{"restart " + service.DefaultUnit},
+			installs:  true,
+		},
+		{
+			name: "a credential that cannot be made: the unit is seen to, then exit 12", restart: true,
+			setup: func(m *servicetest.Manager, c *servicetest.Connector) {
+				m.Props.ActiveState, m.Props.SubState, m.Props.MainPID = "active", "running", 10
+			},
+			provision: func(context.Context, string) ([]string, error) {
+				return nil, exitcode.Withf(exitcode.Credential, "no systemd-creds")
+			},
+			code:     exitcode.Credential,
+			msg:      []string{"restarted so the new file applies (main PID 4242); but no systemd-creds"},
+			calls:    []string{"restart " + service.DefaultUnit},
+			installs: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,7 +103,7 @@ func TestHookAfterWrite(t *testing.T) {
 			tt.setup(m, c)
 			h := &service.Hook{Deps: service.Deps{IO: io, Connector: c, Installer: inst, Journal: &servicetest.Journal{History: []journal.Entry{unitFailed(t0, "c1")}},
 				Executable: func() (string, error) { return "/usr/local/bin/orbit", nil },
-				Now:        func() time.Time { return t0 }}, Timeout: 5 * time.Second}
+				Now:        func() time.Time { return t0 }}, Timeout: 5 * time.Second, Provision: tt.provision}
 			msg, err := h.AfterWrite(context.Background(), cfg, tt.restart)
 			if got := exitcode.Of(err); got != tt.code {
 				t.Fatalf("exit %d, want %d: %v", got, tt.code, err)
