@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/google/renameio/v2"
 )
@@ -142,6 +143,9 @@ func GrantConfigAccess(ctx context.Context, configFile, userName string) error {
 	if err := checkConfigDir(dir, ""); err != nil {
 		return err
 	}
+	if err := openTheWay(dir, ServiceUser{Name: userName, UID: uid, GID: gid}); err != nil {
+		return err
+	}
 	for _, step := range []struct {
 		path string
 		mode fs.FileMode
@@ -154,6 +158,38 @@ func GrantConfigAccess(ctx context.Context, configFile, userName string) error {
 		}
 	}
 	return nil
+}
+
+// openTheWay gives u the search bit on every directory above dir that u
+// cannot pass: the unit's serve must reach its file, and /etc/orbit is
+// made 0700 by the package and by the first write of the file. Only the
+// search bit of u's class is added, so u may pass but not list (0700
+// becomes 0701). Above a home directory systemd builds the path itself
+// (ProtectHome=tmpfs with BindPaths=), and the real ones stay closed.
+func openTheWay(dir string, u ServiceUser) error {
+	if underHome(dir) {
+		return nil
+	}
+	for p := filepath.Dir(filepath.Clean(dir)); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("checking that %s may pass %s: %w", u.Name, p, err)
+		}
+		if !traversable(st, u) {
+			bit := fs.FileMode(0o001)
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) == u.UID {
+				bit = 0o100
+			} else if ok && int(sys.Gid) == u.GID {
+				bit = 0o010
+			}
+			if err := os.Chmod(p, st.Mode().Perm()|bit); err != nil {
+				return fmt.Errorf("letting %s pass %s (its configuration is below): %w", u.Name, p, err)
+			}
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 // RemoveSysusers removes the user's sysusers.d snippet (EnsureUser's) and

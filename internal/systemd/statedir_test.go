@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/senhasegura/orbit/internal/testenv"
 )
 
 // TestFixStateDirAfterForegroundRoot: what `serve` as root leaves (a 0700
@@ -80,5 +82,49 @@ func TestStateDirMissingIsNoProblem(t *testing.T) {
 	problems, err := CheckStateDir(filepath.Join(t.TempDir(), "var/lib/orbit/email-oauth2-proxy"), ServiceUser{Name: "nobody", UID: 65534, GID: 65534}, "orbit email-oauth2-proxy start")
 	if err != nil || len(problems) != 0 {
 		t.Errorf("a missing state directory: %+v, %v (systemd creates it)", problems, err)
+	}
+}
+
+// TestGrantConfigAccessOpensTheWay: the configuration directory is the
+// service user's, but every directory above it must let the user through,
+// or serve cannot reach its file: /etc/orbit as the package (or register's
+// first write) makes it, 0700 root, stopped the unit at every start. Only
+// the search bit is added: the user may pass, not list.
+func TestGrantConfigAccessOpensTheWay(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root (CI runs the tests as root)")
+	}
+	top := filepath.Join(testenv.SharedDir(t), "etc", "orbit")
+	config := filepath.Join(top, "email-oauth2-proxy", "emailproxy.config")
+	if err := os.MkdirAll(filepath.Dir(config), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(top, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(config, []byte("[emailproxy]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := GrantConfigAccess(context.Background(), config, "nobody"); err != nil {
+		t.Fatal(err)
+	}
+	u := ServiceUser{Name: "nobody", UID: 65534, GID: 65534}
+	for p := filepath.Dir(filepath.Dir(config)); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !traversable(st, u) {
+			t.Errorf("%s: mode %04o, the service user cannot pass", p, st.Mode().Perm())
+		}
+		if p == "/" {
+			break
+		}
+	}
+	if st, _ := os.Stat(top); st.Mode().Perm() != 0o701 {
+		t.Errorf("%s: mode %04o, want 0701 (passable, not listable)", top, st.Mode().Perm())
+	}
+	if st, _ := os.Stat(filepath.Dir(config)); st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Errorf("the configuration directory: mode %04o uid %d, want 0700 and the service user's", st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Uid)
 	}
 }

@@ -92,7 +92,17 @@ func applySettings(c *cobra.Command, f *factory.Factory, st *rootState, explicit
 	if err := v.ReadInConfig(); err != nil {
 		var pe *fs.PathError
 		notFound := errors.As(err, &pe) && errors.Is(pe.Err, fs.ErrNotExist)
-		if !notFound || mustExist {
+		denied := errors.Is(err, fs.ErrPermission)
+		switch {
+		case denied && !mustExist:
+			// The default file is root's (/etc/orbit is 0700 as
+			// packaged): an administrator without sudo, or the unit's
+			// service user running serve, must still get a working
+			// command, told that root's settings do not apply to it.
+			fmt.Fprintf(f.IO.ErrOut, "orbit: warning: cannot read the settings file %s (permission denied); going on without it (run as root, or name a readable file with --settings)\n", path)
+		case denied:
+			return exitcode.Withf(exitcode.Permission, "reading settings file %s: %v\nRun as root, or name a file you may read with --settings or ORBIT_SETTINGS.", path, err)
+		case !notFound || mustExist:
 			return exitcode.Withf(exitcode.Invalid, "reading settings file %s: %v\nFix the file, or name another with --settings or ORBIT_SETTINGS.", path, err)
 		}
 	} else {

@@ -3,13 +3,17 @@ package root
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/cli/family"
 	"github.com/senhasegura/orbit/internal/iostreams"
+	"github.com/spf13/afero"
 	"github.com/spf13/cobra"
 )
 
@@ -148,5 +152,57 @@ func TestSettingsNewFamily(t *testing.T) {
 		if code != 0 || out != tt.want || errOut != "" {
 			t.Errorf("%v: exit %d, %q, stderr %q; want %q", tt.env, code, out, errOut, tt.want)
 		}
+	}
+}
+
+// deniedFs answers every open with "permission denied", as the settings
+// file looks to a user other than root when /etc/orbit is 0700 (the
+// package's mode) or orbit.yaml is 0600.
+type deniedFs struct{ afero.Fs }
+
+func (deniedFs) Open(name string) (afero.File, error) {
+	return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EACCES}
+}
+
+func (d deniedFs) OpenFile(name string, _ int, _ os.FileMode) (afero.File, error) {
+	return d.Open(name)
+}
+
+func (deniedFs) Stat(name string) (os.FileInfo, error) {
+	return nil, &fs.PathError{Op: "stat", Path: name, Err: syscall.EACCES}
+}
+
+// TestUnreadableDefaultSettings: the default settings file, when the user
+// may not read it, is skipped with a warning; only a file the user named
+// must be readable. Before, every command run by a user other than root
+// (the unit's service user included, whose `serve` then failed at every
+// start) stopped with exit 4 at "reading settings file".
+func TestUnreadableDefaultSettings(t *testing.T) {
+	run := func(env map[string]string, args ...string) (int, string, string) {
+		io, _, out, errOut := iostreams.Test()
+		f := factory.New(io)
+		f.Settings.SetFs(deniedFs{afero.NewMemMapFs()})
+		f.Getenv = func(k string) string { return env[k] }
+		f.Environ = func() []string { return nil }
+		return Run(context.Background(), args, f), out.String(), errOut.String()
+	}
+	code, out, errOut := run(nil, "version")
+	if code != 0 || out == "" {
+		t.Errorf("version with an unreadable default settings file: exit %d, stdout %q, stderr %q; want exit 0", code, out, errOut)
+	}
+	for _, want := range []string{"warning", DefaultSettingsPath, "permission denied", "--settings"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("the warning does not say %q:\n%s", want, errOut)
+		}
+	}
+	if strings.Count(errOut, "\n") != 1 {
+		t.Errorf("want one warning line, got:\n%s", errOut)
+	}
+	// A file the user names must be read: its settings were asked for.
+	if code, _, errOut := run(map[string]string{"ORBIT_SETTINGS": "/etc/orbit/other.yaml"}, "version"); code != 10 || !strings.Contains(errOut, "permission denied") {
+		t.Errorf("ORBIT_SETTINGS naming an unreadable file: exit %d, stderr %q; want 10 (permission)", code, errOut)
+	}
+	if code, _, _ := run(nil, "--settings", "/etc/orbit/other.yaml", "version"); code != 10 {
+		t.Errorf("--settings naming an unreadable file: exit %d; want 10 (permission)", code)
 	}
 }
