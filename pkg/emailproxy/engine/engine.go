@@ -257,6 +257,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		_ = e.proxy.Shutdown(ctx)
 		return err
 	}
+	e.manager.PublishStatus()
 	e.startKeepAlive(ctx)
 	return nil
 }

@@ -3,14 +3,18 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/testenv"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/interactive"
 )
 
@@ -118,5 +122,49 @@ permission_url = https://login.example.com/authorize
 	}
 	if _, err := New(Options{ConfigPath: path, StatusPath: "-"}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("a server section without server_port: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestStartClaimsTheStatusFile: a new engine writes the status file when it
+// starts, with its own PID and what it carried over. Before, the file kept
+// the previous engine's PID until some login changed an account, so after
+// every restart `status` called the running proxy's file stale and hid the
+// account states it held.
+func TestStartClaimsTheStatusFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "emailproxy.config")
+	status := filepath.Join(dir, "status.json")
+	file := "[IMAP-" + strconv.Itoa(testenv.FreePorts(t, 1)[0]) + "]\nserver_address = 127.0.0.1\nserver_port = 993\nlocal_address = 127.0.0.1\n"
+	if err := os.WriteFile(cfg, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	expiry := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	old := oauth.Status{Version: oauth.StatusVersion, PID: os.Getpid() + 100000, Updated: time.Now().Add(-time.Minute).UTC(),
+		Accounts: map[string]oauth.AccountStatus{"alice@example.com": {State: oauth.StateAuthorised, TokenExpiry: expiry}}}
+	data, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(status, data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{ConfigPath: cfg, TokenPath: filepath.Join(dir, "tokens.cache"), StatusPath: status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Shutdown(ctx) }()
+	got, err := oauth.ReadStatus(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PID != os.Getpid() {
+		t.Errorf("the status file names PID %d after start, want this engine's %d", got.PID, os.Getpid())
+	}
+	if a := got.Accounts["alice@example.com"]; a.State != oauth.StateAuthorised || !a.TokenExpiry.Equal(expiry) {
+		t.Errorf("alice in the file after start: %+v, want what the previous engine knew", a)
 	}
 }

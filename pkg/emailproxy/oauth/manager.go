@@ -348,6 +348,10 @@ func (m *Manager) SetPendingDevice(account, verificationURI, userCode string) {
 // Status returns the current per-account status (the status file's content).
 func (m *Manager) Status() Status { return m.status.snapshot() }
 
+// PublishStatus writes the status file now, naming this process as its
+// writer; the engine calls it once it serves.
+func (m *Manager) PublishStatus() { m.status.publish() }
+
 // hasOwnSection reports whether the login name has a [user@domain] section
 // of its own rather than borrowing a catch-all one.
 func (m *Manager) hasOwnSection(name string) bool {

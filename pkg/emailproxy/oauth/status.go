@@ -213,6 +213,24 @@ func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 	b.write(st, gen)
 }
 
+// publish writes the book as it stands, naming this process. A new engine
+// does so at start: until then the file names the previous engine, which
+// `status` rightly calls stale once that process is gone, and would hide
+// the states this engine carried over from it.
+func (b *statusBook) publish() {
+	if b.path == "" {
+		return
+	}
+	b.mu.Lock()
+	now := b.now().UTC()
+	b.gen++
+	b.lastWrite = now
+	st := Status{Version: StatusVersion, PID: os.Getpid(), Updated: now, Accounts: maps.Clone(b.accounts)}
+	gen := b.gen
+	b.mu.Unlock()
+	b.write(st, gen)
+}
+
 // trim drops entries until at most maxStatusAccounts remain, never keep
 // (the entry being updated), in the order Status documents. b.mu is held.
 func (b *statusBook) trim(keep string) {
