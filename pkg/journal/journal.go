@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"iter"
 	"os/exec"
 	"strconv"
@@ -25,6 +26,11 @@ import (
 // PATH; without it nothing can be read (orbit reads the journal only through
 // journalctl, so that it needs no cgo and no libsystemd).
 var ErrNoJournalctl = errors.New("journalctl not found")
+
+// ErrDenied means journalctl could open no journal file for lack of
+// permission: the user is neither root nor in the systemd-journal (or adm)
+// group. It wraps fs.ErrPermission.
+var ErrDenied = fmt.Errorf("not allowed to read the system journal: %w", fs.ErrPermission)
 
 // ErrNoGrep means journalctl was built without pattern matching, so
 // Query.Grep cannot be used; read without it and filter instead.
@@ -309,6 +315,9 @@ func (r *Reader) entries(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 			}
 			if q.Grep != "" && strings.Contains(msg, "pattern matching support") {
 				werr = fmt.Errorf("%w: %w", ErrNoGrep, werr)
+			}
+			if strings.Contains(msg, "insufficient permissions") {
+				werr = fmt.Errorf("%w: %w", ErrDenied, werr)
 			}
 			yield(Entry{}, fmt.Errorf("%s failed: %s: %w", strings.Join(argv, " "), msg, werr))
 		}

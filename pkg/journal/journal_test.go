@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -254,6 +256,20 @@ func TestErrors(t *testing.T) {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || !strings.Contains(err.Error(), "journalctl") {
 			t.Errorf("err = %v, want journalctl's exit error with its message", err)
+		}
+	})
+	t.Run("not allowed", func(t *testing.T) {
+		// What journalctl 252 says, and how it exits, for a user outside
+		// the systemd-journal and adm groups on a system journal (seen in
+		// the systemd sandbox as nobody).
+		fake := filepath.Join(t.TempDir(), "journalctl")
+		script := "#!/bin/sh\necho 'No journal files were opened due to insufficient permissions.' >&2\nexit 1\n"
+		if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, err := (&Reader{Journalctl: fake}).Collect(ctx, Query{Units: []string{"x.service"}})
+		if !errors.Is(err, ErrDenied) || !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("err = %v, want ErrDenied (and fs.ErrPermission)", err)
 		}
 	})
 	t.Run("bad queries", func(t *testing.T) {

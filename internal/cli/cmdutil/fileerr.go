@@ -22,6 +22,11 @@ type hinted struct {
 func (h *hinted) Error() string { return h.msg }
 func (h *hinted) Unwrap() error { return h.err }
 
+// Explained is err with msg as its whole message: for a cause (a tool's
+// command line and its own words) that would only bury what to do. err
+// stays visible to errors.Is and errors.As.
+func Explained(msg string, err error) error { return &hinted{msg, err} }
+
 // FileError gives an error from opening, reading or writing path its exit
 // code and wording. verb says what was being done ("read", "write",
 // "create"). Permission denied becomes exit code 10:

@@ -7,10 +7,12 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/internal/systemd"
+	"github.com/senhasegura/orbit/pkg/journal"
 	"github.com/spf13/cobra"
 )
 
@@ -173,6 +175,9 @@ func RunLogs(ctx context.Context, o *LogsOptions) error {
 		return exitcode.Withf(exitcode.Usage, "--lines %d: use a positive number of lines, such as 50", o.Lines)
 	}
 	entries, err := Tail(ctx, o.Journal, o.Unit, o.Lines, time.Time{})
+	if errors.Is(err, journal.ErrDenied) {
+		return exitcode.With(exitcode.Permission, cmdutil.Explained(fmt.Sprintf("cannot read the journal of %s: permission denied\nRun as root (sudo orbit %s logs), or as a member of the systemd-journal group.", o.Unit, o.Family.Command), err))
+	}
 	if err != nil {
 		return fmt.Errorf("reading the journal of %s: %w", o.Unit, err)
 	}

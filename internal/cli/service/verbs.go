@@ -355,15 +355,17 @@ func (o *Options) failed(ctx context.Context, what string, err error, since time
 	// waiting for) is sure to get systemd's failure line to wait for.
 	var opErr *systemd.OpError
 	settle := o.Action != Stop && errors.As(err, &opErr) && !errors.Is(err, context.DeadlineExceeded)
+	// systemd refused the job to this user: the unit did nothing, so its
+	// journal has nothing to say (and is closed to such a user anyway).
+	var de dbus.Error
+	if errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.AccessDenied" || strings.HasSuffix(de.Name, "InteractiveAuthorizationRequired")) {
+		return cmdutil.Denied(what, err)
+	}
 	PrintTail(ctx, o.IO.ErrOut, o.Journal, o.Unit, since, settle, o.Location)
 	d := o.Family
 	code := exitcode.Failed
-	var de dbus.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	if errors.Is(err, context.DeadlineExceeded) {
 		code = exitcode.Timeout
-	case errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.AccessDenied" || strings.HasSuffix(de.Name, "InteractiveAuthorizationRequired")):
-		return cmdutil.Denied(what, err)
 	}
 	var b strings.Builder
 	if what != "" {

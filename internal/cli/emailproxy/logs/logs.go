@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
@@ -171,6 +172,9 @@ func (o *Options) journalError(err error) error {
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
+	}
+	if errors.Is(err, journal.ErrDenied) {
+		return exitcode.With(exitcode.Permission, cmdutil.Explained(fmt.Sprintf("cannot read the journal of %s: permission denied\nRun as root (sudo orbit email-oauth2-proxy logs), or as a member of the systemd-journal group.", o.Unit), err))
 	}
 	return fmt.Errorf("reading the journal of %s: %w", o.Unit, err)
 }

@@ -301,6 +301,15 @@ func TestErrors(t *testing.T) {
 		{"no journalctl", func(f *fixture) {
 			f.jrnl.Err = fmt.Errorf("%w: journalctl is needed to read the journal", journal.ErrNoJournalctl)
 		}, exitcode.NoSystemd, "journalctl not found"},
+		// journalctl's own message and command line are no use to an
+		// administrator who forgot sudo; before, this was exit 1 with both.
+		{"not allowed to read the journal", func(f *fixture) {
+			f.jrnl.Err = fmt.Errorf("journalctl --output=json --unit=x failed: No journal files were opened due to insufficient permissions.: %w", journal.ErrDenied)
+		}, exitcode.Permission, "cannot read the journal of email-oauth2-proxy.service: permission denied\nRun as root (sudo orbit email-oauth2-proxy logs), or as a member of the systemd-journal group."},
+		{"not allowed, --auth-url", func(f *fixture) {
+			f.opts.AuthURL = true
+			f.jrnl.Err = fmt.Errorf("journalctl failed: %w", journal.ErrDenied)
+		}, exitcode.Permission, "Run as root (sudo orbit email-oauth2-proxy logs)"},
 		{"bad --since", func(f *fixture) { f.opts.Since = "last tuesday" }, exitcode.Usage, "is not a time"},
 		{"negative --lines", func(f *fixture) { f.opts.Lines = -1 }, exitcode.Usage, "--lines"},
 		{"timer as --unit", func(f *fixture) { f.opts.Unit = "proxy.timer" }, exitcode.Usage, "ending in .service"},

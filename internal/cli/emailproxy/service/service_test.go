@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/cli/emailproxy/service/servicetest"
 	"github.com/senhasegura/orbit/internal/exitcode"
@@ -97,6 +98,8 @@ func TestStartStopRestart(t *testing.T) {
 		stdout  []string // substrings
 		stderr  []string // substrings (error included)
 		noCalls []string
+		// noStderr must not appear on stderr.
+		noStderr []string
 	}{
 		{
 			name: "start installs, reloads, enables and starts", action: service.Start,
@@ -194,6 +197,18 @@ func TestStartStopRestart(t *testing.T) {
 			code: exitcode.Permission, stderr: []string{"Run as root"},
 		},
 		{
+			// A user other than root reaches systemd's bus, and polkit
+			// refuses the job; the journal is closed to that user too, and
+			// reading it only adds journalctl's complaint to the advice.
+			name: "systemd refuses the job to a non-root user: exit 10, no journal", action: service.Stop,
+			setup: func(e *env) {
+				e.mgr.Fail = map[string]error{"stop " + service.DefaultUnit: fmt.Errorf("stop %s: %w", service.DefaultUnit,
+					dbus.Error{Name: "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", Body: []any{"Interactive authentication required."}})}
+				e.jrnl.Err = fmt.Errorf("journalctl failed: %w", journal.ErrDenied)
+			},
+			code: exitcode.Permission, stderr: []string{"Run as root"}, noStderr: []string{"journal"},
+		},
+		{
 			name: "missing configuration file: exit 4, nothing installed", action: service.Start,
 			setup: func(e *env) { e.opts.ConfigPath = cfg + ".missing" },
 			code:  exitcode.Invalid, stderr: []string{"does not exist", "orbit email-oauth2-proxy register"},
@@ -256,6 +271,11 @@ func TestStartStopRestart(t *testing.T) {
 			for _, s := range tt.stderr {
 				if !strings.Contains(stderr, s) {
 					t.Errorf("stderr lacks %q:\n%s", s, stderr)
+				}
+			}
+			for _, s := range tt.noStderr {
+				if strings.Contains(stderr, s) {
+					t.Errorf("stderr has %q:\n%s", s, stderr)
 				}
 			}
 			if strings.Contains(stdout+stderr, "not-a-real-secret") {
