@@ -55,8 +55,15 @@ func (o *Options) print(rep Report) error {
 	writeRows(&b, head, "", style)
 
 	b.WriteString("\nListeners:\n")
-	if rep.Config.Error != "" {
-		fmt.Fprintf(&b, "  %s\n", style(bad, "cannot read the configuration: "+rep.Config.Error))
+	if problems := strings.Split(rep.Config.Error, "\n"); len(problems) > 1 {
+		// The file's errors, one per line; each styled on its own, since a
+		// style pads a block of lines to its longest.
+		fmt.Fprintf(&b, "  %s\n", style(bad, fmt.Sprintf("the configuration has errors (orbit email-oauth2-proxy config validate %s explains each):", cmdutil.ShellQuote(rep.Config.Path))))
+		for _, p := range problems {
+			fmt.Fprintf(&b, "    %s\n", style(bad, p))
+		}
+	} else if rep.Config.Error != "" {
+		fmt.Fprintf(&b, "  %s\n", style(bad, "cannot use the configuration: "+rep.Config.Error))
 	} else if len(rep.Listeners) == 0 {
 		fmt.Fprintf(&b, "  %s\n", style(warn, "none configured (no [IMAP-n], [POP-n] or [SMTP-n] section)"))
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -63,6 +64,8 @@ type fixture struct {
 	mgr  *servicetest.Manager
 	conn *servicetest.Connector
 	out  func() (string, string)
+	// noProbes: the test's file names no listener to probe.
+	noProbes bool
 }
 
 // listening says which probe addresses answer; the rest are refused.
@@ -85,15 +88,22 @@ func newFixture(t *testing.T, listening ...string) *fixture {
 	conn := &servicetest.Connector{Manager: mgr}
 	var mu sync.Mutex
 	var dialed []string
+	f := &fixture{mgr: mgr, conn: conn}
 	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
+		if f.noProbes {
+			if len(dialed) > 0 {
+				t.Errorf("probed %q, want nothing", dialed)
+			}
+			return
+		}
 		sort.Strings(dialed)
 		if want := "127.0.0.1:2465 127.0.0.1:2993"; strings.Join(dialed, " ") != want {
 			t.Errorf("probed %q, want %q", dialed, want)
 		}
 	})
-	f := &fixture{mgr: mgr, conn: conn, out: func() (string, string) { return out.String(), errOut.String() }}
+	f.out = func() (string, string) { return out.String(), errOut.String() }
 	f.opts = &status.Options{
 		IO: io, Connector: conn, Installer: &servicetest.Installer{},
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -488,5 +498,42 @@ func TestStatusShowsAnUnreadableTokenCache(t *testing.T) {
 	}
 	if len(rep.AccountErrors) != 1 || !strings.Contains(rep.AccountErrors[0], "TOKENS cannot be read") {
 		t.Errorf("account_errors = %q, want the token cache's error", rep.AccountErrors)
+	}
+}
+
+// TestStatusListsTheFileErrorsReadably: a file edited by hand into errors
+// is reported as such, not as unreadable, one problem per indented line,
+// with no padding at their ends (a colour style rendered the whole list
+// as one block, padding every line to the longest).
+func TestStatusListsTheFileErrorsReadably(t *testing.T) {
+	for _, tty := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tty=%v", tty), func(t *testing.T) {
+			f := newFixture(t)
+			f.noProbes = true
+			f.opts.ConfigPath = servicetest.WriteConfig(t, "[IMAP-2993]\nserver_address = a\nserver_port = 993\n[SMTP-2465\nserver_address = b\nserver_port = 587\n")
+			f.opts.IO.SetTTY(tty, tty, tty)
+			f.opts.Width = func() int { return 40 } // no panel: the lines as they are
+			code, stdout, _ := f.run(t)
+			if code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			plain := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(stdout, "")
+			for i, line := range strings.Split(plain, "\n") {
+				if strings.TrimRight(line, " ") != line {
+					t.Errorf("line %d ends in spaces: %q", i+1, line)
+				}
+			}
+			if strings.Contains(plain, "cannot read") {
+				t.Errorf("a file with errors is called unreadable:\n%s", plain)
+			}
+			for _, want := range []string{
+				"  the configuration has errors (orbit email-oauth2-proxy config validate " + f.opts.ConfigPath + " explains each):\n    " + f.opts.ConfigPath + ":4: this line",
+				"\n    " + f.opts.ConfigPath + ":5: key \"server_address\" appears a second time",
+			} {
+				if !strings.Contains(plain, want) {
+					t.Errorf("status lacks %q:\n%s", want, plain)
+				}
+			}
+		})
 	}
 }
