@@ -342,13 +342,17 @@ var ownedAccountKeys = []string{"redirect_uri", "redirect_listen_address", "toke
 // diagnostics (*DiagnosticsError) and an existing file the proxy could
 // not read (*SyntaxError). See the package documentation for what a
 // registration owns.
-func (r *Registration) Apply(existing []byte) ([]byte, error) {
+func (r *Registration) Apply(existing []byte) ([]byte, error) { return r.ApplyFile(existing, "") }
+
+// ApplyFile is Apply for existing read from path, which names the file in
+// its syntax errors as config validate does.
+func (r *Registration) ApplyFile(existing []byte, path string) ([]byte, error) {
 	n := *r
 	n.Normalize()
 	if err := Err(n.validate()); err != nil {
 		return nil, err
 	}
-	return Edit(existing, "", func(e *Editor) error {
+	return Edit(existing, path, func(e *Editor) error {
 		return n.apply(e)
 	})
 }

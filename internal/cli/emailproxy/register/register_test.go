@@ -585,3 +585,31 @@ func TestRegisterIntoThePythonSampleFile(t *testing.T) {
 		t.Errorf("the account was not added to the sample file as it is:\n%s", got)
 	}
 }
+
+// TestRegisterIntoABrokenFile: a file edited by hand into a syntax error is
+// left alone (exit 4), and each problem is named by the file's path and
+// line, as config validate and serve name them; before, register wrote
+// "<config>:9:" after the path.
+func TestRegisterIntoABrokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "emailproxy.config")
+	broken := "[IMAP-2993]\nserver_address = a\nserver_port = 993\n[SMTP-2465\nserver_address = b\n"
+	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runCmd(t, false, "", "--config", path, "--provider", "google", "--oauth2-client-id", client, "--oauth2-client-secret", secret,
+		"--redirect-uri", "https://vault.example.com/email-oauth2-proxy-authorize/", "--force")
+	if r.code != exitcode.Invalid {
+		t.Fatalf("exit %d, want 4: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{path + ":4: this line is neither", path + ":5: key \"server_address\" appears a second time", "config validate " + path} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "<config>") {
+		t.Errorf("stderr names the file <config>:\n%s", r.stderr)
+	}
+	if got, _ := os.ReadFile(path); string(got) != broken {
+		t.Errorf("the broken file was changed:\n%s", got)
+	}
+}

@@ -61,7 +61,11 @@ func Run(ctx context.Context, o *Options) error {
 	}
 
 	reg.Normalize()
-	data, err := reg.Apply(existing)
+	data, err := reg.ApplyFile(existing, o.ConfigPath)
+	if errors.Is(err, config.ErrSyntax) {
+		// Each line already starts with the path and the line number.
+		return exitcode.Withf(exitcode.Invalid, "%v\nFix the file by hand (orbit email-oauth2-proxy config validate %s), or move it away and register again.", err, o.ConfigPath)
+	}
 	if err != nil {
 		return exitcode.Withf(exitcode.Invalid, "%s: %v\nFix the file by hand (orbit email-oauth2-proxy config validate %s), or move it away and register again.", o.ConfigPath, err, o.ConfigPath)
 	}
