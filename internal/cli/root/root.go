@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/agnivade/levenshtein"
 	_ "github.com/senhasegura/orbit/internal/cli/emailproxy" // registers the family
 
 	"github.com/senhasegura/orbit/internal/cli/factory"
@@ -17,6 +19,7 @@ import (
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // DefaultSettingsPath is orbit's own settings file (YAML, TOML or JSON by
@@ -129,7 +132,11 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 	cmd.SetOut(f.IO.Out)
 	cmd.SetErr(f.IO.ErrOut)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return exitcode.Withf(exitcode.Usage, "%v\nRun '%s --help' for usage.", err, c.CommandPath())
+		msg := err.Error()
+		if s := flagSuggestions(c, msg); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+		}
+		return exitcode.Withf(exitcode.Usage, "%s\nRun '%s --help' for usage.", msg, c.CommandPath())
 	})
 	cmd.AddCommand(newVersionCmd(f))
 	cmd.AddCommand(plugin.NewCmd(f, func() plugin.Finder { return pluginFinder(f, st) }))
@@ -147,6 +154,50 @@ docs/exit-codes.md; commands with --output json print machine-readable output.`,
 	})
 	st.builtins = builtinNames(cmd)
 	return cmd, st
+}
+
+// flagSuggestions names c's flags close to the unknown long flag that msg
+// (pflag's "unknown flag: --name") reports, nearest first: cobra suggests
+// commands for a typo, but not flags, and an administrator who typed
+// --acount should not have to read the whole help to find --account.
+func flagSuggestions(c *cobra.Command, msg string) []string {
+	typed, ok := strings.CutPrefix(msg, "unknown flag: --")
+	if !ok || typed == "" {
+		return nil
+	}
+	typed = strings.ToLower(typed)
+	type cand struct {
+		name string
+		d    int
+	}
+	var found []cand
+	seen := map[string]bool{}
+	add := func(fl *pflag.Flag) {
+		if fl.Hidden || seen[fl.Name] {
+			return
+		}
+		seen[fl.Name] = true
+		d := levenshtein.ComputeDistance(typed, strings.ReplaceAll(fl.Name, "_", "-"))
+		if alt := levenshtein.ComputeDistance(strings.ReplaceAll(typed, "_", "-"), fl.Name); alt < d {
+			d = alt
+		}
+		if d <= 2 || (len(typed) >= 3 && strings.HasPrefix(fl.Name, typed)) {
+			found = append(found, cand{fl.Name, d})
+		}
+	}
+	c.Flags().VisitAll(add)
+	c.InheritedFlags().VisitAll(add)
+	slices.SortFunc(found, func(a, b cand) int {
+		if a.d != b.d {
+			return a.d - b.d
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	var out []string
+	for _, f := range found {
+		out = append(out, "--"+f.name)
+	}
+	return out
 }
 
 func walk(c *cobra.Command, fn func(*cobra.Command)) {

@@ -73,6 +73,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"email-oauth2-proxy", "regster"}, "Did you mean this?\n\tregister"},
 		{[]string{"email-oauth2-proxy", "config", "shw"}, "Did you mean this?\n\tshow"},
 		{[]string{"emial-oauth2-proxy"}, "Did you mean this?\n\temail-oauth2-proxy"},
+		// Flags typed wrong get the same help as commands typed wrong.
+		{[]string{"email-oauth2-proxy", "authorize", "--acount", "alice@example.com"}, "unknown flag: --acount\n\nDid you mean this?\n\t--account\nRun 'orbit email-oauth2-proxy authorize --help' for usage."},
+		{[]string{"email-oauth2-proxy", "status", "--ouput", "json"}, "Did you mean this?\n\t--output\n"},
+		{[]string{"email-oauth2-proxy", "logs", "--auth_url"}, "Did you mean this?\n\t--auth-url\n"},
+		{[]string{"email-oauth2-proxy", "register", "--oauth2-client-secret-flie", "/root/s"}, "Did you mean this?\n\t--oauth2-client-secret-file\n"},
+		{[]string{"email-oauth2-proxy", "uninstall", "--purge", "--yess"}, "Did you mean this?\n\t--yes\n"},
 	}
 	for _, tt := range tests {
 		code, _, errOut := run(t, nil, tt.args...)
