@@ -89,6 +89,9 @@ type Engine struct {
 	keepAliveDone chan struct{}
 
 	reloadMu sync.Mutex
+	// stopped: Shutdown began, so a reload must not open the control
+	// socket again. Guarded by reloadMu.
+	stopped bool
 }
 
 // loaded is a configuration in force with the account sections it
@@ -299,8 +302,31 @@ func (e *Engine) Reload(ctx context.Context) error {
 		state = "reloaded-with-errors"
 		msg += "; some listeners could not be opened: " + err.Error()
 	}
+	e.restoreStateFiles()
 	e.log.Info(msg, "message_id", events.Lifecycle, "state", state)
 	return err
+}
+
+// restoreStateFiles brings back the control socket and the status file
+// when they are gone from the state directory (removed under the running
+// engine), so that a reload is enough to make `authorize` and `status`
+// work again. e.reloadMu is held.
+func (e *Engine) restoreStateFiles() {
+	if e.stopped {
+		return
+	}
+	path := e.opts.controlPath()
+	if path == "" {
+		return
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	e.log.Warn("the control socket " + path + " was gone (was the state directory removed?); opening it again, and rewriting the status file")
+	e.closeControl()
+	e.control = nil
+	e.openControl()
+	e.manager.PublishStatus()
 }
 
 // Shutdown ends the logins that wait for a person, stops accepting, lets
@@ -310,6 +336,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	// still needed: nobody completes one during the drain, and otherwise
 	// each of them would hold every stop and restart for the whole drain
 	// time-out and then be cut off without a reply.
+	e.reloadMu.Lock()
+	e.stopped = true
+	e.reloadMu.Unlock()
 	e.closeControl()
 	if e.metricsServer != nil {
 		_ = e.metricsServer.Close(ctx)

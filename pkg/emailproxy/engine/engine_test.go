@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/internal/testenv"
+	"github.com/senhasegura/orbit/pkg/emailproxy/control"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth/interactive"
 )
@@ -166,5 +167,50 @@ func TestStartClaimsTheStatusFile(t *testing.T) {
 	}
 	if a := got.Accounts["alice@example.com"]; a.State != oauth.StateAuthorised || !a.TokenExpiry.Equal(expiry) {
 		t.Errorf("alice in the file after start: %+v, want what the previous engine knew", a)
+	}
+}
+
+// TestReloadBringsBackARemovedStateDirectory: an administrator who removed
+// the state directory under a running engine (rm -rf, a botched cleanup)
+// gets its control socket and status file back with a reload. Before, the
+// engine kept serving without them until a restart: `authorize` said the
+// proxy was not running, and `status` showed no account states.
+func TestReloadBringsBackARemovedStateDirectory(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "state")
+	cfg := filepath.Join(base, "emailproxy.config")
+	file := "[IMAP-" + strconv.Itoa(testenv.FreePorts(t, 1)[0]) + "]\nserver_address = 127.0.0.1\nserver_port = 993\nlocal_address = 127.0.0.1\n"
+	if err := os.WriteFile(cfg, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	status := filepath.Join(dir, "status.json")
+	e, err := New(Options{ConfigPath: cfg, TokenPath: filepath.Join(dir, "tokens.cache"), StatusPath: status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Shutdown(ctx) }()
+	sock := e.opts.controlPath()
+	for _, p := range []string{sock, status} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("after start: %v", err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{sock, status} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("after the reload: %v", err)
+		}
+	}
+	if _, err := control.Call(ctx, sock, control.Request{Op: "ping"}, nil); errors.Is(err, control.ErrNotRunning) {
+		t.Errorf("the control socket does not answer after the reload: %v", err)
 	}
 }

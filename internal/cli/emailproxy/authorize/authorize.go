@@ -260,7 +260,7 @@ func (o *Options) printResult(res result) error {
 func (o *Options) callError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, control.ErrNotRunning):
-		return exitcode.With(exitcode.NotRunning, fmt.Errorf("%w.\nStart it with `orbit email-oauth2-proxy start` (or `serve` in the foreground), then run authorize again", err))
+		return exitcode.With(exitcode.NotRunning, fmt.Errorf("%w.\nStart it with `orbit email-oauth2-proxy start` (or `serve` in the foreground), then run authorize again.\nIf `orbit email-oauth2-proxy status` says it runs, its state directory was removed under it: `orbit email-oauth2-proxy reload` opens the socket again", err))
 	case errors.Is(err, fs.ErrPermission):
 		return cmdutil.Denied("cannot use the proxy's control socket "+o.Socket, err)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded):
