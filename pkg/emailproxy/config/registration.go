@@ -32,6 +32,23 @@ type ServerRegistration struct {
 	ServerPort    int
 	LocalPort     int  // 0: the default for the protocol
 	StartTLS      bool // SMTP only: server_starttls
+	// AutoStartTLS (SMTP): the admin did not say, so StartTLS follows the
+	// port — STARTTLS on 25 and 587, implicit TLS on 465 — and on any
+	// other port keeps what the existing section says (else StartTLS).
+	AutoStartTLS bool
+}
+
+// SMTPPortStartTLS says what a well-known SMTP port implies: STARTTLS on
+// 25 (relay) and 587 (submission), implicit TLS on 465; known is false for
+// any other port.
+func SMTPPortStartTLS(port int) (starttls, known bool) {
+	switch port {
+	case 25, 587:
+		return true, true
+	case 465:
+		return false, true
+	}
+	return false, false
 }
 
 func (s ServerRegistration) requested() bool {
@@ -137,6 +154,11 @@ func (r *Registration) Normalize() {
 		if p, err := LookupPreset(r.Provider, r.TenantID); err == nil {
 			r.Provider = p.Name
 			r.applyPreset(p)
+		}
+	}
+	if r.SMTP.AutoStartTLS {
+		if tls, known := SMTPPortStartTLS(r.SMTP.ServerPort); known {
+			r.SMTP.StartTLS = tls
 		}
 	}
 	defaults := map[Protocol]int{IMAP: DefaultIMAPLocalPort, POP: DefaultPOPLocalPort, SMTP: DefaultSMTPLocalPort}
@@ -260,8 +282,8 @@ func (r *Registration) validate() []Diagnostic {
 			localPorts[s.LocalPort] = string(sv.proto)
 		}
 		if sv.proto == SMTP {
-			if s.ServerPort == 587 && !s.StartTLS {
-				ds = append(ds, l("server-starttls").diag(Warning, "SMTP port 587 expects STARTTLS, but --smtp-server-starttls is not set, so the proxy will try implicit TLS and fail", "add --smtp-server-starttls"))
+			if (s.ServerPort == 587 || s.ServerPort == 25) && !s.StartTLS {
+				ds = append(ds, l("server-starttls").diag(Warning, fmt.Sprintf("SMTP port %d expects STARTTLS, but --smtp-server-starttls=false is set, so the proxy will try implicit TLS and fail", s.ServerPort), "drop --smtp-server-starttls=false"))
 			}
 			if s.ServerPort == 465 && s.StartTLS {
 				ds = append(ds, l("server-starttls").diag(Warning, "SMTP port 465 is implicit TLS, but --smtp-server-starttls is set", "drop --smtp-server-starttls, or use port 587"))
@@ -440,7 +462,15 @@ func (r *Registration) apply(e *Editor) error {
 			if err := e.RenameKey(name, "starttls", "server_starttls"); err != nil {
 				return err
 			}
-			if s.StartTLS {
+			starttls := s.StartTLS
+			if _, known := SMTPPortStartTLS(s.ServerPort); s.AutoStartTLS && !known {
+				// A port that says neither: the file's choice stands.
+				if v, ok := e.Get(name, "server_starttls"); ok {
+					b, _ := ParseBool(v)
+					starttls = starttls || b
+				}
+			}
+			if starttls {
 				if err := e.Set(name, "server_starttls", "True"); err != nil {
 					return err
 				}

@@ -49,7 +49,7 @@ func addFlags(cmd *cobra.Command, o *Options) {
 	fl.IntVar(&v.IMAPLocalPort, "imap-local-port", 2993, "local IMAP port the mailer connects to")
 	fl.StringVar(&v.SMTPServerAddress, "smtp-server-address", "", "upstream SMTP server")
 	fl.IntVar(&v.SMTPServerPort, "smtp-server-port", 587, "upstream SMTP port")
-	fl.BoolVar(&v.SMTPStartTLS, "smtp-server-starttls", false, "use STARTTLS upstream (port 587) instead of implicit TLS (465)")
+	fl.BoolVar(&v.SMTPStartTLS, "smtp-server-starttls", false, "use STARTTLS upstream instead of implicit TLS (default: on for ports 25 and 587, off for 465, else as the file has it)")
 	fl.IntVar(&v.SMTPLocalPort, "smtp-local-port", 2465, "local SMTP port the mailer connects to")
 	fl.StringVar(&v.POPServerAddress, "pop-server-address", "", "upstream POP3 server (implicit TLS); empty: no POP listener")
 	fl.IntVar(&v.POPServerPort, "pop-server-port", 995, "upstream POP3 port")

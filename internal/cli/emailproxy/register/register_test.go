@@ -613,3 +613,49 @@ func TestRegisterIntoABrokenFile(t *testing.T) {
 		t.Errorf("the broken file was changed:\n%s", got)
 	}
 }
+
+// Re-registering with another SMTP port keeps STARTTLS where the port
+// means STARTTLS (25, 587), drops it where it means implicit TLS (465) and
+// says so, keeps the file's choice for a port that says neither, and an
+// explicit --smtp-server-starttls[=false] always wins.
+func TestReRegisterSMTPPortKeepsSTARTTLS(t *testing.T) {
+	base := []string{"--provider", "office365", "--tenant-id", tenant, "--oauth2-client-id", client, "--oauth2-client-secret", secret,
+		"--redirect-uri", "https://vault.example.com/email-oauth2-proxy-authorize/"}
+	tests := []struct {
+		name      string
+		first     []string // after base; the preset writes 587 with STARTTLS
+		again     []string
+		wantTLS   bool
+		wantNote  string // in the output of the second register ("" none)
+		wantClean bool   // no note or warning at all
+	}{
+		{"587 to 25", nil, []string{"--smtp-server-port", "25"}, true, "", true},
+		{"587 to 465", nil, []string{"--smtp-server-port", "465"}, false, "server_starttls", false},
+		{"465 to 587", []string{"--smtp-server-port", "465"}, []string{"--smtp-server-port", "587"}, true, "server_starttls", false},
+		{"587 to 2525 keeps the file's", nil, []string{"--smtp-server-port", "2525"}, true, "", true},
+		{"25 without the preset", nil, []string{"--smtp-server-address", "smtp.office365.com", "--smtp-server-port", "25"}, true, "", true},
+		{"explicit false on 2525", nil, []string{"--smtp-server-port", "2525", "--smtp-server-starttls=false"}, false, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "emailproxy.config")
+			if r := runCmd(t, false, "", append(append([]string{"--config", path}, base...), tt.first...)...); r.code != 0 {
+				t.Fatalf("first register: exit %d: %s", r.code, r.stderr)
+			}
+			r := runCmd(t, false, "", append(append([]string{"--config", path, "--force"}, base...), tt.again...)...)
+			if r.code != 0 {
+				t.Fatalf("second register: exit %d: %s", r.code, r.stderr)
+			}
+			got, _ := os.ReadFile(path)
+			if has := strings.Contains(string(got), "server_starttls = True"); has != tt.wantTLS {
+				t.Errorf("server_starttls = True in the file: %v, want %v:\n%s", has, tt.wantTLS, got)
+			}
+			if tt.wantNote != "" && !strings.Contains(r.stderr, tt.wantNote) {
+				t.Errorf("the change to %s is not reported; stderr:\n%s", tt.wantNote, r.stderr)
+			}
+			if tt.wantClean && r.stderr != "" {
+				t.Errorf("unexpected notes or warnings:\n%s", r.stderr)
+			}
+		})
+	}
+}

@@ -83,7 +83,7 @@ func Run(ctx context.Context, o *Options) error {
 	if _, own := disabled[reg.Account]; len(fatal) > 0 || own {
 		return invalid(merged, "nothing was written")
 	}
-	res := o.result(cfg, reg, append(append(warnings(diags), notOwned(warnings(merged), reg)...), disabledElsewhere(disabled)...))
+	res := o.result(cfg, reg, append(append(append(warnings(diags), notOwned(warnings(merged), reg)...), disabledElsewhere(disabled)...), upstreamTLSChanges(existing, cfg, reg.SMTP.AutoStartTLS)...))
 
 	if o.DryRun {
 		masked, err := config.Masked(data)
@@ -179,7 +179,8 @@ func (o *Options) registration() (*config.Registration, error) {
 	r.UseLoginPasswordAsClientCredentialsSecret = v.LoginPasswordAsSecret
 	r.AllowCatchAllAccounts = v.AllowCatchAll
 	r.IMAP = config.ServerRegistration{ServerAddress: v.IMAPServerAddress, ServerPort: port("imap-server-port", v.IMAPServerPort, v.IMAPServerAddress), LocalPort: localPort("imap-local-port", v.IMAPLocalPort)}
-	r.SMTP = config.ServerRegistration{ServerAddress: v.SMTPServerAddress, ServerPort: port("smtp-server-port", v.SMTPServerPort, v.SMTPServerAddress), LocalPort: localPort("smtp-local-port", v.SMTPLocalPort), StartTLS: v.SMTPStartTLS}
+	r.SMTP = config.ServerRegistration{ServerAddress: v.SMTPServerAddress, ServerPort: port("smtp-server-port", v.SMTPServerPort, v.SMTPServerAddress), LocalPort: localPort("smtp-local-port", v.SMTPLocalPort), StartTLS: v.SMTPStartTLS,
+		AutoStartTLS: !explicit("smtp-server-starttls")}
 	r.POP = config.ServerRegistration{ServerAddress: v.POPServerAddress, ServerPort: port("pop-server-port", v.POPServerPort, v.POPServerAddress), LocalPort: localPort("pop-local-port", v.POPLocalPort)}
 	r.LocalAddress = v.LocalAddress
 	r.Account = v.Account
@@ -269,6 +270,47 @@ func (o *Options) result(cfg *config.Config, reg *config.Registration, warns []c
 		})
 	}
 	return res
+}
+
+// upstreamTLSChanges notes each SMTP listener whose upstream TLS the new
+// file changes (STARTTLS or implicit TLS), so that re-registering with
+// another port never flips it silently. A change the admin asked for with
+// --smtp-server-starttls[=false] (auto false) needs no note.
+func upstreamTLSChanges(existing []byte, cfg *config.Config, auto bool) []config.Diagnostic {
+	if len(existing) == 0 || !auto {
+		return nil
+	}
+	old, err := config.Parse(existing, "")
+	if err != nil {
+		return nil
+	}
+	was := map[string]bool{}
+	for _, s := range old.Servers {
+		if s.Protocol == config.SMTP {
+			was[s.Section] = s.ServerStartTLS
+		}
+	}
+	mode := func(starttls bool) string {
+		if starttls {
+			return "STARTTLS"
+		}
+		return "implicit TLS"
+	}
+	var out []config.Diagnostic
+	for _, s := range cfg.Servers {
+		before, ok := was[s.Section]
+		if s.Protocol != config.SMTP || !ok || before == s.ServerStartTLS {
+			continue
+		}
+		set, keep := "server_starttls = True removed", "--smtp-server-starttls"
+		if s.ServerStartTLS {
+			set, keep = "server_starttls = True added", "--smtp-server-starttls=false"
+		}
+		out = append(out, config.Diagnostic{Severity: config.Note, Section: s.Section, Key: "server_starttls",
+			Message: fmt.Sprintf("upstream %s:%d now uses %s, not %s (%s)", s.ServerAddress, s.ServerPort, mode(s.ServerStartTLS), mode(before), set),
+			Hint:    fmt.Sprintf("if the server wants %s on this port, register again with %s", mode(before), keep)})
+	}
+	return out
 }
 
 func warnings(ds []config.Diagnostic) []config.Diagnostic {
