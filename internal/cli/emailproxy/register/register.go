@@ -16,7 +16,14 @@ import (
 // install or refresh the unit, and restart the proxy if it is running so the
 // new file applies. Nil means no service integration (tests, --no-service).
 type Service interface {
-	AfterWrite(ctx context.Context, configPath string, restart bool) (string, error)
+	AfterWrite(ctx context.Context, configPath string, restart bool) (ServiceResult, error)
+}
+
+// ServiceResult is what the service hook did, in words, and whether the
+// proxy's unit runs afterwards (so the next steps need no start).
+type ServiceResult struct {
+	Message string
+	Running bool
 }
 
 // Options are register's inputs and dependencies.

@@ -659,3 +659,45 @@ func TestReRegisterSMTPPortKeepsSTARTTLS(t *testing.T) {
 		})
 	}
 }
+
+type fakeService struct{ res register.ServiceResult }
+
+func (f fakeService) AfterWrite(context.Context, string, bool) (register.ServiceResult, error) {
+	return f.res, nil
+}
+
+// TestNextStepsFollowTheUnit: the first next step is start only when the
+// service hook left the unit stopped; a unit it restarted needs nothing,
+// and one it left running with --no-restart needs a restart.
+func TestNextStepsFollowTheUnit(t *testing.T) {
+	tests := []struct {
+		name      string
+		running   bool
+		noRestart bool
+		want      string // the first numbered step
+	}{
+		{"stopped", false, false, "1. orbit email-oauth2-proxy start"},
+		{"restarted", true, false, "1. point the mailer's IMAP"},
+		{"running, --no-restart", true, true, "1. orbit email-oauth2-proxy restart"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			io, _, out, errOut := iostreams.Test()
+			o := &register.Options{
+				IO: io, Service: fakeService{register.ServiceResult{Message: "unit installed", Running: tt.running}},
+				ConfigPath: filepath.Join(t.TempDir(), "emailproxy.config"), NoRestart: tt.noRestart,
+				Provider: "office365", TenantID: tenant,
+				Values: register.Values{ClientID: client, ClientSecret: secret, RedirectURI: "https://vault.example.com/x/"},
+			}
+			if err := register.Run(context.Background(), o); err != nil {
+				t.Fatalf("%v\n%s", err, errOut)
+			}
+			if !strings.Contains(out.String(), tt.want) {
+				t.Errorf("next steps do not start with %q:\n%s", tt.want, out)
+			}
+			if tt.running && strings.Contains(out.String(), "email-oauth2-proxy start") {
+				t.Errorf("start suggested for a running unit:\n%s", out)
+			}
+		})
+	}
+}

@@ -53,7 +53,12 @@ func (o *Options) report(res Result) error {
 		cfgFlag = " --config " + cmdutil.ShellQuote(o.ConfigPath)
 	}
 	var next []string
-	next = append(next, "orbit email-oauth2-proxy start"+cfgFlag+"            # run the proxy under systemd")
+	switch {
+	case !res.Running:
+		next = append(next, "orbit email-oauth2-proxy start"+cfgFlag+"            # run the proxy under systemd")
+	case o.NoRestart:
+		next = append(next, "orbit email-oauth2-proxy restart"+cfgFlag+"          # the running proxy still has the previous file")
+	}
 	for _, l := range res.Listeners {
 		next = append(next, fmt.Sprintf("point the mailer's %s at %s, no TLS, with a plain password", l.Protocol, l.Address))
 	}

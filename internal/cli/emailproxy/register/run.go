@@ -19,17 +19,20 @@ import (
 
 // Result is what register reports, also as --output json.
 type Result struct {
-	Path        string              `json:"path"`
-	Written     bool                `json:"written"`
-	DryRun      bool                `json:"dry_run"`
-	Backup      string              `json:"backup,omitempty"`
-	Account     string              `json:"account"`
-	Flow        config.Flow         `json:"flow"`
-	RunsAs      config.Flow         `json:"effective_flow"`
-	Listeners   []Listener          `json:"listeners"`
-	Warnings    []config.Diagnostic `json:"warnings"`
-	Service     string              `json:"service,omitempty"`
-	Interactive bool                `json:"needs_authorisation_url"`
+	Path      string              `json:"path"`
+	Written   bool                `json:"written"`
+	DryRun    bool                `json:"dry_run"`
+	Backup    string              `json:"backup,omitempty"`
+	Account   string              `json:"account"`
+	Flow      config.Flow         `json:"flow"`
+	RunsAs    config.Flow         `json:"effective_flow"`
+	Listeners []Listener          `json:"listeners"`
+	Warnings  []config.Diagnostic `json:"warnings"`
+	Service   string              `json:"service,omitempty"`
+	// Running: the proxy's unit runs after the service hook (started
+	// before, and restarted with the new file unless --no-restart).
+	Running     bool `json:"running"`
+	Interactive bool `json:"needs_authorisation_url"`
 }
 
 // Listener is one local port the mailer uses.
@@ -121,13 +124,13 @@ func Run(ctx context.Context, o *Options) error {
 		}
 	}
 	if o.Service != nil && !o.NoService {
-		msg, err := o.Service.AfterWrite(ctx, o.ConfigPath, !o.NoRestart)
+		sr, err := o.Service.AfterWrite(ctx, o.ConfigPath, !o.NoRestart)
 		if err != nil {
 			// The file is written; say so before the service error.
 			fmt.Fprintf(o.IO.ErrOut, "Wrote %s.\n", o.ConfigPath)
 			return err
 		}
-		res.Service = msg
+		res.Service, res.Running = sr.Message, sr.Running
 	}
 	return o.report(res)
 }

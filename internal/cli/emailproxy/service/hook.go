@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/register"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/systemd"
 )
@@ -33,14 +34,20 @@ func NewHook(f *factory.Factory) *Hook {
 // AfterWrite implements register.Service. Without systemd it returns a
 // message, not an error: the file is written, and the message says how to
 // run the proxy in the foreground.
-func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) (string, error) {
+func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) (register.ServiceResult, error) {
+	msg, running, err := h.afterWrite(ctx, configPath, restart)
+	return register.ServiceResult{Message: msg, Running: running}, err
+}
+
+// afterWrite is AfterWrite; running says whether the unit runs after it.
+func (h *Hook) afterWrite(ctx context.Context, configPath string, restart bool) (string, bool, error) {
 	unit := h.Unit
 	if unit == "" {
 		unit = DefaultUnit
 	}
 	cfg, err := AbsConfig(configPath)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	timeout := h.Timeout
 	if timeout <= 0 {
@@ -52,21 +59,21 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	m, err := h.Connector.Connect(ctx)
 	if err != nil {
 		if errors.Is(err, systemd.ErrNoSystemd) && !errors.Is(err, fs.ErrPermission) {
-			return fmt.Sprintf("no unit installed (%v); %s", err, ForegroundHint(cfg)), nil
+			return fmt.Sprintf("no unit installed (%v); %s", err, ForegroundHint(cfg)), false, nil
 		}
-		return "", ConnectError(what, cfg, err)
+		return "", false, ConnectError(what, cfg, err)
 	}
 	defer m.Close()
 	p, err := m.Properties(ctx, unit)
 	if err != nil {
-		return "", JobError(what, err)
+		return "", false, JobError(what, err)
 	}
 	running := p.ActiveState == "active" || p.ActiveState == "activating" || p.ActiveState == "reloading"
 	if running && restart {
 		// The restart below would stop a working proxy for a file the new
 		// engine refuses: check first, and leave the unit alone if so.
 		if err := Family.CheckBeforeRestart(ctx, h.Installer, m, unit, cfg); err != nil {
-			return "", fmt.Errorf("the file is written, but %w", err)
+			return "", false, fmt.Errorf("the file is written, but %w", err)
 		}
 	}
 	fam := Family
@@ -75,7 +82,7 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	}
 	prep, err := fam.Prepare(ctx, h.Deps, m, unit, cfg, what)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	msg := fmt.Sprintf("%s installed", prep.UnitFile)
 	switch {
@@ -87,14 +94,14 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	// What Provision made (background_refresh's credential) is said
 	// first; what it could not make ends the command once the unit is
 	// seen to, as start does.
-	done := func(msg string) (string, error) {
+	done := func(msg string) (string, bool, error) {
 		if len(prep.Provisioned) > 0 {
 			msg = strings.Join(prep.Provisioned, " ") + " " + msg
 		}
 		if prep.ProvisionErr != nil {
-			return "", fmt.Errorf("%s; but %w", msg, prep.ProvisionErr)
+			return "", false, fmt.Errorf("%s; but %w", msg, prep.ProvisionErr)
 		}
-		return msg, nil
+		return msg, running, nil
 	}
 	switch {
 	case !running:
@@ -105,11 +112,11 @@ func (h *Hook) AfterWrite(ctx context.Context, configPath string, restart bool) 
 	issued := h.now().Add(-time.Second)
 	if err := m.Restart(ctx, unit); err != nil {
 		o := &Options{Deps: h.Deps, Family: Family, Action: Restart, Unit: unit}
-		return "", o.Failed(ctx, "the file is written, but restarting "+unit+" failed", err, issued, cfg)
+		return "", false, o.Failed(ctx, "the file is written, but restarting "+unit+" failed", err, issued, cfg)
 	}
 	p, err = m.Properties(ctx, unit)
 	if err != nil {
-		return "", JobError(what, err)
+		return "", false, JobError(what, err)
 	}
 	return done(msg + fmt.Sprintf("; %s restarted so the new file applies (main PID %d)", unit, p.MainPID))
 }

@@ -26,6 +26,7 @@ func TestHookAfterWrite(t *testing.T) {
 		calls    []string
 		noCalls  []string
 		installs bool
+		running  bool // the unit runs afterwards (register's next steps need no start)
 		// provision stands in for making background_refresh's credential.
 		provision func(context.Context, string) ([]string, error)
 	}{
@@ -49,7 +50,7 @@ func TestHookAfterWrite(t *testing.T) {
 			},
 			msg:      []string{"restarted so the new file applies (main PID 4242)"},
 			calls:    []string{"daemon-reload", "restart " + service.DefaultUnit},
-			installs: true,
+			installs: true, running: true,
 		},
 		{
 			name: "running unit with --no-restart", restart: false,
@@ -58,7 +59,7 @@ func TestHookAfterWrite(t *testing.T) {
 			},
 			msg:      []string{"was not restarted (--no-restart)", "orbit email-oauth2-proxy restart"},
 			noCalls:  []string{"restart"},
-			installs: true,
+			installs: true, running: true,
 		},
 		{
 			name: "a failed restart is exit 7 and says the file is written", restart: true,
@@ -78,7 +79,7 @@ func TestHookAfterWrite(t *testing.T) {
 			provision: func(context.Context, string) ([]string, error) { return []string{"Created the credential X."}, nil },
 			msg:       []string{"Created the credential X. /etc/systemd/system/email-oauth2-proxy.service installed", "restarted so the new file applies"},
 			calls:     []string{"restart " + service.DefaultUnit},
-			installs:  true,
+			installs:  true, running: true,
 		},
 		{
 			name: "a credential that cannot be made: the unit is seen to, then exit 12", restart: true,
@@ -104,9 +105,13 @@ func TestHookAfterWrite(t *testing.T) {
 			h := &service.Hook{Deps: service.Deps{IO: io, Connector: c, Installer: inst, Journal: &servicetest.Journal{History: []journal.Entry{unitFailed(t0, "c1")}},
 				Executable: func() (string, error) { return "/usr/local/bin/orbit", nil },
 				Now:        func() time.Time { return t0 }}, Timeout: 5 * time.Second, Provision: tt.provision}
-			msg, err := h.AfterWrite(context.Background(), cfg, tt.restart)
+			res, err := h.AfterWrite(context.Background(), cfg, tt.restart)
 			if got := exitcode.Of(err); got != tt.code {
 				t.Fatalf("exit %d, want %d: %v", got, tt.code, err)
+			}
+			msg := res.Message
+			if res.Running != tt.running {
+				t.Errorf("running = %v, want %v (%s)", res.Running, tt.running, msg)
 			}
 			if err != nil {
 				msg = err.Error()
