@@ -8,6 +8,7 @@ import (
 	"github.com/senhasegura/orbit/internal/cli/cmdutil"
 	"github.com/senhasegura/orbit/internal/cli/panel"
 	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
 )
 
@@ -228,6 +229,13 @@ func (o *Options) nextStep(rep Report) string {
 		return fmt.Sprintf("To run it under systemd instead: stop the foreground proxy (Ctrl-C, or kill %d), then orbit email-oauth2-proxy start%s; its tokens carry over.", e.PID, unitFlag(u.Name))
 	}
 	switch {
+	case rep.configMissing && !rep.Running:
+		cfg := ""
+		if rep.Config.Path != config.DefaultPath {
+			cfg = " --config " + cmdutil.ShellQuote(rep.Config.Path)
+		}
+		return "Write the file first (start needs it): orbit email-oauth2-proxy register" + cfg + " --provider office365|google ...; " +
+			"register --help shows examples, docs/email-oauth2-proxy.md walks through it."
 	case !u.Systemd:
 		return ""
 	case u.LoadState == "not-found":

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,6 +154,10 @@ type Report struct {
 	// AccountErrors are the token stores that could not be read for
 	// another reason (a damaged file): their accounts are missing above.
 	AccountErrors []string `json:"account_errors,omitempty"`
+
+	// configMissing: the file does not exist (never written, or removed by
+	// uninstall --purge), so start could only fail.
+	configMissing bool
 }
 
 // Unit is the systemd unit's state.
@@ -265,6 +270,7 @@ func Run(ctx context.Context, o *Options) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		rep.Config.Error = configError(cfgPath, err)
+		rep.configMissing = errors.Is(err, fs.ErrNotExist)
 		if errors.Is(err, fs.ErrPermission) {
 			rep.Unreadable = append(rep.Unreadable, cfgPath)
 		}
@@ -273,7 +279,13 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	acc := o.accounts(cfg, cfgPath, rep.Engine, rep.Unit.Systemd || procsKnown)
 	rep.Accounts, rep.StatusFile = acc.Accounts, acc.StatusFile
-	rep.Unreadable = append(rep.Unreadable, acc.Unreadable...)
+	// The token summaries read the configuration file too: a path that
+	// could not be read is listed once.
+	for _, p := range acc.Unreadable {
+		if !slices.Contains(rep.Unreadable, p) {
+			rep.Unreadable = append(rep.Unreadable, p)
+		}
+	}
 	for _, err := range acc.Errors {
 		rep.AccountErrors = append(rep.AccountErrors, err.Error())
 	}

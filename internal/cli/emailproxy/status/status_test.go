@@ -162,6 +162,17 @@ func TestStatusPlainGolden(t *testing.T) {
 			f.mgr.Props = systemd.Properties{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
 		}},
 		{name: "no-systemd", code: exitcode.NoSystemd, setup: func(f *fixture) { f.conn.Err = servicetest.ErrNoSystemd }},
+		// After uninstall --purge: no unit, no file, no state. start could
+		// only fail; the next step is register.
+		{name: "purged", code: exitcode.NotRunning, setup: func(f *fixture) {
+			f.mgr.Props = systemd.Properties{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
+			f.noProbes = true
+			for _, p := range []string{f.opts.ConfigPath, f.opts.StatusFile, f.opts.TokenCache} {
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -535,5 +546,46 @@ func TestStatusListsTheFileErrorsReadably(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStatusAsNonRootListsEachPathOnce: without the right to read the
+// configuration's directory, the path is listed once among the files
+// status cannot read, not once for the file and again for its tokens.
+func TestStatusAsNonRootListsEachPathOnce(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as nobody (65534) for a moment")
+	}
+	f := newFixture(t)
+	f.noProbes = true
+	f.opts.Output = output.JSON
+	// The fixture's files are under t.TempDir(), 0700 root: nobody can
+	// reach none of them.
+	if err := syscall.Setresuid(-1, 65534, -1); err != nil {
+		t.Skipf("cannot take the effective user nobody: %v", err)
+	}
+	code, stdout, stderr := f.run(t)
+	if err := syscall.Setresuid(-1, 0, -1); err != nil {
+		t.Fatalf("cannot go back to root: %v", err)
+	}
+	if code != exitcode.Permission {
+		t.Fatalf("exit %d, want %d (permission); stderr:\n%s", code, exitcode.Permission, stderr)
+	}
+	var rep status.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v:\n%s", err, stdout)
+	}
+	seen := map[string]bool{}
+	for _, p := range rep.Unreadable {
+		if seen[p] {
+			t.Errorf("unreadable lists %s twice: %q", p, rep.Unreadable)
+		}
+		seen[p] = true
+	}
+	if !seen[f.opts.ConfigPath] {
+		t.Errorf("unreadable %q lacks the configuration %s", rep.Unreadable, f.opts.ConfigPath)
+	}
+	if n := strings.Count(stderr, f.opts.ConfigPath); n != 1 {
+		t.Errorf("the error names the configuration %d times, want once:\n%s", n, stderr)
 	}
 }
