@@ -94,6 +94,11 @@ type Result struct {
 	Since       *time.Time `json:"since,omitempty"`
 	// NotInstalled: stop found no such unit, so there was nothing to stop.
 	NotInstalled bool `json:"not_installed,omitempty"`
+	// EnabledChanged: this command enabled the unit at boot (it was not).
+	EnabledChanged bool `json:"enabled_changed"`
+	// AlreadyRunning: start found the unit running; systemd left it as it
+	// was, and the engine keeps the file it read when it started.
+	AlreadyRunning bool `json:"already_running,omitempty"`
 }
 
 // NewOptions fills the dependencies for the running system.
@@ -208,6 +213,9 @@ func Run(ctx context.Context, o *Options) error {
 	defer m.Close()
 
 	res := Result{Action: o.Action, Unit: o.Unit, Config: cfgPath}
+	// fileErr: start found the unit running with a file the engine would
+	// refuse at its next reload, restart or boot; said after the report.
+	var fileErr error
 	switch o.Action {
 	case Stop:
 		p, err := m.Properties(ctx, o.Unit)
@@ -233,6 +241,15 @@ func Run(ctx context.Context, o *Options) error {
 				return err
 			}
 		}
+		if o.Action == Start {
+			// systemd's start does nothing to a running unit: the engine
+			// keeps the file it read, and whether the file on disk is
+			// still good only shows at the next reload, restart or boot.
+			if p, err := m.Properties(ctx, o.Unit); err == nil && (p.ActiveState == "active" || p.ActiveState == "reloading") {
+				res.AlreadyRunning = true
+				fileErr = d.checkRunning(o.Installer, o.Unit, cfgPath, p.MainPID)
+			}
+		}
 		if res.Prepared, err = d.install(ctx, o.Installer, m, o.Executable, o.Unit, cfgPath, what); err != nil {
 			return err
 		}
@@ -242,9 +259,11 @@ func Run(ctx context.Context, o *Options) error {
 			return d.jobError(what, err)
 		}
 		if !o.NoEnable {
-			if _, err := m.Enable(ctx, o.Unit); err != nil {
+			changed, err := m.Enable(ctx, o.Unit)
+			if err != nil {
 				return d.jobError(what, err)
 			}
+			res.EnabledChanged = changed
 		}
 		// A second of slack: journald's timestamps and ours come from the
 		// same clock, but the window must include systemd's "Starting" line.
@@ -267,9 +286,25 @@ func Run(ctx context.Context, o *Options) error {
 	if err := o.report(res); err != nil {
 		return err
 	}
+	if fileErr != nil {
+		return fileErr
+	}
 	// The unit runs without what could not be made; the command still
 	// fails, so that a script notices.
 	return res.ProvisionErr
+}
+
+// checkRunning judges the file of a unit start found running (the
+// family's CheckConfig): the engine goes on with the file it read, but a
+// reload, restart or boot would refuse this one.
+func (d Description) checkRunning(inst Installer, unit, cfgPath string, mainPID uint32) error {
+	if d.CheckConfig == nil {
+		return nil
+	}
+	if cur, ok := d.ReadInstalled(inst, unit); ok && cur.Foreign {
+		return nil
+	}
+	return d.CheckConfig(cfgPath, fmt.Sprintf("the running %s (%s, main PID %d) keeps the file it read when it started, but a reload, restart or the next boot would refuse it", d.Noun, unit, mainPID))
 }
 
 // checkForeground refuses to start the unit while `serve`, run by hand for
@@ -444,7 +479,7 @@ func (o *Options) report(res Result) error {
 		lines = append(lines, "Repaired the state directory for the service user: "+c)
 	}
 	lines = append(lines, res.Provisioned...)
-	if o.Action != Stop && !o.NoEnable {
+	if res.EnabledChanged {
 		lines = append(lines, "Enabled at boot.")
 	}
 	var done string
@@ -453,6 +488,9 @@ func (o *Options) report(res Result) error {
 		done = fmt.Sprintf("%s is not installed; nothing to stop.", res.Unit)
 	case o.Action == Stop:
 		done = fmt.Sprintf("Stopped %s (%s).", res.Unit, res.ActiveState)
+	case res.AlreadyRunning:
+		done = fmt.Sprintf("%s was already running: %s (%s), main PID %d. It keeps the file it read when it started; orbit %s reload%s applies changes.",
+			res.Unit, res.ActiveState, res.SubState, res.MainPID, o.Family.Command, o.Family.UnitFlag(res.Unit))
 	default:
 		verb := "Started"
 		if o.Action == Restart {

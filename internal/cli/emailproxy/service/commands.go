@@ -44,6 +44,11 @@ job and for the unit to settle: it returns only when the proxy listens.
 
 A unit that runs another engine (register --exec) is never rewritten.
 
+A proxy that already runs is left as it is and keeps the file it read when it
+started (reload applies a new one); start still checks the file, and exits 4
+with the problems listed when a reload, restart or the next boot would refuse
+it.
+
 When the start fails, the unit's last journal lines are printed with what to
 do next, and the exit status is 7. Without systemd (a container, a chroot)
 the exit status is 6 and the message shows how to run the proxy in the

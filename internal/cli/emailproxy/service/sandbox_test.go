@@ -107,9 +107,18 @@ func TestSandboxLifecycle(t *testing.T) {
 		if !strings.Contains(r.Stdout, "State:") || !strings.Contains(r.Stdout, "active (running)") {
 			t.Errorf("status text:\n%s", r.Stdout)
 		}
+		// systemd leaves a running unit alone, and enabling an enabled
+		// unit changes nothing: start says both as they are.
+		r = step("start while running", 0, nil, "start", "--config", cfg)
+		if !strings.Contains(r.Stdout, "was already running: active (running), main PID "+strconv.Itoa(int(pid))) || strings.Contains(r.Stdout, "Enabled at boot.") {
+			t.Errorf("start while running:\n%s", r.Stdout)
+		}
 		r = step("register while running", 0, secretEnv, registerArgs...)
 		if !strings.Contains(r.Stdout, "restarted so the new file applies") {
 			t.Errorf("register did not restart the running unit:\n%s", r.Stdout)
+		}
+		if strings.Contains(r.Stdout, "email-oauth2-proxy start") {
+			t.Errorf("register suggests start for the unit it restarted:\n%s", r.Stdout)
 		}
 		r = step("register --no-restart while running", 0, secretEnv, append(registerArgs, "--no-restart")...)
 		if !strings.Contains(r.Stdout, "was not restarted (--no-restart)") {

@@ -98,8 +98,9 @@ func TestStartStopRestart(t *testing.T) {
 		stdout  []string // substrings
 		stderr  []string // substrings (error included)
 		noCalls []string
-		// noStderr must not appear on stderr.
+		// noStderr must not appear on stderr, noStdout on stdout.
 		noStderr []string
+		noStdout []string
 	}{
 		{
 			name: "start installs, reloads, enables and starts", action: service.Start,
@@ -230,6 +231,39 @@ func TestStartStopRestart(t *testing.T) {
 			noCalls: []string{"stop " + service.DefaultUnit},
 		},
 		{
+			// systemd's start is a no-op on an active unit: the engine keeps
+			// the file it read, and the next reload, restart or boot would
+			// refuse this one. Said, with exit 4.
+			name: "start on a running unit with a broken file: exit 4, the old file stays in use", action: service.Start,
+			setup: func(e *env) {
+				e.install(t, cfg)
+				e.mgr.Props.ActiveState, e.mgr.Props.SubState, e.mgr.Props.MainPID, e.mgr.Props.UnitFileState = "active", "running", 7, "enabled"
+				e.opts.ConfigPath = servicetest.WriteConfig(t, "[IMAP-2993]\nserver_address = a\nserver_port = x\n")
+			},
+			code:     exitcode.Invalid,
+			stdout:   []string{"email-oauth2-proxy.service was already running: active (running), main PID 7."},
+			stderr:   []string{"is not valid", "main PID 7", "keeps the file it read when it started", "reload, restart or the next boot would refuse it"},
+			noCalls:  []string{"restart " + service.DefaultUnit},
+			noStdout: []string{"Enabled at boot."},
+		},
+		{
+			name: "start on a running, enabled unit: already running, not enabled again", action: service.Start,
+			setup: func(e *env) {
+				e.install(t, cfg)
+				e.mgr.Props.ActiveState, e.mgr.Props.SubState, e.mgr.Props.MainPID, e.mgr.Props.UnitFileState = "active", "running", 7, "enabled"
+			},
+			code:     exitcode.OK,
+			stdout:   []string{"email-oauth2-proxy.service was already running: active (running), main PID 7.", "orbit email-oauth2-proxy reload"},
+			noStdout: []string{"Enabled at boot."},
+		},
+		{
+			name: "restart of an enabled unit does not claim to enable it", action: service.Restart,
+			setup: func(e *env) {
+				e.mgr.Props.ActiveState, e.mgr.Props.UnitFileState = "active", "enabled"
+			},
+			code: exitcode.OK, stdout: []string{"Restarted email-oauth2-proxy.service"}, noStdout: []string{"Enabled at boot."},
+		},
+		{
 			name: "restart refreshes and restarts", action: service.Restart,
 			setup: func(e *env) { e.mgr.Props.ActiveState = "active" },
 			code:  exitcode.OK, calls: []string{"daemon-reload", "enable " + service.DefaultUnit, "restart " + service.DefaultUnit},
@@ -276,6 +310,11 @@ func TestStartStopRestart(t *testing.T) {
 			for _, s := range tt.noStderr {
 				if strings.Contains(stderr, s) {
 					t.Errorf("stderr has %q:\n%s", s, stderr)
+				}
+			}
+			for _, s := range tt.noStdout {
+				if strings.Contains(stdout, s) {
+					t.Errorf("stdout has %q:\n%s", s, stdout)
 				}
 			}
 			if strings.Contains(stdout+stderr, "not-a-real-secret") {
@@ -385,7 +424,7 @@ func TestJSONResult(t *testing.T) {
 		"unit_file": "/etc/systemd/system/email-oauth2-proxy.service", "unit_written": true,
 		"daemon_reloaded": true, "foreign_engine": false, "enabled_now": true,
 		"active_state": "active", "sub_state": "running", "main_pid": float64(4242),
-		"since": "2026-01-02T03:04:05Z",
+		"since": "2026-01-02T03:04:05Z", "enabled_changed": true,
 	}
 	for k, v := range want {
 		if got[k] != v {

@@ -94,6 +94,11 @@ func (m *Manager) run(ctx context.Context, op, name string) error {
 	switch op {
 	case "stop":
 		m.Props.ActiveState, m.Props.SubState, m.Props.MainPID = "inactive", "dead", 0
+	case "start":
+		if m.Props.ActiveState == "active" {
+			return nil // as systemd: a running unit is left as it is
+		}
+		fallthrough
 	default:
 		m.Props.ActiveState, m.Props.SubState, m.Props.MainPID = "active", "running", m.NextPID
 		m.Props.ActiveEnterTimestamp = now
