@@ -80,9 +80,11 @@ follows as a third column). It reads this engine's structured entries and the
 Python proxy's plain lines alike.
 
 With --follow, --auth-url waits until a URL is pending (one printed at once if
-one already is), prints it and exits 0, or exits 8 when --timeout (default
-10m) passes first. Without --follow and with nothing pending it prints
-nothing and exits 0 (a note goes to standard error).`,
+one already is; while it waits, a note on standard error says so), prints it
+and exits 0, or exits 8 when --timeout (default 10m) passes first. Without
+--follow and with nothing pending it prints nothing and exits 0 (a note goes
+to standard error). With --output json, --auth-url prints one JSON array of
+the pending authorisations ([] for none), with or without --follow.`,
 		Example: `  orbit email-oauth2-proxy logs -n 50
   orbit email-oauth2-proxy logs --since 1h --follow
   orbit email-oauth2-proxy logs --output json | jq -r 'select(.priority <= 3) | .message'
@@ -291,6 +293,9 @@ func (o *Options) authURL(ctx context.Context, since time.Time) error {
 	if !o.TimeoutSet || timeout == 0 {
 		timeout = DefaultAuthTimeout
 	}
+	// Standard output stays the URL alone; the wait is said on stderr, so
+	// that an admin at a terminal knows the command is not stuck.
+	fmt.Fprintf(o.IO.ErrOut, "No authorisation is pending for %s yet; waiting up to %v for one (the mailer's next login asks for it; Ctrl-C stops).\n", o.Unit, timeout)
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var found []authurl.Pending

@@ -199,6 +199,10 @@ func TestAuthURLFollow(t *testing.T) {
 		if code != 0 || stdout != urlB+"\n" {
 			t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and bob's URL", code, stdout, stderr)
 		}
+		// It says it waits, not that --follow would.
+		if !strings.Contains(stderr, "waiting up to 5s") || strings.Contains(stderr, "--follow waits") {
+			t.Errorf("stderr %q: want the wait said", stderr)
+		}
 		if q := f.jrnl.Queries[len(f.jrnl.Queries)-1]; !q.Follow || q.AfterCursor != "c2" || len(q.MessageIDs) == 0 {
 			t.Errorf("follow query %+v: want to resume after the newest entry that matters, selecting by MESSAGE_ID", q)
 		}
@@ -207,14 +211,27 @@ func TestAuthURLFollow(t *testing.T) {
 		f := newFixture(authURL(1, "c1", "alice@example.com", urlA))
 		f.jrnl.Later = []journal.Entry{authURL(62, "c4", "bob@example.com", urlB)}
 		f.opts.AuthURL, f.opts.Follow = true, true
-		code, stdout, _ := f.run(t)
-		if code != 0 || stdout != urlA+"\n" {
-			t.Fatalf("exit %d, stdout %q", code, stdout)
+		code, stdout, stderr := f.run(t)
+		if code != 0 || stdout != urlA+"\n" || stderr != "" {
+			t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
 		for _, q := range f.jrnl.Queries {
 			if q.Follow {
 				t.Errorf("followed (%+v) although a URL was pending", q)
 			}
+		}
+	})
+	// --follow ends with one answer, so its JSON is the same one array
+	// as without it (docs/logs-json.md says why not NDJSON).
+	t.Run("JSON: one array, also after waiting", func(t *testing.T) {
+		f := newFixture(starting(0, "c0"))
+		f.jrnl.Later = []journal.Entry{authURL(62, "c4", "bob@example.com", urlB)}
+		f.opts.AuthURL, f.opts.Follow, f.opts.Output = true, true, output.JSON
+		f.opts.PythonEngine = func(string) bool { return false }
+		code, stdout, stderr := f.run(t)
+		var got []logs.PendingJSON
+		if err := json.Unmarshal([]byte(stdout), &got); code != 0 || err != nil || len(got) != 1 || got[0].URL != urlB {
+			t.Fatalf("exit %d, stdout %q (%v), stderr %q; want one array holding bob's URL", code, stdout, err, stderr)
 		}
 	})
 	t.Run("timeout: exit 8", func(t *testing.T) {
