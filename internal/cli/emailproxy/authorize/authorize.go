@@ -15,11 +15,16 @@ import (
 	"time"
 
 	"github.com/senhasegura/orbit/internal/cli/cmdutil"
+	"github.com/senhasegura/orbit/internal/cli/emailproxy/service"
 	"github.com/senhasegura/orbit/internal/cli/factory"
 	"github.com/senhasegura/orbit/internal/exitcode"
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
+	"github.com/senhasegura/orbit/pkg/emailproxy/accountstate"
+	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 	"github.com/senhasegura/orbit/pkg/emailproxy/control"
+	"github.com/senhasegura/orbit/pkg/emailproxy/oauth"
+	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -45,11 +50,18 @@ type Options struct {
 	// for, so nobody types a password only to hear the engine is not
 	// running; nil skips it.
 	Probe func(path string) error
+	// AccountNames lists what --account completes (SystemAccountNames
+	// unless a test replaces it).
+	AccountNames func() []string
 }
 
 // New builds the command; runF replaces Run in tests of flag parsing.
 func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, ReadFile: os.ReadFile, Call: control.Call,
+	return newCommand(newOptions(f), runF)
+}
+
+func newOptions(f *factory.Factory) *Options {
+	opts := &Options{IO: f.IO, ReadFile: os.ReadFile, Call: control.Call, AccountNames: SystemAccountNames,
 		Probe: func(path string) error {
 			_, err := os.Stat(path)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -63,6 +75,10 @@ func New(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.
 		fmt.Fprintln(f.IO.ErrOut)
 		return string(b), err
 	}
+	return opts
+}
+
+func newCommand(opts *Options, runF func(context.Context, *Options) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "authorize --account ADDRESS [--password-file FILE|-]",
 		Short: "Sign an account in now, before any mailer login",
@@ -105,15 +121,52 @@ the authorisation open (for --auth-timeout, 10 minutes by default).`,
 		ValidArgsFunction: cobra.NoFileCompletions,
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Account, "account", "", "the account (login name) to sign in")
+	fl.StringVar(&opts.Account, "account", "", "the account (login name) to sign in; completes the file's accounts and those with stored tokens")
 	fl.StringVar(&opts.PasswordFile, "password-file", "", "read the mailer's password for the account from this file (- for standard input)")
 	fl.StringVar(&opts.Socket, "socket", control.DefaultPath, "the running proxy's control socket")
 	fl.DurationVar(&opts.Timeout, "timeout", 15*time.Minute, "how long to wait for the sign-in (0: as long as the proxy waits)")
 	fl.BoolVar(&opts.NoWait, "no-wait", false, "return once the URL (or device code) is known; the proxy keeps the authorisation open")
 	output.AddFlag(cmd, &opts.Output)
 	_ = cmd.MarkFlagFilename("password-file")
-	_ = cmd.RegisterFlagCompletionFunc("account", cobra.NoFileCompletions)
+	_ = cmd.RegisterFlagCompletionFunc("account", func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		var names []string
+		if opts.AccountNames != nil {
+			for _, n := range opts.AccountNames() {
+				if strings.HasPrefix(n, toComplete) {
+					names = append(names, n)
+				}
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	})
 	return cmd
+}
+
+// SystemAccountNames is AccountNames for the file the installed unit runs
+// with (else the default) and the engine's default status file and token
+// store. Files this user cannot read add nothing.
+func SystemAccountNames() []string {
+	cfg := service.ResolveConfig(service.SystemInstaller{}, service.DefaultUnit, config.DefaultPath, false)
+	return AccountNames(cfg, oauth.DefaultStatusFile, tokens.DefaultPath)
+}
+
+// AccountNames lists the logins authorize can sign in, sorted: the file's
+// own account sections and every account the status file or a token
+// store knows (under a catch-all section, a login is named nowhere else).
+// Catch-all sections (@, @domain) are not logins and are left out.
+func AccountNames(cfgPath, statusFile, tokenCache string) []string {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		cfg = nil
+	}
+	merged := accountstate.Merge(accountstate.Sources{StatusFile: statusFile, TokenCache: tokenCache, ConfigPath: cfgPath, Config: cfg, Now: time.Now()})
+	var names []string
+	for _, a := range merged.Accounts {
+		if config.IsAccountSection(a.Name) && !config.IsCatchAllSection(a.Name) {
+			names = append(names, a.Name)
+		}
+	}
+	return names
 }
 
 // result is the JSON document of --output json.

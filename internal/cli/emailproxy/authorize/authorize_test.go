@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/senhasegura/orbit/internal/iostreams"
 	"github.com/senhasegura/orbit/internal/output"
 	"github.com/senhasegura/orbit/pkg/emailproxy/control"
+	"github.com/spf13/cobra"
 )
 
 const url = "https://login.example/authorize?state=s1"
@@ -120,5 +124,45 @@ func TestPassword(t *testing.T) {
 	o.ReadFile = func(string) ([]byte, error) { return nil, errors.New("boom") }
 	if _, err := o.password(); err == nil {
 		t.Error("an unreadable file must fail")
+	}
+}
+
+// TestAccountCompletion: --account completes the logins the proxy knows
+// (the file's own account sections and the accounts with stored tokens,
+// which a catch-all file names nowhere else), never a catch-all section
+// and never file names.
+func TestAccountCompletion(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "emailproxy.config")
+	tokens := filepath.Join(dir, "tokens.cache")
+	files := map[string]string{
+		cfg: "[emailproxy]\nallow_catch_all_accounts = True\n[IMAP-2993]\nserver_address = imap.example.com\nserver_port = 993\nlocal_address = 127.0.0.1\n" +
+			"[alice@example.com]\ntoken_url = https://login.example/token\npermission_url = https://login.example/authorize\noauth2_scope = s\nclient_id = c\nclient_secret = x\nredirect_uri = http://localhost/\n" +
+			"[@example.org]\ntoken_url = https://login.example/token\npermission_url = https://login.example/authorize\noauth2_scope = s\nclient_id = c\nclient_secret = x\nredirect_uri = http://localhost/\n",
+		tokens: "[bob@example.org]\ntoken_salt = c2FsdA==\naccess_token = gAAAAAfake\naccess_token_expiry = 1767347100\nrefresh_token = gAAAAAfake\nlast_activity = 1767340800\n",
+	}
+	for p, c := range files {
+		if err := os.WriteFile(p, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := AccountNames(cfg, filepath.Join(dir, "none.json"), tokens), []string{"alice@example.com", "bob@example.org"}; !slices.Equal(got, want) {
+		t.Errorf("AccountNames = %q, want %q", got, want)
+	}
+	if got := AccountNames(filepath.Join(dir, "missing.config"), "", ""); len(got) != 0 {
+		t.Errorf("no file: %q, want nothing", got)
+	}
+
+	io, _, out, _ := iostreams.Test()
+	opts := newOptions(factory.New(io))
+	opts.AccountNames = func() []string { return AccountNames(cfg, "", tokens) }
+	cmd := newCommand(opts, nil)
+	cmd.SetOut(io.Out)
+	cmd.SetArgs([]string{cobra.ShellCompRequestCmd, "--account", "b"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "bob@example.org\n:4\n" {
+		t.Errorf("orbit email-oauth2-proxy authorize --account b<TAB>: %q, want bob's login and no file names (:4)", got)
 	}
 }
