@@ -584,4 +584,9 @@ func TestE2EUninstall(t *testing.T) {
 	if r := w.box.Exec(w.ctx, nil, "test", "-e", stateDir); r.Code == 0 {
 		t.Errorf("%s survived --purge", stateDir)
 	}
+	// Nothing left to start: the next step is register.
+	r = w.inside(3, "status", "--config", e.config)
+	if !strings.Contains(r.Stdout, "orbit email-oauth2-proxy register") || strings.Contains(r.Stdout, "email-oauth2-proxy start") {
+		t.Errorf("status after --purge should point at register, not start:\n%s", r.Stdout)
+	}
 }
