@@ -21,13 +21,15 @@ help: ## list targets
 build: ## build ./bin/orbit (static, no cgo)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/orbit ./cmd/orbit
 
-install: build ## install orbit, completions and man pages under $(PREFIX), then show the proxy's commands
+install: build ## install orbit, completions, man pages and docs (/usr/share/doc/orbit), then show the proxy's commands
 	install -D -m 0755 bin/orbit $(DESTDIR)$(PREFIX)/bin/orbit
 	install -D -m 0644 completions/orbit.bash $(DESTDIR)/usr/share/bash-completion/completions/orbit
 	install -D -m 0644 completions/orbit.zsh $(DESTDIR)/usr/share/zsh/vendor-completions/_orbit
 	install -D -m 0644 completions/orbit.fish $(DESTDIR)/usr/share/fish/vendor_completions.d/orbit.fish
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)/usr/share/doc/orbit
+	install -m 0644 docs/*.md $(DESTDIR)/usr/share/doc/orbit/
 	$(DESTDIR)$(PREFIX)/bin/orbit version
 	$(DESTDIR)$(PREFIX)/bin/orbit email-oauth2-proxy -help
 

@@ -115,7 +115,9 @@ func build(f *factory.Factory) (*cobra.Command, *rootState) {
 administrative user, from provisioning scripts, or from a shell with completion.
 
 Every command accepts -h, --help and -help. Exit codes are listed in
-docs/exit-codes.md; commands with --output json print machine-readable output.`,
+docs/exit-codes.md; commands with --output json print machine-readable output.
+The docs/*.md pages that help and messages name are installed with orbit in
+/usr/share/doc/orbit/ (docs/exit-codes.md is /usr/share/doc/orbit/exit-codes.md).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
