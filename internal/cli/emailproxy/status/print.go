@@ -80,6 +80,7 @@ func (o *Options) print(rep Report) error {
 				rw.tone = warn
 			}
 		}
+		rw.tail += startTLSText(l)
 		lrows = append(lrows, rw)
 	}
 	writeRows(&b, lrows, "  ", style)
@@ -125,6 +126,26 @@ func (o *Options) print(rep Report) error {
 	}
 	_, err := fmt.Fprintln(o.IO.Out, cs.Box(body))
 	return err
+}
+
+// startTLSText says, for a local_starttls listener, which clients must
+// upgrade before they may send a password: what an admin checks after
+// opening a listener to other hosts.
+func startTLSText(l Listener) string {
+	verb := "STARTTLS"
+	if l.Protocol == string(config.POP) {
+		verb = "STLS"
+	}
+	setting := " (local_starttls_required = " + l.LocalStartTLSRequired + ")"
+	switch config.TLSRequirement(l.LocalStartTLSRequired) {
+	case "":
+		return ""
+	case config.RequireTLSAlways:
+		return "; " + verb + " required before a password from every client" + setting
+	case config.RequireTLSNever:
+		return "; " + verb + " offered, passwords accepted without it" + setting
+	}
+	return "; " + verb + " required before a password from clients not on loopback" + setting
 }
 
 func (o *Options) headRows(rep Report) []row {

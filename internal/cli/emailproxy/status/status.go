@@ -5,6 +5,7 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -192,6 +193,10 @@ type Listener struct {
 	Upstream  string `json:"upstream"`
 	Listening bool   `json:"listening"`
 	Error     string `json:"error,omitempty"`
+	// LocalStartTLSRequired is the listener's local_starttls_required
+	// (remote, always, never; remote when unset), given only where
+	// local_starttls is on: which clients must upgrade before a password.
+	LocalStartTLSRequired string `json:"local_starttls_required,omitempty"`
 }
 
 // Account states besides the status file's authorised, waiting, failing,
@@ -407,12 +412,16 @@ var errNoTable = errors.New("no socket table")
 const NothingListens = "nothing listens on this port"
 
 func listenerOf(s config.Server) Listener {
-	return Listener{
+	l := Listener{
 		Section:  s.Section,
 		Protocol: string(s.Protocol),
 		Address:  net.JoinHostPort(s.LocalAddress, strconv.Itoa(s.LocalPort)),
 		Upstream: net.JoinHostPort(s.ServerAddress, strconv.Itoa(s.ServerPort)),
 	}
+	if s.LocalStartTLS {
+		l.LocalStartTLSRequired = string(cmp.Or(s.LocalStartTLSRequired, config.RequireTLSRemote))
+	}
+	return l
 }
 
 // dialError keeps the reason and drops Go's "dial tcp 127.0.0.1:2993:"

@@ -589,3 +589,98 @@ func TestStatusAsNonRootListsEachPathOnce(t *testing.T) {
 		t.Errorf("the error names the configuration %d times, want once:\n%s", n, stderr)
 	}
 }
+
+// TestStatusShowsLocalSTARTTLSRequired: a local_starttls listener says on
+// its line and in JSON which clients must upgrade before a password; a
+// listener without local_starttls says nothing about it.
+func TestStatusShowsLocalSTARTTLSRequired(t *testing.T) {
+	cfg := servicetest.MinimalConfig + `
+[IMAP-2994]
+server_address = outlook.office365.com
+server_port = 993
+local_address = 127.0.0.1
+local_starttls = True
+local_certificate_path = /etc/orbit/cert.pem
+local_key_path = /etc/orbit/key.pem
+
+[POP-2995]
+server_address = outlook.office365.com
+server_port = 995
+local_address = 127.0.0.1
+local_starttls = True
+local_starttls_required = always
+local_certificate_path = /etc/orbit/cert.pem
+local_key_path = /etc/orbit/key.pem
+
+[SMTP-2587]
+server_address = smtp.office365.com
+server_port = 587
+server_starttls = True
+local_address = 127.0.0.1
+local_starttls = True
+local_starttls_required = never
+local_certificate_path = /etc/orbit/cert.pem
+local_key_path = /etc/orbit/key.pem
+`
+	want := map[string]string{"IMAP-2993": "", "SMTP-2465": "", "IMAP-2994": "remote", "POP-2995": "always", "SMTP-2587": "never"}
+	wantText := map[string]string{
+		"IMAP-2994": "listening; STARTTLS required before a password from clients not on loopback (local_starttls_required = remote)",
+		"POP-2995":  "listening; STLS required before a password from every client (local_starttls_required = always)",
+		"SMTP-2587": "listening; STARTTLS offered, passwords accepted without it (local_starttls_required = never)",
+	}
+	for _, format := range []output.Format{output.JSON, output.Text} {
+		t.Run(string(format), func(t *testing.T) {
+			f := newFixture(t)
+			f.noProbes = true
+			f.opts.ConfigPath = servicetest.WriteConfig(t, cfg)
+			f.opts.Listening = func() ([]status.Socket, error) {
+				var s []status.Socket
+				for _, p := range []int{2993, 2465, 2994, 2995, 2587} {
+					s = append(s, status.Socket{IP: net.IPv4(127, 0, 0, 1), Port: p})
+				}
+				return s, nil
+			}
+			f.opts.Output = format
+			code, stdout, _ := f.run(t)
+			if code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			if format == output.Text {
+				for sec, tail := range wantText {
+					port := strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(sec, "IMAP-"), "POP-"), "SMTP-")
+					re := regexp.MustCompile(`(?m)^  \S+\s+127\.0\.0\.1:` + port + `\s+->\s+\S+\s+(.*)$`)
+					m := re.FindStringSubmatch(stdout)
+					if m == nil || m[1] != tail {
+						t.Errorf("[%s] line ends %q, want %q:\n%s", sec, m, tail, stdout)
+					}
+				}
+				if strings.Count(stdout, "local_starttls_required") != 3 {
+					t.Errorf("the plain listeners mention local_starttls_required:\n%s", stdout)
+				}
+				return
+			}
+			var doc struct {
+				Listeners []map[string]any `json:"listeners"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+				t.Fatal(err)
+			}
+			if len(doc.Listeners) != len(want) {
+				t.Fatalf("listeners = %v", doc.Listeners)
+			}
+			for _, l := range doc.Listeners {
+				sec := l["section"].(string)
+				got, has := l["local_starttls_required"]
+				if want[sec] == "" {
+					if has {
+						t.Errorf("[%s] has local_starttls_required %v without local_starttls", sec, got)
+					}
+					continue
+				}
+				if got != want[sec] {
+					t.Errorf("[%s] local_starttls_required = %v, want %s", sec, got, want[sec])
+				}
+			}
+		})
+	}
+}
