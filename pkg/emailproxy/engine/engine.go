@@ -575,6 +575,7 @@ func (e *Engine) openMetrics(cfg *config.Config) error {
 		Accounts:   e.manager.Statuses,
 		OwnSection: e.manager.HasOwnSection,
 		Requests:   oauth.TokenRequestCounts,
+		Guard:      e.manager.GuardStats,
 		Version:    e.opts.Version,
 		Commit:     e.opts.Commit,
 	})

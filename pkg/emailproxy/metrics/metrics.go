@@ -46,9 +46,11 @@ type Sources struct {
 	Accounts   func() map[string]oauth.AccountStatus
 	OwnSection func(name string) bool
 	Requests   func() []oauth.TokenRequestCount
-	Version    string
-	Commit     string
-	Now        func() time.Time
+	// Guard reads the login guard's counters (oauth.Manager.GuardStats).
+	Guard   func() oauth.GuardStats
+	Version string
+	Commit  string
+	Now     func() time.Time
 }
 
 // Metrics is the registry and the counters fed by events.
@@ -61,7 +63,8 @@ type Metrics struct {
 }
 
 type collectorDescs struct {
-	logins, requests, sessions, maxSessions, expiry, accounts, pending, bytes *prometheus.Desc
+	logins, requests, sessions, maxSessions, expiry, accounts, pending, bytes  *prometheus.Desc
+	guardRefused, guardDelayed, guardPaused, guardDelayedAddrs, failedLastHour *prometheus.Desc
 }
 
 // New builds the registry: the proxy's metrics, Go's runtime and process
@@ -88,6 +91,11 @@ func New(src Sources) *Metrics {
 	d.accounts = prometheus.NewDesc(namespace+"_accounts", "Accounts known to the engine by state (authorised, waiting, failing).", []string{"state"}, nil)
 	d.bytes = prometheus.NewDesc(namespace+"_piped_bytes_total", "Bytes piped after login by protocol and direction (upstream: from mailers to the mail server; client: back).", []string{"protocol", "direction"}, nil)
 	d.pending = prometheus.NewDesc(namespace+"_pending_authorisations", "Interactive authorisations waiting for a person.", nil, nil)
+	d.guardRefused = prometheus.NewDesc(namespace+"_guard_refused_total", "Logins the login guard refused without checking the password, by reason: queue (too many waiting from one client address), relay (a new password not sent to the provider, which had just refused one).", []string{"reason"}, nil)
+	d.guardDelayed = prometheus.NewDesc(namespace+"_guard_delayed_logins_total", "Logins that waited out a back-off after failed logins from their client address.", nil, nil)
+	d.guardPaused = prometheus.NewDesc(namespace+"_guard_paused_derivations_total", "Key derivations paused so that a trusted client address's login went first.", nil, nil)
+	d.guardDelayedAddrs = prometheus.NewDesc(namespace+"_guard_delayed_addresses", "Client addresses whose next login waits out a back-off now.", nil, nil)
+	d.failedLastHour = prometheus.NewDesc(namespace+"_failed_logins_last_hour", "Failed logins (wrong passwords and logins the guard refused) in the last hour, by account (own section, else _other), as status shows them.", []string{"account"}, nil)
 
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info", Help: "orbit's version and commit; always 1.",
@@ -127,7 +135,8 @@ type collector Metrics
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.collectorDescs
-	for _, x := range []*prometheus.Desc{d.logins, d.requests, d.sessions, d.maxSessions, d.expiry, d.accounts, d.pending, d.bytes} {
+	for _, x := range []*prometheus.Desc{d.logins, d.requests, d.sessions, d.maxSessions, d.expiry, d.accounts, d.pending, d.bytes,
+		d.guardRefused, d.guardDelayed, d.guardPaused, d.guardDelayedAddrs, d.failedLastHour} {
 		ch <- x
 	}
 }
@@ -165,6 +174,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d.accounts, prometheus.GaugeValue, float64(n), string(s))
 		}
 		ch <- prometheus.MustNewConstMetric(d.pending, prometheus.GaugeValue, float64(states[oauth.StateWaiting]))
+	}
+	if c.src.Guard != nil {
+		g := c.src.Guard()
+		ch <- prometheus.MustNewConstMetric(d.guardRefused, prometheus.CounterValue, float64(g.RefusedQueue), "queue")
+		ch <- prometheus.MustNewConstMetric(d.guardRefused, prometheus.CounterValue, float64(g.RefusedRelay), "relay")
+		ch <- prometheus.MustNewConstMetric(d.guardDelayed, prometheus.CounterValue, float64(g.Delayed))
+		ch <- prometheus.MustNewConstMetric(d.guardPaused, prometheus.CounterValue, float64(g.Paused))
+		ch <- prometheus.MustNewConstMetric(d.guardDelayedAddrs, prometheus.GaugeValue, float64(g.DelayedAddresses))
+		// The same label rule as the other account metrics: names that
+		// clients invent through a catch-all section share _other.
+		byLabel := map[string]int{OtherAccount: g.CatchAllFailedLastHour}
+		for name, n := range g.FailedLastHour {
+			byLabel[(*Metrics)(c).accountLabel(name)] += n
+		}
+		for label, n := range byLabel {
+			ch <- prometheus.MustNewConstMetric(d.failedLastHour, prometheus.GaugeValue, float64(n), label)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -130,6 +131,13 @@ type guard struct {
 	trustBusy      map[trustPair]bool
 	trustedActive  int
 	trustedRunning int
+
+	// Counters for metrics (GuardStats): logins refused because too many
+	// waited from their address, logins that waited out a back-off,
+	// derivations paused for a trusted login, and new passwords not
+	// relayed because the provider had just refused one (counted by the
+	// Manager).
+	refusedQueue, delayed, paused, relayWithheld atomic.Uint64
 }
 
 type failures struct {
@@ -225,6 +233,43 @@ func (g *guard) addrWait(addr string) time.Duration {
 	return g.wait(g.addrs[addr], g.now())
 }
 
+// delayEnd is until when the next attempts for account from addrs wait
+// (the latest of them; zero when none does). account "" leaves the
+// account's own back-off out.
+func (g *guard) delayEnd(account string, addrs []string) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var end time.Time
+	acct := g.accts[account]
+	for _, addr := range addrs {
+		a := g.addrs[addr]
+		if a == nil || a.count == 0 {
+			continue // unknown, or reset by a success
+		}
+		// An account's back-off delays only addresses that have failed,
+		// as these have.
+		for _, f := range []*failures{a, acct} {
+			if d := g.delay(f); d > 0 && f.last.Add(d).After(end) {
+				end = f.last.Add(d)
+			}
+		}
+	}
+	return end
+}
+
+// delayedAddresses counts the client addresses whose next attempt waits.
+func (g *guard) delayedAddresses() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now, n := g.now(), 0
+	for _, a := range g.addrs {
+		if g.wait(a, now) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func (g *guard) entry(m map[string]*failures, key string) *failures {
 	f := m[key]
 	if f == nil {
@@ -309,6 +354,7 @@ func (t *ticket) checkpoint(context.Context) error {
 		return nil
 	}
 	g.vacateLocked(w)
+	g.paused.Add(1)
 	w.state, w.paused = waiting, true
 	w.granted = make(chan struct{})
 	g.waiters = append(g.waiters, w)
@@ -346,6 +392,7 @@ func (g *guard) admit(ctx context.Context, account, addr string, needsSlot func(
 	if a.waiting >= g.opts.Queue {
 		wait := g.wait(a, g.now())
 		g.mu.Unlock()
+		g.refusedQueue.Add(1)
 		return nil, g.refusal(account, "from this client address", wait)
 	}
 	wait := g.wait(a, g.now())
@@ -361,6 +408,7 @@ func (g *guard) admit(ctx context.Context, account, addr string, needsSlot func(
 	}()
 
 	if wait > 0 {
+		g.delayed.Add(1)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

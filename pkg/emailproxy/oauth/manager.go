@@ -275,6 +275,7 @@ func NewManager(opts Options) (*Manager, error) {
 		}
 	}
 	m.guard = newGuard(opts.Guard, m.now, opts.TrustFile, m.log)
+	m.status.delayEnd = m.guard.delayEnd
 	m.failedLog = &failedLogins{log: m.log, every: failedSummaryEvery, delay: m.guard.addrWait, runs: map[trustPair]*failedRun{}}
 	return m, nil
 }
@@ -521,7 +522,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 		if !errors.As(preErr, &e) {
 			return "", preErr
 		}
-		return "", m.failedLogin(log, acct.Name, addr, "refused before any work: too many failed logins", e)
+		return "", m.failedLogin(log, acct, addr, "refused before any work: too many failed logins", failRefused, e)
 	case errors.Is(preErr, context.Canceled) || errors.Is(preErr, context.DeadlineExceeded):
 		// The client that started the flight left while it waited for
 		// the guard.
@@ -531,7 +532,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 			msg: fmt.Sprintf("Login failed - the password for account %s is incorrect", printable(acct.Name)),
 			err: ErrBadPassword,
 		}
-		return "", m.failedLogin(log, acct.Name, addr, "a client logged in with a password that does not open the stored tokens", e)
+		return "", m.failedLogin(log, acct, addr, "a client logged in with a password that does not open the stored tokens", failWrongPassword, e)
 	}
 
 	unlock := m.lockAccount(acct.Name)
@@ -566,7 +567,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 				msg: fmt.Sprintf("Login failed - the password for account %s is incorrect", printable(acct.Name)),
 				err: ErrBadPassword,
 			}
-			return "", m.failedLogin(log, acct.Name, addr, "a client logged in with a password that does not open the stored tokens", e)
+			return "", m.failedLogin(log, acct, addr, "a client logged in with a password that does not open the stored tokens", failWrongPassword, e)
 		}
 		log.Info(fmt.Sprintf("the login password for %s does not open the stored tokens (password changed or wrong); getting new tokens for it (delete_account_token_on_password_error)", printable(acct.Name)),
 			"reason", "password changed or wrong")
@@ -667,7 +668,8 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 						"before %d s; retry then", printable(acct.Name), max(1, int(wait.Round(time.Second)/time.Second))),
 					err: ErrTooManyAttempts,
 				}
-				return "", m.failedLogin(log, acct.Name, addr, "a new password was not relayed: the provider refused one moments ago", e)
+				m.guard.relayWithheld.Add(1)
+				return "", m.failedLogin(log, acct, addr, "a new password was not relayed: the provider refused one moments ago", failRefused, e)
 			}
 		}
 		form, err := flowForm(eff, flow, acct.Name, password, m.signer)
@@ -684,8 +686,11 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 					// The stored tokens (another password's) still work:
 					// the provider refusing this password says nothing
 					// about the account.
-					return "", m.failedLogin(log, acct.Name, addr, e.reason(), e)
+					return "", m.failedLogin(log, acct, addr, e.reason(), failWrongPassword, e)
 				}
+				// Counted before fail gives the name a status entry, so
+				// a name invented under a catch-all counts under it.
+				m.countFailed(acct, addr, failProviderRefused)
 			}
 			return "", m.fail(log, acct.Name, flow, e.reason(), e)
 		}
@@ -888,10 +893,39 @@ func (m *Manager) requestError(account string, err error) *loginError {
 // (failedLogins) rather than logged one by one. The first of a run is
 // logged by the proxy with the protocol and port; the rest return quiet
 // errors, which the proxy logs at debug level.
-func (m *Manager) failedLogin(log *slog.Logger, account, addr, reason string, err *loginError) error {
-	log.Debug(fmt.Sprintf("failed login for %s from %s: %s", printable(account), addr, reason), "client", addr, "reason", reason)
-	err.quiet = m.failedLog.note(account, addr)
+func (m *Manager) failedLogin(log *slog.Logger, acct config.Account, addr, reason string, kind failKind, err *loginError) error {
+	log.Debug(fmt.Sprintf("failed login for %s from %s: %s", printable(acct.Name), addr, reason), "client", addr, "reason", reason)
+	err.quiet = m.failedLog.note(acct.Name, addr)
+	m.countFailed(acct, addr, kind)
 	return err
+}
+
+// failKind is what a failed login was, for the status file's counts.
+type failKind int
+
+const (
+	// failWrongPassword: the password does not open the stored tokens
+	// (which prove the name in use).
+	failWrongPassword failKind = iota
+	// failProviderRefused: the provider refused the relayed password.
+	failProviderRefused
+	// failRefused: the guard refused the login before checking it.
+	failRefused
+)
+
+// countFailed counts a failed login in the status file's failed_logins,
+// never in the account's state. A name with no status entry and no
+// section of its own (one a client may have invented under a catch-all)
+// counts under its catch-all section, unless it has stored tokens (its
+// password was checked against them), which prove the name in use.
+func (m *Manager) countFailed(acct config.Account, addr string, kind failKind) {
+	section := ""
+	if acct.Section != acct.Name && acct.Section != "" && kind != failWrongPassword {
+		if _, known := m.status.get(acct.Name); !known {
+			section = acct.Section
+		}
+	}
+	m.status.failedLogin(acct.Name, section, addr, kind == failRefused)
 }
 
 // fail records a failed attempt in the log and the status, and returns err.
@@ -935,3 +969,41 @@ func (e *loginError) Unwrap() error { return e.err }
 // printable keeps a client-supplied name from smuggling line breaks or
 // escape sequences into protocol replies and logs, and bounds its length.
 func printable(s string) string { return untrusted.Printable(s) }
+
+// GuardStats are the login guard's counters since the engine started and
+// the failed logins of the last hour, for metrics.
+type GuardStats struct {
+	// RefusedQueue: logins refused at once because too many from their
+	// client address were waiting; RefusedRelay: new passwords not relayed
+	// because the provider had refused one moments before.
+	RefusedQueue, RefusedRelay uint64
+	// Delayed: logins that waited out a back-off first; Paused: key
+	// derivations paused for a trusted login's.
+	Delayed, Paused uint64
+	// DelayedAddresses: client addresses whose next attempt waits now.
+	DelayedAddresses int
+	// FailedLastHour: failed logins in the last hour by account, as the
+	// status file counts them; CatchAllFailedLastHour: those of unknown
+	// names, counted under their catch-all sections.
+	FailedLastHour         map[string]int
+	CatchAllFailedLastHour int
+}
+
+// GuardStats reads the guard's counters.
+func (m *Manager) GuardStats() GuardStats {
+	g := m.guard
+	st := GuardStats{
+		RefusedQueue: g.refusedQueue.Load(), RefusedRelay: g.relayWithheld.Load(),
+		Delayed: g.delayed.Load(), Paused: g.paused.Load(),
+		DelayedAddresses: g.delayedAddresses(),
+		FailedLastHour:   map[string]int{},
+	}
+	accts, catchAll := m.status.failures.snapshot(m.now().UTC(), nil)
+	for name, f := range accts {
+		st.FailedLastHour[name] = f.LastHour
+	}
+	for _, f := range catchAll {
+		st.CatchAllFailedLastHour += f.LastHour
+	}
+	return st
+}

@@ -71,6 +71,13 @@ const (
 //	      "reason": "...",                // failing only; safe to show
 //	      "last_activity": "..."          // last login, to the minute
 //	    }
+//	  },
+//	  "failed_logins": {                  // absent when none in the last hour
+//	    "alice@example.com": {"last_hour": 57, "refused": 12, "addresses": 3,
+//	      "last_address": "203.0.113.9", "last": "...", "delayed_until": "..."}
+//	  },
+//	  "catch_all_failed_logins": {        // unknown names, by catch-all section
+//	    "@example.com": {"last_hour": 9, "addresses": 1, "names": 9, ...}
 //	  }
 //	}
 //
@@ -92,6 +99,15 @@ type Status struct {
 	PID      int                      `json:"pid"`
 	Updated  time.Time                `json:"updated"`
 	Accounts map[string]AccountStatus `json:"accounts"`
+	// FailedLogins: the accounts with failed logins in the hour before
+	// Updated, by name; names that have no status entry, tokens or section
+	// of their own count under their catch-all section in
+	// CatchAllFailedLogins instead, so invented names add no entries.
+	// Both are absent when there were none; neither changes an account's
+	// state or last_activity. Added compatibly within version 1: a reader
+	// that does not know them ignores them.
+	FailedLogins         map[string]FailedLogins `json:"failed_logins,omitempty"`
+	CatchAllFailedLogins map[string]FailedLogins `json:"catch_all_failed_logins,omitempty"`
 }
 
 // AccountStatus is one account's entry in Status.
@@ -143,17 +159,30 @@ type statusBook struct {
 	// authorisation URL or device code, outside the lock.
 	onChange func(account string, before, after AccountStatus)
 
+	// failures are the failed-login counts the file carries; delayEnd asks
+	// the guard until when it delays addresses (nil: not shown).
+	failures *failureBook
+	delayEnd func(account string, addrs []string) time.Time
+	// afterFunc schedules the write of failed-login counts held back by
+	// the write-rate bound (time.AfterFunc; tests take it over).
+	afterFunc func(time.Duration, func())
+
 	mu        sync.Mutex
 	accounts  map[string]AccountStatus
 	gen       uint64
 	lastWrite time.Time
+	// flushArmed: a write of held-back failed-login counts is scheduled.
+	flushArmed bool
 
 	fileMu  sync.Mutex
 	written uint64
+	// fileWrites counts the files written, for tests of the write rate.
+	fileWrites int
 }
 
 func newStatusBook(path string, now func() time.Time, log *slog.Logger, ownSection func(string) bool) *statusBook {
-	b := &statusBook{path: path, now: now, log: log, ownSection: ownSection, accounts: map[string]AccountStatus{}}
+	b := &statusBook{path: path, now: now, log: log, ownSection: ownSection, accounts: map[string]AccountStatus{},
+		failures: newFailureBook(), afterFunc: func(d time.Duration, f func()) { time.AfterFunc(d, f) }}
 	if path == "" {
 		return b
 	}
@@ -177,7 +206,55 @@ func newStatusBook(path string, now func() time.Time, log *slog.Logger, ownSecti
 func (b *statusBook) snapshot() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return Status{Version: StatusVersion, PID: os.Getpid(), Updated: b.now().UTC(), Accounts: maps.Clone(b.accounts)}
+	return b.statusLocked(b.now().UTC())
+}
+
+// statusLocked is the document as of now; b.mu is held.
+func (b *statusBook) statusLocked(now time.Time) Status {
+	st := Status{Version: StatusVersion, PID: os.Getpid(), Updated: now, Accounts: maps.Clone(b.accounts)}
+	st.FailedLogins, st.CatchAllFailedLogins = b.failures.snapshot(now, b.delayEnd)
+	return st
+}
+
+// failedLogin counts a failed login (failureBook.note) and mirrors the
+// counts to the file without touching the account's entry. The file is
+// fsynced, so a storm does not write it per guess: at once when nothing
+// was written for activityWriteInterval, else once that interval after
+// the last write, with everything counted meanwhile.
+func (b *statusBook) failedLogin(account, section, addr string, refused bool) {
+	now := b.now().UTC()
+	b.failures.note(account, section, addr, refused, now)
+	if b.path == "" {
+		return
+	}
+	b.mu.Lock()
+	if wait := b.lastWrite.Add(activityWriteInterval).Sub(now); wait > 0 {
+		if !b.flushArmed {
+			b.flushArmed = true
+			b.afterFunc(wait, b.flush)
+		}
+		b.mu.Unlock()
+		return
+	}
+	b.writeLocked(now)
+}
+
+// flush writes what failedLogin held back.
+func (b *statusBook) flush() {
+	b.mu.Lock()
+	b.flushArmed = false
+	b.writeLocked(b.now().UTC())
+}
+
+// writeLocked writes the book as of now; it is called with b.mu held and
+// releases it.
+func (b *statusBook) writeLocked(now time.Time) {
+	b.gen++
+	b.lastWrite = now
+	st := b.statusLocked(now)
+	gen := b.gen
+	b.mu.Unlock()
+	b.write(st, gen)
 }
 
 // update applies fn to the account's entry. fn reports whether anything
@@ -205,12 +282,7 @@ func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 		b.mu.Unlock()
 		return
 	}
-	b.gen++
-	b.lastWrite = now
-	st := Status{Version: StatusVersion, PID: os.Getpid(), Updated: now, Accounts: maps.Clone(b.accounts)}
-	gen := b.gen
-	b.mu.Unlock()
-	b.write(st, gen)
+	b.writeLocked(now)
 }
 
 // publish writes the book as it stands, naming this process. A new engine
@@ -222,13 +294,7 @@ func (b *statusBook) publish() {
 		return
 	}
 	b.mu.Lock()
-	now := b.now().UTC()
-	b.gen++
-	b.lastWrite = now
-	st := Status{Version: StatusVersion, PID: os.Getpid(), Updated: now, Accounts: maps.Clone(b.accounts)}
-	gen := b.gen
-	b.mu.Unlock()
-	b.write(st, gen)
+	b.writeLocked(b.now().UTC())
 }
 
 // trim drops entries until at most maxStatusAccounts remain, never keep
@@ -306,6 +372,7 @@ func (b *statusBook) write(st Status, gen uint64) {
 		return
 	}
 	b.written = gen
+	b.fileWrites++
 }
 
 // writeStatusFile replaces path with data at statusFileMode whatever the

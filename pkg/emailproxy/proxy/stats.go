@@ -21,11 +21,14 @@ const (
 	LoginProviderRefused    LoginResult = "provider_refused"
 	LoginProviderError      LoginResult = "provider_unavailable"
 	LoginUpstreamRefused    LoginResult = "upstream_refused"
-	LoginOther              LoginResult = "other"
+	// LoginTooManyAttempts: the login guard refused the login before
+	// checking its password (too many failures lately).
+	LoginTooManyAttempts LoginResult = "too_many_attempts"
+	LoginOther           LoginResult = "other"
 )
 
 var loginResults = []LoginResult{LoginOK, LoginBadPassword, LoginUnknownAccount, LoginNeedsAuthorization,
-	LoginProviderRefused, LoginProviderError, LoginUpstreamRefused, LoginOther}
+	LoginProviderRefused, LoginProviderError, LoginUpstreamRefused, LoginTooManyAttempts, LoginOther}
 
 var statProtocols = []config.Protocol{config.IMAP, config.POP, config.SMTP}
 
@@ -58,6 +61,8 @@ func loginResultOf(err error) LoginResult {
 		return LoginUpstreamRefused
 	case errors.Is(err, oauth.ErrBadPassword):
 		return LoginBadPassword
+	case errors.Is(err, oauth.ErrTooManyAttempts):
+		return LoginTooManyAttempts
 	case errors.Is(err, oauth.ErrUnknownAccount):
 		return LoginUnknownAccount
 	case errors.Is(err, oauth.ErrNeedsAuthorization):
