@@ -51,6 +51,48 @@ type Account struct {
 	UserCode     string     `json:"user_code,omitempty"`
 	Reason       string     `json:"reason,omitempty"`
 	LastActivity *time.Time `json:"last_activity,omitempty"`
+	// FailedLogins: the account's failed logins in the last hour, from
+	// the engine's status file; absent when none (or no engine runs).
+	FailedLogins *FailedLogins `json:"failed_logins,omitempty"`
+}
+
+// FailedLogins sums up failed logins in the hour before the engine wrote
+// its status file (oauth.FailedLogins): wrong passwords, and logins the
+// login guard refused before checking them (Refused).
+type FailedLogins struct {
+	LastHour        int        `json:"last_hour"`
+	Refused         int        `json:"refused,omitempty"`
+	Addresses       int        `json:"addresses"`
+	AddressesCapped bool       `json:"addresses_capped,omitempty"`
+	Names           int        `json:"names,omitempty"`
+	NamesCapped     bool       `json:"names_capped,omitempty"`
+	LastAddress     string     `json:"last_address"`
+	Last            *time.Time `json:"last,omitempty"`
+	// DelayedUntil: the failing addresses' attempts wait until then; absent
+	// once that has passed.
+	DelayedUntil *time.Time `json:"delayed_until,omitempty"`
+}
+
+// CatchAllFailedLogins are the failed logins of names a catch-all section
+// serves that nobody uses (no status entry, tokens or section of their
+// own), counted together so that invented names add no entries.
+type CatchAllFailedLogins struct {
+	Section string `json:"section"`
+	FailedLogins
+}
+
+// failedLoginsOf keeps what the engine counted unless its last failure is
+// over an hour before now (the file was not rewritten since the storm).
+func failedLoginsOf(f oauth.FailedLogins, now time.Time) (FailedLogins, bool) {
+	if f.LastHour <= 0 || now.Sub(f.Last) >= time.Hour {
+		return FailedLogins{}, false
+	}
+	out := FailedLogins{LastHour: f.LastHour, Refused: f.Refused, Addresses: f.Addresses, AddressesCapped: f.AddressesCapped,
+		Names: f.Names, NamesCapped: f.NamesCapped, LastAddress: f.LastAddress, Last: tp(f.Last)}
+	if f.DelayedUntil.After(now) {
+		out.DelayedUntil = tp(f.DelayedUntil)
+	}
+	return out, true
 }
 
 // StatusFile says what the engine's status file held.
@@ -86,8 +128,10 @@ type Sources struct {
 
 // Result is the merged state.
 type Result struct {
-	Accounts   []Account
-	StatusFile StatusFile
+	Accounts []Account
+	// CatchAllFailedLogins: by catch-all section, sorted.
+	CatchAllFailedLogins []CatchAllFailedLogins
+	StatusFile           StatusFile
 	// Unreadable lists files that could not be read for lack of
 	// permission: the result is incomplete, and root can read them.
 	Unreadable []string
@@ -101,6 +145,7 @@ type Result struct {
 func Merge(s Sources) Result {
 	r := Result{StatusFile: StatusFile{Path: s.StatusFile}}
 	byName := map[string]Account{}
+	failed := map[string]FailedLogins{}
 	if s.StatusFile != "" {
 		st, err := oauth.ReadStatus(s.StatusFile)
 		switch {
@@ -127,6 +172,17 @@ func Merge(s Sources) Result {
 					UserCode: a.UserCode, Reason: a.Reason, LastActivity: tp(a.LastActivity),
 				}
 			}
+			for name, f := range st.FailedLogins {
+				if fl, ok := failedLoginsOf(f, s.Now); ok {
+					failed[name] = fl
+				}
+			}
+			for sec, f := range st.CatchAllFailedLogins {
+				if fl, ok := failedLoginsOf(f, s.Now); ok {
+					r.CatchAllFailedLogins = append(r.CatchAllFailedLogins, CatchAllFailedLogins{Section: sec, FailedLogins: fl})
+				}
+			}
+			sort.Slice(r.CatchAllFailedLogins, func(i, j int) bool { return r.CatchAllFailedLogins[i].Section < r.CatchAllFailedLogins[j].Section })
 		}
 	}
 	// Token summaries: the cache file, and tokens written back into the
@@ -202,6 +258,9 @@ func Merge(s Sources) Result {
 	markDisabled(s.Config, byName)
 	r.Accounts = make([]Account, 0, len(byName))
 	for _, a := range byName {
+		if f, ok := failed[a.Name]; ok {
+			a.FailedLogins = &f
+		}
 		r.Accounts = append(r.Accounts, a)
 	}
 	sort.Slice(r.Accounts, func(i, j int) bool { return r.Accounts[i].Name < r.Accounts[j].Name })

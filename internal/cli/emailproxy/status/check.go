@@ -31,7 +31,15 @@ type CheckThresholds struct {
 	// a refresh) longer ago than this (--warn-refresh-age): Microsoft
 	// refresh tokens die after 90 days unused, so 60 days leaves a month.
 	RefreshAge time.Duration
+	// FailedLogins warns when an account (or a catch-all section's unknown
+	// names) had more than this many failed logins in the last hour
+	// (--warn-failed-logins).
+	FailedLogins int
 }
+
+// DefaultWarnFailedLogins: a mailer with a stale password retries a few
+// times an hour; a guessing storm makes hundreds.
+const DefaultWarnFailedLogins = 20
 
 // DefaultWarnRefreshAge leaves a month before Entra's 90-day limit.
 const DefaultWarnRefreshAge = 60 * 24 * time.Hour
@@ -63,8 +71,18 @@ func check(rep Report, th CheckThresholds, now time.Time, loc *time.Location) (e
 		}
 	}
 	counts := map[string]int{}
+	failedTotal := 0
+	failedWarn := func(who string, f *FailedLogins) {
+		failedTotal += f.LastHour
+		if th.FailedLogins > 0 && f.LastHour > th.FailedLogins {
+			warn = append(warn, who+": "+failedText(*f, func(t time.Time) string { return clock(t, now, loc) }))
+		}
+	}
 	for _, a := range rep.Accounts {
 		counts[a.State]++
+		if a.FailedLogins != nil {
+			failedWarn(a.Name, a.FailedLogins)
+		}
 		switch a.State {
 		case string(oauth.StateFailing):
 			crit = append(crit, fmt.Sprintf("%s failing: %s", a.Name, a.Reason))
@@ -86,6 +104,10 @@ func check(rep Report, th CheckThresholds, now time.Time, loc *time.Location) (e
 				warn = append(warn, fmt.Sprintf("%s's tokens unused for %d days (Microsoft refresh tokens die after 90)", a.Name, int(now.Sub(*a.LastActivity).Hours()/24)))
 			}
 		}
+	}
+
+	for _, c := range rep.CatchAllFailedLogins {
+		failedWarn("["+c.Section+"]", &c.FailedLogins)
 	}
 
 	code, problems := CheckOK, []string(nil)
@@ -121,8 +143,30 @@ func check(rep Report, th CheckThresholds, now time.Time, loc *time.Location) (e
 		}
 	}
 	sort.Strings(states)
-	perf := fmt.Sprintf("accounts=%d %s listeners=%d;;;0;%d", len(rep.Accounts), strings.Join(states, " "), listening, len(rep.Listeners))
+	perf := fmt.Sprintf("accounts=%d %s listeners=%d;;;0;%d failed_logins=%d", len(rep.Accounts), strings.Join(states, " "), listening, len(rep.Listeners), failedTotal)
 	return code, fmt.Sprintf("%s: %s | %s", checkNames[code], oneLine(summary), perf)
+}
+
+// failedText describes failed logins: "57 failed logins in the last hour
+// from 3 addresses, the last from 203.0.113.9 at 08:59", with "for N
+// unknown names" for a catch-all section's.
+func failedText(f FailedLogins, when func(time.Time) string) string {
+	s := fmt.Sprintf("%d failed login%s in the last hour", f.LastHour, plural(f.LastHour))
+	if f.Names > 0 {
+		s += fmt.Sprintf(" for %s unknown name%s", atLeast(f.Names, f.NamesCapped), plural(f.Names))
+	}
+	s += fmt.Sprintf(" from %s address%s", atLeast(f.Addresses, f.AddressesCapped), map[bool]string{true: "", false: "es"}[f.Addresses == 1])
+	if f.LastAddress != "" && f.Last != nil {
+		s += ", the last from " + f.LastAddress + " at " + when(*f.Last)
+	}
+	return s
+}
+
+func atLeast(n int, capped bool) string {
+	if capped {
+		return fmt.Sprintf("at least %d", n)
+	}
+	return fmt.Sprint(n)
 }
 
 // clock shows a time as the admin reads it: the time of day when it is

@@ -69,6 +69,16 @@ func TestCheck(t *testing.T) {
 			"CRITICAL: [SMTP-2465] not listening on 127.0.0.1:2465 |"},
 		{"unreadable", with(ok, func(r *Report) { r.Unreadable = []string{"/var/lib/orbit/email-oauth2-proxy/status.json"} }), CheckThresholds{}, CheckUnknown,
 			"UNKNOWN: cannot read /var/lib/orbit/email-oauth2-proxy/status.json (run as root) |"},
+		{"failed logins over the threshold", with(ok, func(r *Report) {
+			r.Accounts[0].FailedLogins = &FailedLogins{LastHour: 57, Addresses: 3, LastAddress: "203.0.113.9", Last: at(-time.Minute)}
+			r.Accounts[1].FailedLogins = &FailedLogins{LastHour: 20, Addresses: 1, LastAddress: "192.0.2.1", Last: at(-time.Minute)}
+			r.CatchAllFailedLogins = []CatchAllFailedLogins{{Section: "@", FailedLogins: FailedLogins{LastHour: 30, Names: 30, Addresses: 2, LastAddress: "192.0.2.9", Last: at(-2 * time.Minute)}}}
+		}), CheckThresholds{FailedLogins: 20}, CheckWarning,
+			"WARNING: alice@example.com: 57 failed logins in the last hour from 3 addresses, the last from 203.0.113.9 at 11:59; " +
+				"[@]: 30 failed logins in the last hour for 30 unknown names from 2 addresses, the last from 192.0.2.9 at 11:58 | accounts=3 "},
+		{"failed logins perfdata", with(ok, func(r *Report) {
+			r.Accounts[0].FailedLogins = &FailedLogins{LastHour: 57, Addresses: 3, LastAddress: "203.0.113.9", Last: at(-time.Minute)}
+		}), CheckThresholds{}, CheckOK, "OK: 2 accounts authorised, 1 not used yet, unit active | accounts=3 authorised=2 disabled=0 expired=0 failing=0 not_used=1 waiting=0 listeners=2;;;0;2 failed_logins=57"},
 		{"a line break or pipe in a reason stays one line", with(ok, func(r *Report) {
 			r.Accounts[0] = Account{Name: "alice@example.com", State: "failing", Reason: "a|b\nc"}
 		}), CheckThresholds{}, CheckCritical, "CRITICAL: alice@example.com failing: a/b c |"},

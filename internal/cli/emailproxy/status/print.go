@@ -96,6 +96,9 @@ func (o *Options) print(rep Report) error {
 	for _, a := range rep.Accounts {
 		arows = append(arows, o.accountRow(a))
 	}
+	for _, c := range rep.CatchAllFailedLogins {
+		arows = append(arows, row{cols: []string{c.Section}, tail: "catch-all: " + o.failedTail(c.FailedLogins), tone: warn})
+	}
 	writeRows(&b, arows, "  ", style)
 	for _, e := range rep.AccountErrors {
 		fmt.Fprintf(&b, "  %s\n", style(bad, e))
@@ -241,7 +244,23 @@ func (o *Options) accountRow(a Account) row {
 		rw.tail = a.State + flow
 	}
 	rw.tail += activity
+	if a.FailedLogins != nil {
+		rw.tail += "; " + o.failedTail(*a.FailedLogins)
+	}
 	return rw
+}
+
+// failedTail is the account line's account of its failed logins: how
+// many, from where, and what the guard does about them.
+func (o *Options) failedTail(f FailedLogins) string {
+	s := failedText(f, o.when)
+	if f.Refused > 0 {
+		s += fmt.Sprintf(", %d refused unchecked", f.Refused)
+	}
+	if f.DelayedUntil != nil {
+		s += ", their attempts delayed until " + o.when(*f.DelayedUntil)
+	}
+	return s
 }
 
 func (o *Options) nextStep(rep Report) string {

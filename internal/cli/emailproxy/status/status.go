@@ -91,7 +91,10 @@ memory), whether each listener of the configuration file really listens on
 its port (read from the kernel's socket table, so that asking does not open a
 session with the proxy), and each account's state: authorised (token valid
 until ...), waiting for authorisation (with the URL to open), or failing (and
-why), with its last activity.
+why), with its last activity. Wrong passwords do not change an account's
+state; an account that had failed logins in the last hour says how many, from
+how many client addresses, the last one and when, and until when the login
+guard delays them.
 
 Account states come from the status file the engine keeps (no secrets in
 it); accounts it does not know yet are described from the token store's plain
@@ -115,7 +118,8 @@ With --check, one line for a monitoring system (Nagios, Icinga, Zabbix,
 Checkmk) instead, with perfdata, and the monitoring-plugin exit status
 instead of the above: 0 OK, 1 WARNING (an authorisation pending, tokens
 unused for --warn-refresh-age, an access token expiring within
---warn-expiry), 2 CRITICAL (not running, unit failed, a listener down, an
+--warn-expiry, more than --warn-failed-logins failed logins of an account in
+the last hour), 2 CRITICAL (not running, unit failed, a listener down, an
 account failing or disabled by errors in the file), 3 UNKNOWN (files unreadable: run as root).`,
 		Example: `  orbit email-oauth2-proxy status
   orbit email-oauth2-proxy status --check --warn-refresh-age 60d   # Nagios/Icinga/Zabbix
@@ -131,6 +135,7 @@ account failing or disabled by errors in the file), 3 UNKNOWN (files unreadable:
 	opts.Thresholds.RefreshAge = DefaultWarnRefreshAge
 	cmd.Flags().Var((*days)(&opts.Thresholds.Expiry), "warn-expiry", "with --check: warn when an access token expires within this long, e.g. 10m (0: off)")
 	cmd.Flags().Var((*days)(&opts.Thresholds.RefreshAge), "warn-refresh-age", "with --check: warn when an account's tokens have not been used for this long, e.g. 60d (0: off)")
+	cmd.Flags().IntVar(&opts.Thresholds.FailedLogins, "warn-failed-logins", DefaultWarnFailedLogins, "with --check: warn when an account had more than this many failed logins in the last hour (0: off)")
 	return cmd
 }
 
@@ -145,6 +150,9 @@ type Report struct {
 	Listeners  []Listener `json:"listeners"`
 	Accounts   []Account  `json:"accounts"`
 	StatusFile StatusFile `json:"status_file"`
+	// CatchAllFailedLogins: failed logins of names nobody uses under each
+	// catch-all section; absent when there were none in the last hour.
+	CatchAllFailedLogins []CatchAllFailedLogins `json:"catch_all_failed_logins,omitempty"`
 	// StateProblems lists what in the unit's state directory the service
 	// user cannot use, each with its fix; absent when all is well (or it
 	// could not be checked).
@@ -218,6 +226,13 @@ type Account = accountstate.Account
 // StatusFile says where account states came from.
 type StatusFile = accountstate.StatusFile
 
+// FailedLogins and CatchAllFailedLogins are an account's, and a catch-all
+// section's unknown names', failed logins in the last hour.
+type (
+	FailedLogins         = accountstate.FailedLogins
+	CatchAllFailedLogins = accountstate.CatchAllFailedLogins
+)
+
 // Run gathers the report, prints it, and returns the exit status.
 func Run(ctx context.Context, o *Options) error {
 	unit, err := service.CheckUnit(o.Unit)
@@ -283,7 +298,7 @@ func Run(ctx context.Context, o *Options) error {
 		rep.Listeners = o.probe(ctx, cfg)
 	}
 	acc := o.accounts(cfg, cfgPath, rep.Engine, rep.Unit.Systemd || procsKnown)
-	rep.Accounts, rep.StatusFile = acc.Accounts, acc.StatusFile
+	rep.Accounts, rep.StatusFile, rep.CatchAllFailedLogins = acc.Accounts, acc.StatusFile, acc.CatchAllFailedLogins
 	// The token summaries read the configuration file too: a path that
 	// could not be read is listed once.
 	for _, p := range acc.Unreadable {

@@ -43,6 +43,24 @@ const statusJSON = `{
 }
 `
 
+// statusUnderAttackJSON is statusJSON with failed logins.
+var statusUnderAttackJSON = strings.Replace(statusJSON, `
+  }
+}
+`, `
+  },
+  "failed_logins": {
+    "alice@example.com": {"last_hour": 57, "refused": 12, "addresses": 3, "last_address": "203.0.113.9",
+      "last": "2026-01-02T08:59:12Z", "delayed_until": "2026-01-02T09:00:30Z"},
+    "carol@example.com": {"last_hour": 2, "addresses": 1, "last_address": "198.51.100.4", "last": "2026-01-02T07:30:00Z"}
+  },
+  "catch_all_failed_logins": {
+    "@": {"last_hour": 9, "addresses": 64, "addresses_capped": true, "names": 9, "last_address": "192.0.2.200",
+      "last": "2026-01-02T08:58:00Z", "delayed_until": "2026-01-02T08:58:30Z"}
+  }
+}
+`, 1)
+
 // dave's tokens are in the cache file only (the status file was reset);
 // erin's access token has expired and she has no refresh token.
 const tokenCache = `[dave@example.com]
@@ -162,6 +180,15 @@ func TestStatusPlainGolden(t *testing.T) {
 			f.mgr.Props = systemd.Properties{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
 		}},
 		{name: "no-systemd", code: exitcode.NoSystemd, setup: func(f *fixture) { f.conn.Err = servicetest.ErrNoSystemd }},
+		// A wrong-password storm against alice, and names nobody uses
+		// tried under the catch-all: alice stays authorised, her line says
+		// how many failed and from where; carol's last failure is over an
+		// hour old and not shown.
+		{name: "under-attack", listen: []string{"127.0.0.1:2993"}, setup: func(f *fixture) {
+			if err := os.WriteFile(f.opts.StatusFile, []byte(statusUnderAttackJSON), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		// After uninstall --purge: no unit, no file, no state. start could
 		// only fail; the next step is register.
 		{name: "purged", code: exitcode.NotRunning, setup: func(f *fixture) {
@@ -682,5 +709,53 @@ local_key_path = /etc/orbit/key.pem
 				}
 			}
 		})
+	}
+}
+
+// TestStatusJSONFailedLogins: an account's failed logins are in its
+// accounts[] entry, unknown names' under catch_all_failed_logins; a count
+// whose last failure is over an hour old is left out, and a delay that
+// has passed is not reported.
+func TestStatusJSONFailedLogins(t *testing.T) {
+	f := newFixture(t, "127.0.0.1:2993")
+	if err := os.WriteFile(f.opts.StatusFile, []byte(statusUnderAttackJSON), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.opts.Output = output.JSON
+	code, stdout, _ := f.run(t)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	wantKeys(t, "top", doc, "running", "engine", "unit", "config", "listeners", "accounts", "status_file", "catch_all_failed_logins")
+	accts := map[string]map[string]any{}
+	for _, a := range doc["accounts"].([]any) {
+		m := a.(map[string]any)
+		accts[m["name"].(string)] = m
+	}
+	alice := accts["alice@example.com"]
+	if alice["state"] != "authorised" {
+		t.Errorf("alice's state under attack: %v", alice["state"])
+	}
+	fl, _ := alice["failed_logins"].(map[string]any)
+	wantKeys(t, "alice's failed_logins", fl, "last_hour", "refused", "addresses", "last_address", "last", "delayed_until")
+	if fl["last_hour"] != float64(57) || fl["addresses"] != float64(3) || fl["last_address"] != "203.0.113.9" ||
+		fl["last"] != "2026-01-02T08:59:12Z" || fl["delayed_until"] != "2026-01-02T09:00:30Z" || fl["refused"] != float64(12) {
+		t.Errorf("alice's failed_logins = %v", fl)
+	}
+	if _, ok := accts["carol@example.com"]["failed_logins"]; ok {
+		t.Error("carol's failed logins of over an hour ago are shown")
+	}
+	ca := doc["catch_all_failed_logins"].([]any)
+	if len(ca) != 1 {
+		t.Fatalf("catch_all_failed_logins = %v", ca)
+	}
+	c := ca[0].(map[string]any)
+	wantKeys(t, "catch-all failed logins", c, "section", "last_hour", "addresses", "addresses_capped", "names", "last_address", "last")
+	if c["section"] != "@" || c["names"] != float64(9) || c["addresses_capped"] != true {
+		t.Errorf("catch_all_failed_logins = %v", c)
 	}
 }
