@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -257,6 +259,16 @@ func TestE2EWrongPasswordStorm(t *testing.T) {
 		t.Errorf("%d warnings for %d failed logins, want 1", n, sum(replies))
 	}
 
+	// status during the storm: alice stays authorised (wrong passwords
+	// are not the account failing), and her entry counts the failures
+	// and names the storm's address. The file had the first failure at
+	// once; the rest follow within a minute.
+	fl := e.statusFailedLogins(alice)
+	if fl.State != "authorised" || fl.FailedLogins == nil || fl.FailedLogins.LastHour < 1 || fl.FailedLogins.LastAddress != "127.0.0.2" {
+		t.Errorf("status --output json during the storm: alice %+v, want authorised with failed logins from 127.0.0.2", fl)
+	}
+	stormStart := time.Now()
+
 	// bob (password flow) has no tokens: every new password would go to
 	// the provider.
 	e.prov.ResetCounts()
@@ -276,6 +288,62 @@ func TestE2EWrongPasswordStorm(t *testing.T) {
 	if n < 30 || grantsSent > 4 {
 		t.Errorf("%d wrong passwords made %d token requests, want at most 4", n, grantsSent)
 	}
+
+	// After the storm the held-back counts are written (a minute after
+	// the first write at most): status --check warns about alice, with
+	// the count as perfdata. (bob is CRITICAL: the provider refused a
+	// relayed password, which marks a password-flow account failing.)
+	deadline := stormStart.Add(90 * time.Second)
+	aliceWarning := regexp.MustCompile(`; ` + regexp.QuoteMeta(alice) + `: \d\d+ failed logins in the last hour from 1 address, the last from 127\.0\.0\.2 at \d\d:\d\d;`)
+	var out string
+	var code int
+	for {
+		out, code = e.checkCLI("--warn-failed-logins", "20")
+		if aliceWarning.MatchString(out) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if code != 2 || !aliceWarning.MatchString(out) || !regexp.MustCompile(` failed_logins=\d\d+$`).MatchString(out) {
+		t.Errorf("status --check after the storm: exit %d %q, want alice's failed logins among the problems and perfdata failed_logins", code, out)
+	}
+	t.Logf("status --check after the storm: %s", out)
+	fl = e.statusFailedLogins(alice)
+	if fl.State != "authorised" || fl.FailedLogins == nil || fl.FailedLogins.LastHour <= 20 {
+		t.Errorf("status --output json after the storm: alice %+v", fl)
+	}
+}
+
+type accountFailures struct {
+	State        string
+	FailedLogins *struct {
+		LastHour    int    `json:"last_hour"`
+		Addresses   int    `json:"addresses"`
+		LastAddress string `json:"last_address"`
+	} `json:"failed_logins"`
+}
+
+// statusFailedLogins runs status --output json and returns the account's
+// state and failed logins.
+func (e *env) statusFailedLogins(account string) accountFailures {
+	e.t.Helper()
+	out, err := e.run("email-oauth2-proxy", "status", "--config", e.config, "--status-file", e.status, "--token-cache", e.tokens, "--output", "json")
+	var rep struct {
+		Accounts []struct {
+			Name string
+			accountFailures
+		} `json:"accounts"`
+	}
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		e.t.Fatalf("status --output json: %v %v\n%s", err, jerr, out)
+	}
+	for _, a := range rep.Accounts {
+		if a.Name == account {
+			return a.accountFailures
+		}
+	}
+	e.t.Fatalf("status --output json does not list %s:\n%s", account, out)
+	return accountFailures{}
 }
 
 func sum(m map[string]int) int {

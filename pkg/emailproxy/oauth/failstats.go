@@ -67,6 +67,9 @@ type failureRecord struct {
 	nameMore time.Time
 	lastAddr string
 	last     time.Time
+	// written: when a failure-driven write of the status file last carried
+	// this record (zero: never).
+	written time.Time
 }
 
 type failureSlotCount struct {
@@ -89,8 +92,9 @@ func newFailureBook() *failureBook {
 // note counts a failed login of account from addr at now. section is the
 // catch-all section the name was served by when the name is unknown (no
 // status entry, tokens or section of its own): it is counted under the
-// section, so names a client invents add no entries.
-func (fb *failureBook) note(account, section, addr string, refused bool, now time.Time) {
+// section, so names a client invents add no entries. It returns when the
+// entry was last carried by a failure-driven write (zero: never).
+func (fb *failureBook) note(account, section, addr string, refused bool, now time.Time) (written time.Time) {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	m, key := fb.accts, account
@@ -123,6 +127,21 @@ func (fb *failureBook) note(account, section, addr string, refused bool, now tim
 	}
 	if r.names != nil && !remember(r.names, account, maxFailureNames, now) {
 		r.nameMore = now
+	}
+	return r.written
+}
+
+// markWritten records that the status file written at now carries every
+// record's failures so far.
+func (fb *failureBook) markWritten(now time.Time) {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	for _, m := range []map[string]*failureRecord{fb.accts, fb.catchAll} {
+		for _, r := range m {
+			if r.last.After(r.written) {
+				r.written = now
+			}
+		}
 	}
 }
 

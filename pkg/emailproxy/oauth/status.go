@@ -171,8 +171,10 @@ type statusBook struct {
 	accounts  map[string]AccountStatus
 	gen       uint64
 	lastWrite time.Time
-	// flushArmed: a write of held-back failed-login counts is scheduled.
-	flushArmed bool
+	// flushArmed: a write of held-back failed-login counts is scheduled;
+	// lastFailWrite: the last write failed logins caused.
+	flushArmed    bool
+	lastFailWrite time.Time
 
 	fileMu  sync.Mutex
 	written uint64
@@ -218,32 +220,62 @@ func (b *statusBook) statusLocked(now time.Time) Status {
 
 // failedLogin counts a failed login (failureBook.note) and mirrors the
 // counts to the file without touching the account's entry. The file is
-// fsynced, so a storm does not write it per guess: at once when nothing
-// was written for activityWriteInterval, else once that interval after
-// the last write, with everything counted meanwhile.
+// fsynced, so a storm does not write it per guess: an entry's first
+// failure is written at once, later ones at most once per
+// activityWriteInterval per entry (a scheduled write carries everything
+// counted meanwhile), and failure-driven writes are failureWriteGap apart
+// at least, however many entries fail.
 func (b *statusBook) failedLogin(account, section, addr string, refused bool) {
 	now := b.now().UTC()
-	b.failures.note(account, section, addr, refused, now)
+	written := b.failures.note(account, section, addr, refused, now)
 	if b.path == "" {
 		return
 	}
+	due := now
+	if !written.IsZero() {
+		due = written.Add(activityWriteInterval)
+	}
 	b.mu.Lock()
-	if wait := b.lastWrite.Add(activityWriteInterval).Sub(now); wait > 0 {
-		if !b.flushArmed {
-			b.flushArmed = true
-			b.afterFunc(wait, b.flush)
-		}
+	if !b.lastFailWrite.IsZero() {
+		due = latest(due, b.lastFailWrite.Add(failureWriteGap))
+	}
+	if b.flushArmed {
 		b.mu.Unlock()
 		return
 	}
-	b.writeLocked(now)
+	if wait := due.Sub(now); wait > 0 {
+		b.flushArmed = true
+		b.afterFunc(wait, b.flush)
+		b.mu.Unlock()
+		return
+	}
+	b.writeFailuresLocked(now)
+}
+
+// failureWriteGap spaces the writes failed logins cause when many entries
+// fail at once.
+const failureWriteGap = 5 * time.Second
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // flush writes what failedLogin held back.
 func (b *statusBook) flush() {
 	b.mu.Lock()
 	b.flushArmed = false
-	b.writeLocked(b.now().UTC())
+	b.writeFailuresLocked(b.now().UTC())
+}
+
+// writeFailuresLocked is writeLocked for failed logins: it records that
+// the counts so far are written.
+func (b *statusBook) writeFailuresLocked(now time.Time) {
+	b.lastFailWrite = now
+	b.failures.markWritten(now)
+	b.writeLocked(now)
 }
 
 // writeLocked writes the book as of now; it is called with b.mu held and
