@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -103,9 +104,15 @@ func New(src Sources) *Metrics {
 	})
 	build.Set(1)
 	m.reg.MustRegister(m.refreshFailed, m.tokensRevoked, build, (*collector)(m),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(heapLive)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// heapLive adds go_gc_heap_live_bytes to the default Go metrics: the heap
+// the last GC found reachable. Unlike go_memstats_heap_alloc_bytes it holds
+// no garbage, so a rising floor over days is a leak rather than GC timing
+// (the soak test, docs/soak.md, compares it before and after).
+var heapLive = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}
 
 // Registry is for tests and embedders.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

@@ -113,6 +113,13 @@ func TestListenServes(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "orbit_emailproxy_build_info") {
 		t.Fatalf("%s\n%s", resp.Status, b)
 	}
+	// What a soak or an operator watches for leaks: goroutines, the live
+	// heap after GC (not garbage), threads and descriptors.
+	for _, series := range []string{"go_goroutines ", "go_gc_heap_live_bytes ", "go_threads ", "process_open_fds "} {
+		if !strings.Contains(string(b), "\n"+series) {
+			t.Errorf("no %s series in the scrape", strings.TrimSpace(series))
+		}
+	}
 	if _, err := Listen("0.0.0.0:0", m, nil); err == nil {
 		t.Error("Listen on all interfaces must be refused")
 	}
