@@ -34,6 +34,15 @@ const statusFileMode = 0o640
 // every login into an fsync.
 const activityWriteInterval = time.Minute
 
+// lazyWriteInterval bounds how often changes of names without a section of
+// their own (catch-all logins) rewrite the status file. Each write is the
+// whole file (up to maxStatusAccounts entries, about half a megabyte) and
+// an fsync; written at once, a client inventing login names from many
+// addresses (the guard only slows each address) made every refused name
+// cost one, hundreds a second. Changes of configured accounts are still
+// written at once, and the catch-all ones follow within this interval.
+const lazyWriteInterval = time.Second
+
 // maxStatusAccounts bounds how many accounts the status keeps. With
 // catch-all sections every login name that reaches the listener gets an
 // entry, so without a bound anyone who can connect could grow the map and
@@ -93,7 +102,9 @@ const (
 // recently active (last_activity, else since) that are not waiting and have
 // no [user@domain] section of their own; then the oldest with their own
 // section; a waiting entry only when nothing else is left. A dropped
-// account reappears on its next login.
+// account reappears on its next login. Changes of accounts with a section
+// of their own are written at once; those of catch-all names at most once
+// a second (the file may lag them by that much).
 type Status struct {
 	Version  int                      `json:"version"`
 	PID      int                      `json:"pid"`
@@ -175,6 +186,10 @@ type statusBook struct {
 	// lastFailWrite: the last write failed logins caused.
 	flushArmed    bool
 	lastFailWrite time.Time
+	// lazyEvery is lazyWriteInterval (shorter in tests); lazyDue says a
+	// catch-all change waits for its write.
+	lazyEvery time.Duration
+	lazyDue   bool
 
 	fileMu  sync.Mutex
 	written uint64
@@ -184,7 +199,7 @@ type statusBook struct {
 
 func newStatusBook(path string, now func() time.Time, log *slog.Logger, ownSection func(string) bool) *statusBook {
 	b := &statusBook{path: path, now: now, log: log, ownSection: ownSection, accounts: map[string]AccountStatus{},
-		failures: newFailureBook(), afterFunc: func(d time.Duration, f func()) { time.AfterFunc(d, f) }}
+		failures: newFailureBook(), afterFunc: func(d time.Duration, f func()) { time.AfterFunc(d, f) }, lazyEvery: lazyWriteInterval}
 	if path == "" {
 		return b
 	}
@@ -281,6 +296,9 @@ func (b *statusBook) writeFailuresLocked(now time.Time) {
 // writeLocked writes the book as of now; it is called with b.mu held and
 // releases it.
 func (b *statusBook) writeLocked(now time.Time) {
+	// This write carries every change so far, the catch-all ones waiting
+	// for flushLazy too.
+	b.lazyDue = false
 	b.gen++
 	b.lastWrite = now
 	st := b.statusLocked(now)
@@ -314,7 +332,26 @@ func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 		b.mu.Unlock()
 		return
 	}
+	if since := now.Sub(b.lastWrite); since < b.lazyEvery && b.ownSection != nil && !b.ownSection(account) {
+		if !b.lazyDue {
+			b.lazyDue = true
+			b.afterFunc(b.lazyEvery-since, b.flushLazy)
+		}
+		b.mu.Unlock()
+		return
+	}
 	b.writeLocked(now)
+}
+
+// flushLazy writes the catch-all changes that waited, unless a write
+// since took them along.
+func (b *statusBook) flushLazy() {
+	b.mu.Lock()
+	if !b.lazyDue {
+		b.mu.Unlock()
+		return
+	}
+	b.writeLocked(b.now().UTC())
 }
 
 // publish writes the book as it stands, naming this process. A new engine

@@ -323,3 +323,50 @@ func TestStatusFileModeFixed(t *testing.T) {
 		t.Errorf("status file mode after a write = %v, want %v", fi.Mode().Perm(), os.FileMode(statusFileMode))
 	}
 }
+
+// TestStatusCatchAllWritesCoalesced: names without a section of their own
+// (a client inventing login names through a catch-all) rewrite the whole
+// status file at most once per interval, not once each; a configured
+// account's change is still written at once, and the catch-all changes
+// reach the file within the interval.
+func TestStatusCatchAllWritesCoalesced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "status.json")
+	b := newStatusBook(path, time.Now, slog.New(slog.DiscardHandler), func(n string) bool { return n == alice })
+	b.lazyEvery = 300 * time.Millisecond
+	const names = 200
+	for i := range names {
+		b.failing(fmt.Sprintf("nobody%04d@example.com", i), config.FlowPassword, "the token endpoint refused the request")
+	}
+	writes := func() int {
+		b.fileMu.Lock()
+		defer b.fileMu.Unlock()
+		return b.fileWrites
+	}
+	if n := writes(); n > 2 {
+		t.Errorf("%d refused catch-all names wrote the status file %d times, want at most 2", names, n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := ReadStatus(path)
+		if err == nil && len(st.Accounts) == names {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status file never caught up with the catch-all names: %d of %d (%v)", len(st.Accounts), names, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A configured account: in the file as soon as update returns.
+	b.failing("nobody-late@example.com", config.FlowPassword, "refused")
+	b.authorised(alice, config.FlowClientCredentials, time.Now().Add(time.Hour))
+	st, err := ReadStatus(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Accounts[alice].State != StateAuthorised {
+		t.Errorf("alice (own section) is not in the file at once: %+v", st.Accounts[alice])
+	}
+	if _, ok := st.Accounts["nobody-late@example.com"]; !ok {
+		t.Errorf("the write for alice did not take the waiting catch-all change along")
+	}
+}
