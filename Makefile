@@ -13,7 +13,7 @@ LDFLAGS := -s -w \
   -X github.com/senhasegura/orbit/internal/buildinfo.Commit=$(COMMIT) \
   -X github.com/senhasegura/orbit/internal/buildinfo.Date=$(DATE)
 
-.PHONY: help build install deps test unit e2e fuzz lint bench generate check-generated clean release-check snapshot demo
+.PHONY: help build install deps test unit e2e soak fuzz lint bench generate check-generated clean release-check snapshot demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -46,6 +46,9 @@ unit: ## the quick tests (those needing root, systemd or Dovecot skip with a rea
 
 e2e: ## the end-to-end scenarios against Dovecot, the fake provider and a sandboxed systemd (root)
 	$(GO) test -count=1 -timeout 15m -run 'E2E|Sandbox' ./internal/e2e/ ./internal/systemd/ ./internal/cli/emailproxy/service/
+
+soak: ## serve for SOAK (default 10m) under logins, wrong passwords, invented names, dropped clients and reloads; fails on a leak (docs/soak.md; root, Dovecot)
+	ORBIT_SOAK=$(or $(SOAK),10m) $(GO) test -count=1 -v -timeout 0 -run 'TestE2ESoak$$' ./internal/e2e/
 
 fuzz: ## run every Fuzz* target for FUZZTIME each (default 5s); a crasher fails and is kept under testdata/fuzz to commit
 	FUZZTIME=$(or $(FUZZTIME),5s) bash .ci/fuzz
