@@ -49,7 +49,7 @@ const (
 	// (/proc/PID/io wchar: files, sockets, the log) per login, refused or
 	// not. A refused catch-all name once rewrote the whole status file
 	// (half a megabyte with 1000 entries) each.
-	soakWrittenPerLogin = 64 << 10
+	soakWrittenPerLogin = 128 << 10
 	// soakHeapGrowth bounds the live heap's growth between the two idle
 	// samples; the catch-all names added in between (at most 1000 kept,
 	// a few hundred bytes each) fit in it many times over.
