@@ -57,6 +57,9 @@ const (
 	// soakRSSGrowth bounds VmRSS's growth; RSS follows the GC's pacing and
 	// the allocator's caching, so only a gross leak trips it.
 	soakRSSGrowth = 64 << 20
+	// soakMaxNames bounds the catch-all names the provider knows (see
+	// startMix).
+	soakMaxNames = 40
 )
 
 func soakDuration(t *testing.T) time.Duration {
@@ -228,10 +231,15 @@ func (w *soakWorld) startMix() {
 		w.python.Add(1)
 		w.logins.Add(1)
 	})
-	// A new catch-all name every 1.5 s: the provider knows it, so the
-	// first login runs the password grant and a key derivation and stores
-	// tokens under a section of its own.
+	// A new catch-all name every 1.5 s, up to soakMaxNames: the provider
+	// knows it, so the first login runs the password grant and a key
+	// derivation and stores tokens under a section of its own. Capped so
+	// a long run reaches a steady state: every account is renewed every
+	// few seconds here, and each renewal rewrites the whole token store.
 	w.run(1500*time.Millisecond, func(int) {
+		if w.catchAllN.Load() >= soakMaxNames {
+			return
+		}
 		name := fmt.Sprintf("soak-%d@example.test", w.catchAllN.Add(1))
 		e.prov.AddUser(name, catchAllPassword(name))
 		if w.imapGood("127.0.0.1", name, catchAllPassword(name), false) {
