@@ -252,3 +252,58 @@ func fdChild(t *testing.T) {
 	fmt.Println("LISTENING " + srv.Listeners()[0].Address)
 	io.Copy(io.Discard, os.Stdin) // until the parent is done
 }
+
+// heldUpConn is an accepted connection whose goroutine is held up right
+// after it sets a deadline, as a loaded machine (a GC pause, a busy CPU)
+// may hold up the accept loop between any two statements.
+type heldUpConn struct {
+	*net.TCPConn
+	hold time.Duration
+}
+
+func (c heldUpConn) SetDeadline(t time.Time) error {
+	err := c.TCPConn.SetDeadline(t)
+	time.Sleep(c.hold)
+	return err
+}
+
+func (c heldUpConn) SetWriteDeadline(t time.Time) error {
+	err := c.TCPConn.SetWriteDeadline(t)
+	time.Sleep(c.hold)
+	return err
+}
+
+// TestShedRefusalHeldUp: the refusal sent while out of descriptors (in
+// the accept loop, with a short time budget) reaches the client even when
+// the loop is held up longer than that budget at the wrong moment. It used
+// to set a 100 ms deadline and then write: held up past it, the write was
+// never tried and the client read only the close (the rare client of
+// TestDescriptorExhaustion that got EOF under load).
+func TestShedRefusalHeldUp(t *testing.T) {
+	for _, proto := range []config.Protocol{config.IMAP, config.POP, config.SMTP} {
+		t.Run(string(proto), func(t *testing.T) {
+			srv := New(Options{})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			cc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			sc, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lc := &listenerConfig{srv: config.Server{Section: "X-1", Protocol: proto}}
+			srv.refuse(heldUpConn{sc.(*net.TCPConn), 300 * time.Millisecond}, lc, "the proxy is out of file descriptors; try again later", true)
+			cc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			l, err := bufio.NewReader(cc).ReadString('\n')
+			if !strings.Contains(l, ReplyPrefix+"the proxy is out of file descriptors; try again later") {
+				t.Fatalf("the client read %q (%v), want the refusal", l, err)
+			}
+		})
+	}
+}

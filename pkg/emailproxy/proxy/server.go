@@ -439,24 +439,22 @@ func (s *Server) refuse(c net.Conn, lc *listenerConfig, reason string, sync bool
 	default:
 		line = "* BYE [UNAVAILABLE] " + ReplyPrefix + reason
 	}
-	grace := refuseGrace
-	if sync {
-		grace = 100 * time.Millisecond
-	}
 	send := func() {
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(grace))
 		if lc.implicitTLS() {
 			if sync {
 				return // no time for a handshake here; the close is the answer
 			}
+			c.SetDeadline(time.Now().Add(refuseGrace))
 			tc := tls.Server(c, lc.localTLS)
 			if tc.Handshake() != nil {
 				return
 			}
 			c = tc
+			io.WriteString(c, line+"\r\n")
+		} else {
+			writeFresh(c, line+"\r\n")
 		}
-		io.WriteString(c, line+"\r\n")
 		if cw, ok := c.(closeWriter); ok && !sync {
 			// Let the reply leave before the close, and read what the
 			// client sent meanwhile, so the close is not a reset that
@@ -476,6 +474,29 @@ func (s *Server) refuse(c net.Conn, lc *listenerConfig, reason string, sync bool
 		defer s.refused.Done()
 		send()
 	}()
+}
+
+// writeFresh writes a line to a connection just accepted, in one
+// non-blocking write(2): its send buffer is empty, so the line goes at once
+// and nothing can block the caller (the accept loop, when shedding). No
+// deadline is involved: one set first and passed while the goroutine was
+// held up (a GC pause, a loaded CPU) made the write fail untried, and the
+// client read the close without a word.
+func writeFresh(c net.Conn, line string) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		c.SetWriteDeadline(time.Now().Add(refuseGrace))
+		io.WriteString(c, line)
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Write(func(fd uintptr) bool {
+		syscall.Write(int(fd), []byte(line))
+		return true // one try: never wait in the poller
+	})
 }
 
 // shed accepts one waiting client while out of descriptors, using the
