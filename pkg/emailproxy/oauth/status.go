@@ -187,9 +187,13 @@ type statusBook struct {
 	flushArmed    bool
 	lastFailWrite time.Time
 	// lazyEvery is lazyWriteInterval (shorter in tests); lazyDue says a
-	// catch-all change waits for its write.
+	// catch-all change waits for its write; lazyArmed says flushLazy is
+	// scheduled. One schedule at a time: a timer per write at once
+	// (configured accounts, failed logins) would each go on writing the
+	// catch-all changes once a lazyEvery, in step with none of the others.
 	lazyEvery time.Duration
 	lazyDue   bool
+	lazyArmed bool
 
 	fileMu  sync.Mutex
 	written uint64
@@ -333,8 +337,9 @@ func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 		return
 	}
 	if since := now.Sub(b.lastWrite); since < b.lazyEvery && b.ownSection != nil && !b.ownSection(account) {
-		if !b.lazyDue {
-			b.lazyDue = true
+		b.lazyDue = true
+		if !b.lazyArmed {
+			b.lazyArmed = true
 			b.afterFunc(b.lazyEvery-since, b.flushLazy)
 		}
 		b.mu.Unlock()
@@ -344,14 +349,23 @@ func (b *statusBook) update(account string, fn func(a *AccountStatus) bool) {
 }
 
 // flushLazy writes the catch-all changes that waited, unless a write
-// since took them along.
+// since took them along; if that write was less than lazyEvery ago, the
+// changes made after it wait until lazyEvery has passed since it.
 func (b *statusBook) flushLazy() {
 	b.mu.Lock()
+	b.lazyArmed = false
 	if !b.lazyDue {
 		b.mu.Unlock()
 		return
 	}
-	b.writeLocked(b.now().UTC())
+	now := b.now().UTC()
+	if since := now.Sub(b.lastWrite); since < b.lazyEvery {
+		b.lazyArmed = true
+		b.afterFunc(b.lazyEvery-since, b.flushLazy)
+		b.mu.Unlock()
+		return
+	}
+	b.writeLocked(now)
 }
 
 // publish writes the book as it stands, naming this process. A new engine
