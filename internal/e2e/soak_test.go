@@ -41,11 +41,10 @@ const (
 	// background renewal none, a reload one.
 	soakInfoPerLogin = 1.2
 	// soakWarnPerRefusal bounds the warnings per refused login: a name the
-	// provider refuses logs one ("login failed for ..."; the token layer's
-	// "could not get an access token for ..." is a debug line then, it
-	// was a second warning), a storm of wrong passwords for one account
-	// from one address one in all plus a summary a minute.
-	soakWarnPerRefusal = 1.05
+	// provider refuses logs two ("login failed for ..." and "could not get
+	// an access token for ..."), a storm of wrong passwords for one
+	// account from one address one in all plus a summary a minute.
+	soakWarnPerRefusal = 2.05
 	// soakWrittenPerLogin bounds the bytes serve passes to write(2)
 	// (/proc/PID/io wchar: files, sockets, the log) per login, refused or
 	// not. A refused catch-all name once rewrote the whole status file

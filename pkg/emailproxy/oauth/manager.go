@@ -578,7 +578,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 			msg: fmt.Sprintf("Login failed for account %s - the token store cannot be read: %v", printable(acct.Name), err),
 			err: err,
 		}
-		return "", m.fail(ctx, log, acct.Name, flow, e.msg, e)
+		return "", m.fail(log, acct.Name, flow, e.msg, e)
 	}
 
 	// The client secret: the file's client_secret wins (it may have been
@@ -612,7 +612,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 		for {
 			form, err := refreshForm(eff, rec.RefreshToken, m.signer)
 			if err != nil {
-				return "", m.fail(ctx, log, acct.Name, flow, err.Error(), m.requestError(acct.Name, err))
+				return "", m.fail(log, acct.Name, flow, err.Error(), m.requestError(acct.Name, err))
 			}
 			tr, err := m.post(ctx, eff, form)
 			if err == nil {
@@ -621,7 +621,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 			var pe *ProviderError
 			if !errors.As(err, &pe) || pe.Status != http.StatusBadRequest {
 				e := m.requestError(acct.Name, err)
-				return "", m.fail(ctx, log, acct.Name, flow, e.reason(), e)
+				return "", m.fail(log, acct.Name, flow, e.reason(), e)
 			}
 			if hadAccess {
 				log.Info(fmt.Sprintf("the token endpoint refused the refresh for %s: %v; dropping the access token and retrying once", printable(acct.Name), pe),
@@ -674,7 +674,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 		}
 		form, err := flowForm(eff, flow, acct.Name, password, m.signer)
 		if err != nil {
-			return "", m.fail(ctx, log, acct.Name, flow, err.Error(), m.requestError(acct.Name, err))
+			return "", m.fail(log, acct.Name, flow, err.Error(), m.requestError(acct.Name, err))
 		}
 		tr, err = m.post(ctx, eff, form)
 		if err != nil {
@@ -692,7 +692,7 @@ func (m *Manager) obtain(ctx, admitCtx context.Context, acct config.Account, pas
 				// a name invented under a catch-all counts under it.
 				m.countFailed(acct, addr, failProviderRefused)
 			}
-			return "", m.fail(ctx, log, acct.Name, flow, e.reason(), e)
+			return "", m.fail(log, acct.Name, flow, e.reason(), e)
 		}
 		if relay {
 			m.guard.succeeded(acct.Name, addr)
@@ -761,7 +761,7 @@ func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff con
 				"which this engine was started without; run the engine with interactive authorisation enabled", printable(acct.Name), flow),
 			err: ErrNeedsAuthorization,
 		}
-		return TokenResponse{}, m.fail(ctx, log, acct.Name, flow, e.msg, e)
+		return TokenResponse{}, m.fail(log, acct.Name, flow, e.msg, e)
 	}
 	tr, err := m.interactive.Authorize(ctx, eff, acct.Name)
 	if err != nil {
@@ -778,7 +778,7 @@ func (m *Manager) authorize(ctx context.Context, log *slog.Logger, acct, eff con
 			msg: fmt.Sprintf("Login failed for account %s - the authorisation returned no access token", printable(acct.Name)),
 			err: ErrProviderRefused,
 		}
-		return TokenResponse{}, m.fail(ctx, log, acct.Name, flow, e.msg, e)
+		return TokenResponse{}, m.fail(log, acct.Name, flow, e.msg, e)
 	}
 	// AuthSucceeded is the Authorizer's event (it knows when the person
 	// finished); here only the storing is worth a line.
@@ -929,17 +929,8 @@ func (m *Manager) countFailed(acct config.Account, addr string, kind failKind) {
 }
 
 // fail records a failed attempt in the log and the status, and returns err.
-// A mail client's login (WithClientAddr) is one event with one warning: the
-// proxy's "login failed for ..." (LoginFailed), which carries this reason
-// with the protocol and client, so the line here is then a debug line. A
-// failure with no mail client behind it (the control socket's sign-in) is
-// this line's warning.
-func (m *Manager) fail(ctx context.Context, log *slog.Logger, account string, flow config.Flow, reason string, err error) error {
-	level := slog.LevelWarn
-	if clientAddr(ctx) != "" {
-		level = slog.LevelDebug
-	}
-	log.Log(ctx, level, fmt.Sprintf("could not get an access token for %s: %s", printable(account), strings.TrimPrefix(reason, "Login failed for account "+printable(account)+" - ")),
+func (m *Manager) fail(log *slog.Logger, account string, flow config.Flow, reason string, err error) error {
+	log.Warn(fmt.Sprintf("could not get an access token for %s: %s", printable(account), strings.TrimPrefix(reason, "Login failed for account "+printable(account)+" - ")),
 		"message_id", events.AuthFailed, "reason", reason)
 	m.status.failing(account, flow, reason)
 	if m.onEvent != nil && errors.Is(err, ErrProviderRefused) {
