@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/senhasegura/orbit/pkg/emailproxy/tokens"
 )
 
@@ -211,11 +209,8 @@ func (b *backgroundStore) writeLocked() error {
 		}
 		f.Accounts[name] = s
 	}
-	data, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
-	}
-	return renameio.WriteFile(b.path, append(data, '\n'), 0o600)
+	// The copies are sealed with the service key, and still tokens: 0600.
+	return writeStateFile(b.path, f, 0o600)
 }
 
 // backgroundOn reports whether background_refresh applies now: the engine

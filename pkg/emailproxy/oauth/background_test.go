@@ -3,6 +3,7 @@ package oauth
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,3 +174,30 @@ func TestBackgroundSealAtLogin(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestBackgroundFileTightensMode: the sealed copies are 0600 after every
+// write, whatever mode the file had (a restore from a backup, a hand
+// chmod): renameio.WriteFile would have kept the old, looser mode.
+func TestBackgroundFileTightensMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "background-refresh.json")
+	if err := os.WriteFile(path, []byte(`{"version":1,"accounts":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := newBackgroundStore(path, bytes.Repeat([]byte{7}, 32), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.set("alice@example.com", bgRecord{RefreshToken: "RT", Updated: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("background-refresh.json is %v after a write, want 0600", got)
+	}
+}

@@ -6,13 +6,10 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/google/renameio/v2"
 
 	"github.com/senhasegura/orbit/pkg/emailproxy/config"
 )
@@ -441,14 +438,7 @@ func (b *statusBook) write(st Status, gen uint64) {
 	if gen <= b.written {
 		return
 	}
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err == nil {
-		data = append(data, '\n')
-		if err = os.MkdirAll(filepath.Dir(b.path), 0o750); err == nil {
-			err = writeStatusFile(b.path, data)
-		}
-	}
-	if err != nil {
+	if err := writeStateFile(b.path, st, statusFileMode); err != nil {
 		// The status file is a convenience for `status`; logins go on.
 		b.log.Warn(fmt.Sprintf("cannot write the proxy status file %s: %v; `status` will show stale account states", b.path, err),
 			"path", b.path, "reason", err.Error())
@@ -456,23 +446,6 @@ func (b *statusBook) write(st Status, gen uint64) {
 	}
 	b.written = gen
 	b.fileWrites++
-}
-
-// writeStatusFile replaces path with data at statusFileMode whatever the
-// old file's mode: renameio.WriteFile would keep an older, looser mode.
-func writeStatusFile(path string, data []byte) error {
-	pf, err := renameio.NewPendingFile(path,
-		renameio.WithPermissions(statusFileMode),
-		renameio.WithStaticPermissions(statusFileMode),
-		renameio.WithTempDir(filepath.Dir(path)))
-	if err != nil {
-		return err
-	}
-	defer pf.Cleanup()
-	if _, err := pf.Write(data); err != nil {
-		return err
-	}
-	return pf.CloseAtomicallyReplace()
 }
 
 func (b *statusBook) get(account string) (AccountStatus, bool) {

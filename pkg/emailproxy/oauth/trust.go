@@ -7,12 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/google/renameio/v2"
 )
 
 // TrustFileName is the file, beside the status file in the state
@@ -188,35 +185,10 @@ func (s *trustStore) write(f trustFile, gen uint64) {
 	if gen <= s.written {
 		return
 	}
-	data, err := json.MarshalIndent(f, "", "  ")
-	if err == nil {
-		data = append(data, '\n')
-		if err = os.MkdirAll(filepath.Dir(s.path), 0o750); err == nil {
-			err = writeTrustFile(s.path, data)
-		}
-	}
-	if err != nil {
+	if err := writeStateFile(s.path, f, trustFileMode); err != nil {
 		s.log.Warn(fmt.Sprintf("cannot write the trusted client addresses to %s: %v; after a restart the mailer's first login per account is ranked like any other", s.path, err),
 			"path", s.path, "reason", err.Error())
 		return
 	}
 	s.written = gen
-}
-
-// writeTrustFile replaces path with data at trustFileMode. The options
-// are in this order on purpose: renameio.WriteFile would add
-// WithExistingPermissions after them and keep an older, looser mode.
-func writeTrustFile(path string, data []byte) error {
-	pf, err := renameio.NewPendingFile(path,
-		renameio.WithPermissions(trustFileMode),
-		renameio.WithStaticPermissions(trustFileMode),
-		renameio.WithTempDir(filepath.Dir(path)))
-	if err != nil {
-		return err
-	}
-	defer pf.Cleanup()
-	if _, err := pf.Write(data); err != nil {
-		return err
-	}
-	return pf.CloseAtomicallyReplace()
 }
