@@ -73,16 +73,7 @@ type ReloadResult struct {
 // NewReload builds `reload`. runF replaces RunReload in tests.
 func NewReload(f *factory.Factory, d Description, runF func(context.Context, *ReloadOptions) error) *cobra.Command {
 	opts := &ReloadOptions{Deps: SystemDeps(f, d), Family: d}
-	h := d.Help[Reload]
-	cmd := &cobra.Command{
-		Use:     "reload [flags]",
-		Short:   h.Short,
-		Long:    h.Long,
-		Example: h.Example,
-		Args:    cobra.NoArgs,
-		RunE:    RunE(opts, &opts.ConfigExplicit, runF, RunReload),
-	}
-	d.AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
+	cmd := newVerbCmd(d, Reload, opts, &opts.ConfigPath, &opts.Unit, &opts.ConfigExplicit, runF, RunReload)
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", ReloadTimeout, "give up waiting for the engine's answer after this long (exit 8)")
 	output.AddFlag(cmd, &opts.Output)
 	return cmd

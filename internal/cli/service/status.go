@@ -51,16 +51,7 @@ type StatusReport struct {
 // NewStatus builds `status`. runF replaces RunStatus in tests.
 func NewStatus(f *factory.Factory, d Description, runF func(context.Context, *StatusOptions) error) *cobra.Command {
 	opts := &StatusOptions{Deps: SystemDeps(f, d), Family: d}
-	h := d.Help[Status]
-	cmd := &cobra.Command{
-		Use:     "status [flags]",
-		Short:   h.Short,
-		Long:    h.Long,
-		Example: h.Example,
-		Args:    cobra.NoArgs,
-		RunE:    RunE(opts, &opts.ConfigExplicit, runF, RunStatus),
-	}
-	d.AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
+	cmd := newVerbCmd(d, Status, opts, &opts.ConfigPath, &opts.Unit, &opts.ConfigExplicit, runF, RunStatus)
 	output.AddFlag(cmd, &opts.Output)
 	return cmd
 }
@@ -150,16 +141,7 @@ type LogsOptions struct {
 // NewLogs builds `logs`. runF replaces RunLogs in tests.
 func NewLogs(f *factory.Factory, d Description, runF func(context.Context, *LogsOptions) error) *cobra.Command {
 	opts := &LogsOptions{Deps: SystemDeps(f, d), Family: d}
-	h := d.Help[Logs]
-	cmd := &cobra.Command{
-		Use:     "logs [flags]",
-		Short:   h.Short,
-		Long:    h.Long,
-		Example: h.Example,
-		Args:    cobra.NoArgs,
-		RunE:    RunE(opts, &opts.ConfigExplicit, runF, RunLogs),
-	}
-	d.AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
+	cmd := newVerbCmd(d, Logs, opts, &opts.ConfigPath, &opts.Unit, &opts.ConfigExplicit, runF, RunLogs)
 	cmd.Flags().IntVarP(&opts.Lines, "lines", "n", 50, "show this many of the newest lines")
 	return cmd
 }

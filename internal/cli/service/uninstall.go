@@ -58,16 +58,7 @@ type UninstallResult struct {
 // NewUninstall builds `uninstall`. runF replaces RunUninstall in tests.
 func NewUninstall(f *factory.Factory, d Description, runF func(context.Context, *UninstallOptions) error) *cobra.Command {
 	opts := &UninstallOptions{Deps: SystemDeps(f, d), Family: d}
-	h := d.Help[Uninstall]
-	cmd := &cobra.Command{
-		Use:     "uninstall [flags]",
-		Short:   h.Short,
-		Long:    h.Long,
-		Example: h.Example,
-		Args:    cobra.NoArgs,
-		RunE:    RunE(opts, &opts.ConfigExplicit, runF, RunUninstall),
-	}
-	d.AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
+	cmd := newVerbCmd(d, Uninstall, opts, &opts.ConfigPath, &opts.Unit, &opts.ConfigExplicit, runF, RunUninstall)
 	cmd.Flags().BoolVar(&opts.Purge, "purge", false, "also remove the configuration file and "+d.Purge.State+" (asks first)")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask before --purge removes files (needed without a terminal)")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", DefaultTimeout, "give up waiting for systemd after this long (exit 8)")

@@ -125,17 +125,8 @@ func NewRestart(f *factory.Factory, d Description, runF func(context.Context, *O
 }
 
 func newCmd(f *factory.Factory, d Description, a Action, runF func(context.Context, *Options) error) *cobra.Command {
-	h := d.Help[a]
 	opts := NewOptions(f, d, a)
-	cmd := &cobra.Command{
-		Use:     string(a) + " [flags]",
-		Short:   h.Short,
-		Long:    h.Long,
-		Example: h.Example,
-		Args:    cobra.NoArgs,
-		RunE:    RunE(opts, &opts.ConfigExplicit, runF, Run),
-	}
-	d.AddCommonFlags(cmd, &opts.ConfigPath, &opts.Unit)
+	cmd := newVerbCmd(d, a, opts, &opts.ConfigPath, &opts.Unit, &opts.ConfigExplicit, runF, Run)
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", DefaultTimeout, "give up waiting for systemd after this long (exit 8)")
 	if a != Stop {
 		cmd.Flags().BoolVar(&opts.NoEnable, "no-enable", false, "do not enable the unit at boot")
@@ -155,6 +146,23 @@ func RunE[O any](opts *O, configExplicit *bool, runF, run func(context.Context, 
 		*configExplicit = c.Flags().Changed("config")
 		return run(c.Context(), opts)
 	}
+}
+
+// newVerbCmd is the command every service verb starts from: its help
+// from d.Help, no arguments, --config and --unit, and RunE calling runF
+// (tests) or run with opts.
+func newVerbCmd[O any](d Description, a Action, opts *O, configPath, unit *string, configExplicit *bool, runF, run func(context.Context, *O) error) *cobra.Command {
+	h := d.Help[a]
+	cmd := &cobra.Command{
+		Use:     string(a) + " [flags]",
+		Short:   h.Short,
+		Long:    h.Long,
+		Example: h.Example,
+		Args:    cobra.NoArgs,
+		RunE:    RunE(opts, configExplicit, runF, run),
+	}
+	d.AddCommonFlags(cmd, configPath, unit)
+	return cmd
 }
 
 // AddCommonFlags adds --config and --unit, shared by every service command.
