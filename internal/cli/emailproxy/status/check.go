@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -234,3 +235,21 @@ func (d *days) Set(s string) error {
 }
 
 func (d *days) Type() string { return "duration" }
+
+// count is an int flag that refuses negative numbers, so that a typo such
+// as --warn-failed-logins -1 is a usage error, not a threshold that
+// silently turns the check off.
+type count int
+
+func (c *count) String() string { return strconv.Itoa(int(*c)) }
+
+func (c *count) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a count (0 or more; 0: off)", s)
+	}
+	*c = count(v)
+	return nil
+}
+
+func (c *count) Type() string { return "int" }

@@ -105,3 +105,17 @@ func TestDaysFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestCountFlag(t *testing.T) {
+	var c count
+	for in, want := range map[string]int{"0": 0, "20": 20} {
+		if err := c.Set(in); err != nil || int(c) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, c, err, want)
+		}
+	}
+	for _, bad := range []string{"-1", "x", "1.5"} {
+		if err := c.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+}

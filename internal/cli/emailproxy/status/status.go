@@ -135,7 +135,8 @@ account failing or disabled by errors in the file), 3 UNKNOWN (files unreadable:
 	opts.Thresholds.RefreshAge = DefaultWarnRefreshAge
 	cmd.Flags().Var((*days)(&opts.Thresholds.Expiry), "warn-expiry", "with --check: warn when an access token expires within this long, e.g. 10m (0: off)")
 	cmd.Flags().Var((*days)(&opts.Thresholds.RefreshAge), "warn-refresh-age", "with --check: warn when an account's tokens have not been used for this long, e.g. 60d (0: off)")
-	cmd.Flags().IntVar(&opts.Thresholds.FailedLogins, "warn-failed-logins", DefaultWarnFailedLogins, "with --check: warn when an account had more than this many failed logins in the last hour (0: off)")
+	opts.Thresholds.FailedLogins = DefaultWarnFailedLogins
+	cmd.Flags().Var((*count)(&opts.Thresholds.FailedLogins), "warn-failed-logins", "with --check: warn when an account had more than this many failed logins in the last hour (0: off)")
 	return cmd
 }
 
